@@ -1,0 +1,59 @@
+# faultline. `make demo` runs the main job on a local sandbox cluster;
+# `make test` runs every test tier. Both install what they need.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+export CGO_ENABLED := 0
+GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
+
+# Debian packages the sandbox runs (containerd, runc, CNI plugins, nftables,
+# iptables, iproute2, prometheus) and curl for humans.
+DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus curl util-linux
+
+.PHONY: all deps tools build demo test test-unit test-root test-sandbox vet fmt clean
+
+all: build
+
+## deps: install the Debian packages the sandbox needs (skipped when present)
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: all present"; fi
+
+## tools: build the pinned etcd, Kubernetes and kwok binaries into the cache (skipped when present)
+tools:
+	@sandbox/tools/build.sh >/dev/null
+
+## build: the faultline CLI, the demo app and the sandbox's pause image binary, into ./bin
+build:
+	$(GOBUILD) -o $(BIN)/ ./cmd/... ./sandbox/pause
+
+## demo: bring up the sandbox and run the demo app on a real node
+demo: deps tools build
+	$(BIN)/faultline demo
+
+## test: every tier (unit, Linux as root, sandbox)
+test: deps tools build test-unit test-root test-sandbox
+
+test-unit:
+	$(GO) test -count=1 ./...
+
+# Linux tests need root: they make network namespaces, processes and cgroups.
+test-root:
+	$(GO) test -count=1 -tags root ./...
+
+# Sandbox tests share one sandbox (fast timings), started once for the run.
+test-sandbox: build
+	$(GO) test -count=1 -tags sandbox -p 1 -timeout 60m ./...
+
+vet:
+	$(GO) vet ./... && $(GO) vet -tags root ./... && $(GO) vet -tags sandbox ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,118 @@
+// Command demo-app is the HTTP service that faultline's sandbox and
+// scenarios run as a workload. Its shutdown mode decides how it behaves in
+// a rolling update:
+//
+//   - fragile: exits at once on SIGTERM, so requests routed to it while the
+//     endpoints and proxies catch up fail (refused, reset, or 502 behind a
+//     proxy);
+//   - graceful: on SIGTERM it fails its readiness check, keeps serving for
+//     the drain period while traffic moves away, then shuts down cleanly.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	addr := flag.String("listen", envOr("DEMO_LISTEN", ":8080"), "address to serve on (env DEMO_LISTEN)")
+	mode := flag.String("shutdown", envOr("DEMO_SHUTDOWN", "graceful"), "shutdown mode on SIGTERM: fragile (exit at once) or graceful (drain, then exit) (env DEMO_SHUTDOWN)")
+	drainStr := flag.String("drain", envOr("DEMO_DRAIN", "10s"), "graceful mode: how long to keep serving after SIGTERM (env DEMO_DRAIN)")
+	signalLog := flag.String("signal-log", envOr("DEMO_SIGNAL_LOG", ""), "file to append each received signal to, so tests can see what reached the main process (env DEMO_SIGNAL_LOG)")
+	flag.Parse()
+	drain, err := time.ParseDuration(*drainStr)
+	if err != nil || drain < 0 {
+		log.Fatalf("--drain %q: must be a non-negative duration such as 10s", *drainStr)
+	}
+	if *mode != "fragile" && *mode != "graceful" {
+		log.Fatalf("--shutdown %q: must be fragile or graceful", *mode)
+	}
+
+	reg := prometheus.NewRegistry()
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "demo_app_requests_total",
+		Help: "HTTP requests served, by path and status code.",
+	}, []string{"path", "code"})
+	reg.MustRegister(requests, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+
+	var draining atomic.Bool
+	host, _ := os.Hostname()
+	count := func(path string, code int) { requests.WithLabelValues(path, strconv.Itoa(code)).Inc() }
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		count("/", http.StatusOK)
+		fmt.Fprintf(w, "hello from %s (%s)\n", host, *mode)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		count("/healthz", http.StatusOK)
+		fmt.Fprintln(w, "ok")
+	})
+	// readyz fails while draining so that the endpoints drop this pod.
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			count("/readyz", http.StatusServiceUnavailable)
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		count("/readyz", http.StatusOK)
+		fmt.Fprintln(w, "ready")
+	})
+	// /status/CODE answers with that code, to exercise error accounting.
+	mux.HandleFunc("/status/{code}", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.PathValue("code"))
+		if err != nil || code < 100 || code > 599 {
+			code = http.StatusBadRequest
+		}
+		count("/status", code)
+		w.WriteHeader(code)
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sigs
+		log.Printf("received %s (shutdown mode %s)", s, *mode)
+		if *signalLog != "" {
+			if f, err := os.OpenFile(*signalLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+				fmt.Fprintf(f, "%s pid=%d\n", s, os.Getpid())
+				f.Close()
+			}
+		}
+		if *mode == "fragile" {
+			os.Exit(0)
+		}
+		draining.Store(true)
+		time.Sleep(drain)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	log.Printf("demo-app listening on %s, shutdown mode %s, drain %s", *addr, *mode, drain)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
+	log.Printf("drained and stopped")
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"faultline.dev/faultline/sandbox"
+)
+
+// sandboxFlags are the flags shared by the sandbox commands.
+type sandboxFlags struct {
+	cfg     sandbox.Config
+	timings string
+	retain  bool
+}
+
+func (f *sandboxFlags) addName(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.cfg.Name, "name", f.cfg.Name, "sandbox name; several sandboxes can run side by side")
+}
+
+func newSandboxCommand() *cobra.Command {
+	f := &sandboxFlags{cfg: sandbox.DefaultConfig()}
+	cmd := &cobra.Command{
+		Use:   "sandbox",
+		Short: "Run a real local Kubernetes cluster to try faultline on (needs root)",
+		Long: `A sandbox is a real Kubernetes cluster on this machine, built from pinned
+binaries (make tools) with nothing pulled from a registry:
+
+  - etcd, kube-apiserver, kube-controller-manager and kube-scheduler;
+  - kwok nodes: many simulated nodes in one shared kwok process, plus
+    "isolated" nodes, each a kwok process in its own network namespace whose
+    link to the API server can really be cut;
+  - real nodes: each a network namespace with containerd, runc, a CNI bridge,
+    a kubelet and kube-proxy (nftables), running real pods from images built
+    from local Go binaries (imagePullPolicy: Never);
+  - optionally Prometheus, scraping etcd, the API server, kubelets and pods.
+
+Every sandbox range lives in 10.(200+N).0.0/16 and is routed to the sandbox's
+own bridge, so no packet leaves the machine. 'down' removes everything 'up'
+made, even after an 'up' that was killed halfway.`,
+		Example: `  sudo faultline sandbox up --timings fast --prometheus
+  kubectl --kubeconfig "$(faultline sandbox kubeconfig)" get nodes
+  sudo faultline sandbox status
+  sudo faultline sandbox down`,
+	}
+
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Bring a sandbox up and wait until every node is Ready",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.cfg.Timings = sandbox.Timings(f.timings)
+			p := sandbox.NewProgress(cmd.ErrOrStderr())
+			st, err := sandbox.Up(cmd.Context(), f.cfg, p, f.retain)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "\nsandbox %q is up in %.1fs.\n  export KUBECONFIG=%s\n  kubectl get nodes\n",
+				st.Name, time.Since(st.Started).Seconds(), st.Kubeconfig)
+			if st.PrometheusURL != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "  prometheus: %s\n", st.PrometheusURL)
+			}
+			return nil
+		},
+	}
+	f.addName(up)
+	up.Flags().IntVar(&f.cfg.SharedKwokNodes, "kwok-nodes", f.cfg.SharedKwokNodes, "simulated nodes in one shared kwok process (1,000 work)")
+	up.Flags().IntVar(&f.cfg.IsolatedKwokNodes, "isolated-nodes", f.cfg.IsolatedKwokNodes, "simulated nodes each in its own network namespace, for real network loss")
+	up.Flags().IntVar(&f.cfg.RealNodes, "real-nodes", f.cfg.RealNodes, "real nodes with containerd, kubelet and kube-proxy")
+	up.Flags().BoolVar(&f.cfg.Prometheus, "prometheus", false, "also run Prometheus (Debian's package) scraping the cluster")
+	up.Flags().StringVar(&f.timings, "timings", string(sandbox.TimingsUpstream),
+		"node-lifecycle timings: upstream (grace 50s, tolerations 300s, Kubernetes' defaults) or fast (grace 20s, tolerations 30s, for CI)")
+	up.Flags().BoolVar(&f.retain, "retain", false, "keep what was made when bring-up fails, to debug it (remove it with down)")
+	up.Flags().StringVar(&f.cfg.ImagesDir, "images-dir", "", "directory with the static demo-app and pause binaries (default: next to this program)")
+
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Remove everything the sandbox made (idempotent)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return errors.New("faultline sandbox down must run as root (try: sudo)")
+			}
+			return sandbox.Down(f.cfg, sandbox.NewProgress(cmd.ErrOrStderr()))
+		},
+	}
+	f.addName(down)
+
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the sandbox's components, PIDs, ports, nodes and URLs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := sandbox.Status(f.cfg)
+			if err != nil {
+				return err
+			}
+			st.Print(cmd.Context(), cmd.OutOrStdout())
+			return nil
+		},
+	}
+	f.addName(status)
+
+	kubeconfig := &cobra.Command{
+		Use:     "kubeconfig",
+		Short:   "Print the path of the sandbox's admin kubeconfig",
+		Example: `  kubectl --kubeconfig "$(faultline sandbox kubeconfig)" get nodes`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := sandbox.Status(f.cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), st.Kubeconfig)
+			return nil
+		},
+	}
+	f.addName(kubeconfig)
+
+	cmd.AddCommand(up, down, status, kubeconfig)
+	return cmd
+}

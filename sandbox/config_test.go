@@ -1,0 +1,97 @@
+package sandbox
+
+import (
+	"net/netip"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestConfigValidate(t *testing.T) {
+	ok := DefaultConfig()
+	with := func(f func(*Config)) Config { c := ok; f(&c); return c }
+	tests := map[string]struct {
+		cfg     Config
+		wantErr string
+	}{
+		"the default configuration is valid":              {cfg: ok},
+		"a thousand shared kwok nodes are allowed":        {cfg: with(func(c *Config) { c.SharedKwokNodes = 1000 })},
+		"fast timings are allowed":                        {cfg: with(func(c *Config) { c.Timings = TimingsFast })},
+		"a name with capitals is refused":                 {cfg: with(func(c *Config) { c.Name = "Test" }), wantErr: "--name"},
+		"an empty name is refused":                        {cfg: with(func(c *Config) { c.Name = "" }), wantErr: "--name"},
+		"a negative count of kwok nodes is refused":       {cfg: with(func(c *Config) { c.SharedKwokNodes = -1 }), wantErr: "--kwok-nodes"},
+		"too many isolated nodes are refused":             {cfg: with(func(c *Config) { c.IsolatedKwokNodes = 33 }), wantErr: "--isolated-nodes"},
+		"too many real nodes are refused":                 {cfg: with(func(c *Config) { c.RealNodes = 17 }), wantErr: "--real-nodes"},
+		"unknown timings are refused and the two allowed": {cfg: with(func(c *Config) { c.Timings = "slow" }), wantErr: `must be "upstream" or "fast"`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("error = %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestPlanKeepsEveryRangeInsideTheSandboxSupernet(t *testing.T) {
+	for _, idx := range []int{0, 7, maxSandboxes - 1} {
+		p := NewPlan(idx)
+		for name, pfx := range map[string]interface{ String() string }{
+			"links": p.LinkPrefix(), "services": p.ServiceCIDR(), "cluster": p.ClusterCIDR(),
+			"real pods": p.RealNodePodCIDR(maxRealNodes - 1), "isolated pods": p.IsolatedPodCIDR(maxIsolatedKwokNodes - 1),
+			"kwok pods": p.SharedKwokPodCIDR(),
+		} {
+			if !p.Super.Overlaps(mustPrefix(t, pfx.String())) || mustPrefix(t, pfx.String()).Bits() < p.Super.Bits() {
+				t.Errorf("sandbox %d: %s range %s is outside %s", idx, name, pfx, p.Super)
+			}
+		}
+		if !p.ClusterCIDR().Contains(p.RealNodePodCIDR(maxRealNodes-1).Addr()) || !p.ClusterCIDR().Contains(p.IsolatedPodCIDR(maxIsolatedKwokNodes-1).Addr()) {
+			t.Errorf("sandbox %d: cluster CIDR %s must hold every real and isolated pod range", idx, p.ClusterCIDR())
+		}
+		if p.ServiceCIDR().Overlaps(p.ClusterCIDR()) || p.LinkPrefix().Overlaps(p.ServiceCIDR()) || p.ClusterCIDR().Overlaps(p.SharedKwokPodCIDR()) {
+			t.Errorf("sandbox %d: ranges overlap", idx)
+		}
+		if p.IsolatedNodeAddr(maxIsolatedKwokNodes - 1).As4()[3] >= 255 || !p.LinkPrefix().Contains(p.RealNodeAddr(maxRealNodes-1)) {
+			t.Errorf("sandbox %d: node addresses leave the link range", idx)
+		}
+		if len(p.HostVeth('r', maxRealNodes-1)) > 15 || len(p.BridgeName()) > 15 {
+			t.Errorf("sandbox %d: link names exceed the kernel's 15 characters", idx)
+		}
+	}
+}
+
+// The versions that `make tools` builds and the ones the sandbox looks for
+// must be the same, or every `up` fails with "missing tool binaries".
+func TestToolVersionsMatchTheBuildScript(t *testing.T) {
+	b, err := os.ReadFile("tools/build.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"K8S_VERSION": KubernetesVersion, "ETCD_VERSION": EtcdVersion, "KWOK_VERSION": KwokVersion} {
+		m := regexp.MustCompile(`(?m)^` + key + `=(\S+)$`).FindSubmatch(b)
+		if m == nil || string(m[1]) != want {
+			t.Errorf("tools/build.sh %s = %q, the sandbox expects %q", key, m, want)
+		}
+	}
+	k8s, err := os.ReadFile("tools/kubernetes/go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(k8s), "k8s.io/kubernetes "+KubernetesVersion) {
+		t.Errorf("tools/kubernetes/go.mod does not require k8s.io/kubernetes %s", KubernetesVersion)
+	}
+}
+
+func mustPrefix(t *testing.T, s string) netip.Prefix {
+	t.Helper()
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,293 @@
+//go:build sandbox
+
+package sandbox_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"faultline.dev/faultline/deploy"
+	"faultline.dev/faultline/sandbox"
+	"faultline.dev/faultline/sandbox/sandboxtest"
+)
+
+func execCommand(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
+
+// machine is what a sandbox can leave on the machine, read with the
+// system's own tools rather than with the sandbox's code.
+type machine struct {
+	netns, links, routes, nftTables, iptables, mounts, cgroups, shimSockets, sysctls []string
+}
+
+func lines(t *testing.T, name string, args ...string) []string {
+	t.Helper()
+	out, err := runCmd(name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l []string
+	for _, s := range strings.Split(out, "\n") {
+		if s = strings.TrimSpace(s); s != "" && !strings.HasPrefix(s, "#") {
+			l = append(l, s)
+		}
+	}
+	sort.Strings(l)
+	return l
+}
+
+func dirNames(path string) []string {
+	es, _ := os.ReadDir(path)
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func readMachine(t *testing.T) machine {
+	t.Helper()
+	var m machine
+	m.netns = dirNames("/run/netns")
+	for _, l := range lines(t, "ip", "-o", "link", "show") {
+		if f := strings.Fields(l); len(f) > 1 {
+			m.links = append(m.links, strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":"))
+		}
+	}
+	m.routes = lines(t, "ip", "route", "show", "table", "all")
+	m.nftTables = lines(t, "nft", "list", "tables")
+	for _, tbl := range []string{"filter", "nat", "mangle"} {
+		for _, l := range lines(t, "iptables-save", "-t", tbl) {
+			if !strings.HasPrefix(l, ":") { // counters on chain lines change on their own
+				m.iptables = append(m.iptables, l)
+			}
+		}
+	}
+	for _, l := range lines(t, "cat", "/proc/self/mountinfo") {
+		if f := strings.Fields(l); len(f) > 4 {
+			m.mounts = append(m.mounts, f[4])
+		}
+	}
+	for _, h := range dirNames("/sys/fs/cgroup") {
+		for _, d := range dirNames("/sys/fs/cgroup/" + h) {
+			m.cgroups = append(m.cgroups, h+"/"+d)
+		}
+	}
+	m.shimSockets = dirNames("/run/containerd/s")
+	for _, k := range []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops"} {
+		b, _ := os.ReadFile("/proc/sys/" + k)
+		m.sysctls = append(m.sysctls, k+"="+strings.TrimSpace(string(b)))
+	}
+	return m
+}
+
+// added lists what is in after but not in before and matches keep.
+func added(before, after []string, keep func(string) bool) []string {
+	had := map[string]bool{}
+	for _, s := range before {
+		had[s] = true
+	}
+	var out []string
+	for _, s := range after {
+		if !had[s] && keep(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// assertNothingLeft compares the machine with how it was before the sandbox
+// came up. Another sandbox (the shared one) may change the machine at the
+// same time, so only what belongs to this one by name, index or directory
+// counts, except for the host's netfilter rules, which no sandbox may add.
+func assertNothingLeft(t *testing.T, before machine, c sandbox.Config, index int, pids []int) {
+	t.Helper()
+	after := readMachine(t)
+	p := sandbox.NewPlan(index)
+	super := p.Super.Addr().As4()
+	prefix := fmt.Sprintf("%d.%d.", super[0], super[1])
+	mine := func(s string) bool {
+		return strings.Contains(s, c.Dir()) || strings.Contains(s, prefix) || strings.Contains(s, p.BridgeName()) ||
+			strings.HasPrefix(s, fmt.Sprintf("fl%d", index)) || strings.Contains(s, "faultline-"+c.Name+"-")
+	}
+	any := func(string) bool { return true }
+	checks := []struct {
+		what          string
+		before, after []string
+		keep          func(string) bool
+	}{
+		{"network namespaces", before.netns, after.netns, mine},
+		{"links", before.links, after.links, mine},
+		{"routes", before.routes, after.routes, mine},
+		{"host nftables tables", before.nftTables, after.nftTables, any},
+		{"host iptables rules", before.iptables, after.iptables, any},
+		{"mounts", before.mounts, after.mounts, mine},
+		{"cgroups", before.cgroups, after.cgroups, mine},
+		{"sysctls", before.sysctls, after.sysctls, any},
+	}
+	for _, ck := range checks {
+		if left := added(ck.before, ck.after, ck.keep); len(left) > 0 {
+			t.Errorf("left behind: %s: %v", ck.what, left)
+		}
+	}
+	// Shim sockets are named by a hash, so they cannot be told apart from
+	// the shared sandbox's; a socket nobody listens on is a leftover.
+	for _, sock := range after.shimSockets {
+		conn, err := net.Dial("unix", "/run/containerd/s/"+sock)
+		if err != nil {
+			t.Errorf("left behind: containerd shim socket %s (%v)", sock, err)
+			continue
+		}
+		conn.Close()
+	}
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil && !strings.Contains(string(b), ") Z ") {
+			t.Errorf("left behind: process %d is still running: %s", pid, b)
+		}
+	}
+	if out, _ := execCommand("pgrep", "-af", c.Dir()+"/"); strings.TrimSpace(out) != "" {
+		t.Errorf("left behind: processes mentioning %s:\n%s", c.Dir(), out)
+	}
+	if _, err := os.Stat(c.Dir()); !os.IsNotExist(err) {
+		t.Errorf("left behind: directory %s", c.Dir())
+	}
+}
+
+func smallConfig(t *testing.T, name string) sandbox.Config {
+	bins, err := sandboxtest.Binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sandbox.DefaultConfig()
+	c.Name, c.SharedKwokNodes, c.IsolatedKwokNodes, c.RealNodes, c.ImagesDir = name, 1, 1, 1, bins
+	return c
+}
+
+func recordedPIDs(t *testing.T, c sandbox.Config) (int, []int) {
+	st, err := sandbox.Status(c)
+	if err != nil {
+		return -1, nil
+	}
+	var pids []int
+	for _, comp := range st.Components {
+		pids = append(pids, comp.PID)
+	}
+	return st.Index, pids
+}
+
+func TestDownRemovesEverythingUpMade(t *testing.T) {
+	sandboxtest.RequireRoot(t)
+	c := smallConfig(t, "lifecycle")
+	_ = sandbox.Down(c, nil) // a leftover of an earlier, killed run
+	before := readMachine(t)
+	ctx := context.Background()
+	st, err := sandbox.Up(ctx, c, sandbox.NewProgress(os.Stderr), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sandbox.Down(c, nil) })
+
+	// Real pods, so that there are containers, shims, mounts, pod network
+	// namespaces, CNI and kube-proxy rules for down to remove.
+	cfg, err := clientcmd.BuildConfigFromFlags("", st.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, _ := deploy.Files.ReadFile("examples/demo-app.yaml")
+	if err := deploy.Apply(ctx, cfg, manifest); err != nil {
+		t.Fatal(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	waitFor(t, 2*time.Minute, "demo pods to run", func() bool {
+		d, err := cs.AppsV1().Deployments("demo").Get(ctx, "demo-app", metav1.GetOptions{})
+		return err == nil && d.Status.AvailableReplicas == *d.Spec.Replicas
+	})
+	index, pids := recordedPIDs(t, c)
+	if mid := readMachine(t); len(added(before.mounts, mid.mounts, func(s string) bool { return strings.Contains(s, c.Dir()) })) == 0 {
+		t.Fatal("the sandbox made no mounts: this test would not prove that down removes them")
+	}
+
+	start := time.Now()
+	if err := sandbox.Down(c, sandbox.NewProgress(os.Stderr)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("down took %s", time.Since(start).Round(time.Millisecond))
+	assertNothingLeft(t, before, c, index, pids)
+	if err := sandbox.Down(c, nil); err != nil {
+		t.Errorf("a second down must succeed and do nothing: %v", err)
+	}
+}
+
+func TestDownAfterUpWasKilledHalfwayRemovesEverything(t *testing.T) {
+	sandboxtest.RequireRoot(t)
+	bins, err := sandboxtest.Binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		killAfter string        // a progress line that `up` prints
+		delay     time.Duration // then wait this long before the kill
+	}{
+		"killed once etcd is up":                 {killAfter: "etcd " + sandbox.EtcdVersion},
+		"killed while the real node is starting": {killAfter: "kwok:", delay: 300 * time.Millisecond},
+		"killed while waiting for the nodes":     {killAfter: "real node real-0"},
+	}
+	i := 0
+	for name, tc := range tests {
+		i++
+		t.Run(name, func(t *testing.T) {
+			c := smallConfig(t, fmt.Sprintf("killed-%d", i))
+			_ = sandbox.Down(c, nil)
+			before := readMachine(t)
+			cmd := exec.Command(filepath.Join(bins, "faultline"), "sandbox", "up", "--name", c.Name,
+				"--kwok-nodes=1", "--isolated-nodes=1", "--real-nodes=1", "--images-dir", bins)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			seen := false
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), tc.killAfter) {
+					seen = true
+					break
+				}
+			}
+			if !seen {
+				_ = cmd.Wait()
+				t.Fatalf("`up` ended before printing %q", tc.killAfter)
+			}
+			time.Sleep(tc.delay)
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = cmd.Wait()
+			index, pids := recordedPIDs(t, c)
+			if index < 0 {
+				t.Fatal("no state was recorded before the kill")
+			}
+			if err := sandbox.Down(c, sandbox.NewProgress(os.Stderr)); err != nil {
+				t.Fatal(err)
+			}
+			assertNothingLeft(t, before, c, index, pids)
+		})
+	}
+}

@@ -1,0 +1,219 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// procSpec is a component to start.
+type procSpec struct {
+	name  string
+	bin   string
+	args  []string
+	netns string // run inside this named network namespace (only the network)
+	env   []string
+	ports []int
+}
+
+// ComponentError names a component that failed and shows its last log lines.
+type ComponentError struct {
+	Component string
+	Log       string
+	Tail      string
+	Err       error
+}
+
+func (e *ComponentError) Error() string {
+	return fmt.Sprintf("%s failed: %v\nlast lines of %s:\n%s", e.Component, e.Err, e.Log, e.Tail)
+}
+
+func (e *ComponentError) Unwrap() error { return e.Err }
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "  (no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+// running is a started component: its exit is watched so that a wait for its
+// readiness fails at once when it dies.
+type running struct {
+	Component
+	exited chan struct{}
+	err    error
+}
+
+// start launches a component detached from the caller (its own session, so
+// it outlives `sandbox up`) and records its PID before anything else.
+func (s *State) start(spec procSpec) (*running, error) {
+	logDir := filepath.Join(s.Config.Dir(), "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(logDir, spec.name+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	bin, args := spec.bin, spec.args
+	if spec.netns != "" {
+		// nsenter enters only the network namespace and then execs, so the
+		// PID is the component's; `ip netns exec` would also make a mount
+		// namespace, which would hide the kubelet's volume mounts.
+		args = append([]string{"--net=" + netnsPath(spec.netns), "--", bin}, args...)
+		bin = "nsenter"
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), spec.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, &ComponentError{Component: spec.name, Log: logPath, Tail: tail(logPath, 5), Err: err}
+	}
+	c := Component{Name: spec.name, PID: cmd.Process.Pid, Start: procStart(cmd.Process.Pid), Ports: spec.ports, Netns: spec.netns, Log: logPath}
+	r := &running{Component: c, exited: make(chan struct{})}
+	go func() { r.err = cmd.Wait(); close(r.exited) }()
+	if err := s.addComponent(c); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// waitReady polls check until it succeeds, the component exits, or the
+// timeout passes; failures carry the component's last log lines.
+func (r *running) waitReady(ctx context.Context, timeout time.Duration, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		last = check(cctx)
+		ccancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-r.exited:
+			return &ComponentError{Component: r.Name, Log: r.Log, Tail: tail(r.Log, 15), Err: fmt.Errorf("exited during start: %v", r.err)}
+		case <-ctx.Done():
+			return &ComponentError{Component: r.Name, Log: r.Log, Tail: tail(r.Log, 15), Err: fmt.Errorf("not ready after %s: %v", timeout, last)}
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// procStart reads a process's start time in clock ticks since boot (field 22
+// of /proc/PID/stat); with the PID it identifies a process uniquely.
+func procStart(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; fields start after its ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v
+}
+
+// alive reports whether pid is still the process that started at start.
+func alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	st := procStart(pid)
+	return st != 0 && (start == 0 || st == start)
+}
+
+// stopProcesses sends SIGTERM to each still-living process, waits up to
+// grace for them to exit, and SIGKILLs the rest. Only processes whose start
+// time still matches are signalled: a PID reused since is left alone.
+func stopProcesses(procs []Component, grace time.Duration) {
+	var live []Component
+	for _, p := range procs {
+		if alive(p.PID, p.Start) {
+			_ = syscall.Kill(p.PID, syscall.SIGTERM)
+			live = append(live, p)
+		}
+	}
+	deadline := time.Now().Add(grace)
+	for len(live) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		live = stillAlive(live)
+	}
+	for _, p := range live {
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for len(live) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		live = stillAlive(live)
+	}
+}
+
+func stillAlive(procs []Component) []Component {
+	var out []Component
+	for _, p := range procs {
+		if alive(p.PID, p.Start) && !zombie(p.PID) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && len(b) > i+2 && b[i+2] == 'Z'
+}
+
+// processesMentioning finds processes whose command line names dir: every
+// sandbox component is given paths inside the sandbox's directory, so this
+// finds them even when `up` was killed before it could record a PID.
+// containerd's shims are found the same way, through their -address.
+func processesMentioning(dir string) []Component {
+	entries, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	needle := []byte(dir + "/")
+	var out []Component
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, needle) {
+			continue
+		}
+		out = append(out, Component{Name: string(bytes.SplitN(cmdline, []byte{0}, 2)[0]), PID: pid, Start: procStart(pid)})
+	}
+	return out
+}
+
+var errNotRoot = errors.New("faultline sandbox must run as root: it creates network namespaces, links, routes and cgroups, and runs containerd and the kubelet (try: sudo)")

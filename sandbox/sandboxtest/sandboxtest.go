@@ -1,0 +1,169 @@
+// Package sandboxtest lets integration tests anywhere in the repository
+// share one sandbox: the first test that asks for it reuses the sandbox
+// named by $FAULTLINE_TEST_SANDBOX (default "test") when it is up, or
+// brings it up, and gives out clients for it. A package's TestMain calls
+// Main so that a sandbox it started is removed when its tests end; one that
+// was already up (started by `make test`) is left for the next package.
+package sandboxtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"faultline.dev/faultline/sandbox"
+)
+
+// Env is a running sandbox and clients for it.
+type Env struct {
+	State      *sandbox.State
+	Plan       sandbox.Plan
+	RESTConfig *rest.Config
+	Client     kubernetes.Interface
+}
+
+var (
+	once     sync.Once
+	shared   *Env
+	sharedEr error
+	started  bool
+)
+
+// Config is the shared sandbox's configuration: fast timings so node-loss
+// timelines fit a test run, and Prometheus for the analyzers.
+func Config() sandbox.Config {
+	c := sandbox.DefaultConfig()
+	c.Name = "test"
+	if n := os.Getenv("FAULTLINE_TEST_SANDBOX"); n != "" {
+		c.Name = n
+	}
+	c.Timings = sandbox.TimingsFast
+	c.Prometheus = true
+	return c
+}
+
+// RequireRoot fails the test when not root: in CI a missing privilege must
+// fail loudly, never skip.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (network namespaces, cgroups, containerd); run it as root, e.g. `sudo make test`")
+	}
+}
+
+// Get returns the shared sandbox, bringing it up on first use.
+func Get(t testing.TB) *Env {
+	t.Helper()
+	RequireRoot(t)
+	once.Do(func() { shared, sharedEr = get() })
+	if sharedEr != nil {
+		t.Fatalf("shared sandbox: %v", sharedEr)
+	}
+	return shared
+}
+
+func get() (*Env, error) {
+	c := Config()
+	st, err := sandbox.Status(c)
+	if err != nil || !st.Ready {
+		bins, err := Binaries()
+		if err != nil {
+			return nil, err
+		}
+		c.ImagesDir = bins
+		p := sandbox.NewProgress(os.Stderr)
+		st, err = sandbox.Up(context.Background(), c, p, false)
+		if errors.Is(err, sandbox.ErrAlreadyRunning) {
+			st, err = waitReady(c, 5*time.Minute)
+		} else if err == nil {
+			started = true
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return newEnv(st)
+}
+
+func waitReady(c sandbox.Config, timeout time.Duration) (*sandbox.State, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if st, err := sandbox.Status(c); err == nil && st.Ready {
+			return st, nil
+		}
+		time.Sleep(time.Second)
+	}
+	return nil, fmt.Errorf("sandbox %q being brought up elsewhere is not ready after %s", c.Name, timeout)
+}
+
+func newEnv(st *sandbox.State) (*Env, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", st.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Env{State: st, Plan: sandbox.NewPlan(st.Index), RESTConfig: cfg, Client: cs}, nil
+}
+
+// Main runs a package's tests and removes the shared sandbox afterwards if
+// this process brought it up.
+func Main(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	if started {
+		if err := sandbox.Down(Config(), sandbox.NewProgress(os.Stderr)); err != nil {
+			fmt.Fprintln(os.Stderr, "sandbox down:", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// RepoRoot is the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Binaries builds faultline, demo-app and pause (static) once per test
+// process and returns their directory.
+func Binaries() (string, error) {
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "faultline-test-bin-")
+		if binErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binDir+"/", "./cmd/faultline", "./cmd/demo-app", "./sandbox/pause")
+		cmd.Dir = RepoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("build test binaries: %v\n%s", err, out)
+		}
+	})
+	return binDir, binErr
+}
