@@ -11,7 +11,7 @@ GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 # iptables, iproute2, prometheus) and curl for humans.
 DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus curl util-linux
 
-.PHONY: all deps tools build demo test test-unit test-root test-sandbox vet fmt clean
+.PHONY: all deps tools build demo test test-unit vet fmt clean help
 
 all: build
 
@@ -35,25 +35,28 @@ build:
 demo: deps tools build
 	$(BIN)/faultline demo
 
-## test: every tier (unit, Linux as root, sandbox)
-test: deps tools build test-unit test-root test-sandbox
+## test: every tier: unit, Linux (root: namespaces, processes, cgroups) and sandbox
+## (a real cluster, started once for the run and removed afterwards)
+TEST_SANDBOX := test
+test: deps tools build
+	@$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) >/dev/null 2>&1 || true
+	$(BIN)/faultline sandbox up --name $(TEST_SANDBOX) --timings fast --prometheus
+	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) $(GO) test -count=1 -tags root,sandbox -p 1 -timeout 80m ./... || rc=$$?; \
+	$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) || rc=1; \
+	exit $$rc
 
+## test-unit: the unit tier alone (no root, no cluster)
 test-unit:
 	$(GO) test -count=1 ./...
 
-# Linux tests need root: they make network namespaces, processes and cgroups.
-test-root:
-	$(GO) test -count=1 -tags root ./...
-
-# Sandbox tests share one sandbox (fast timings), started once for the run.
-test-sandbox: build
-	$(GO) test -count=1 -tags sandbox -p 1 -timeout 60m ./...
-
 vet:
-	$(GO) vet ./... && $(GO) vet -tags root ./... && $(GO) vet -tags sandbox ./...
+	$(GO) vet ./... && $(GO) vet -tags root,sandbox ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
 	rm -rf $(BIN)
+
+help:
+	@grep -E '^## ' Makefile | sed 's/^## /  /'

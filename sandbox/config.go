@@ -40,9 +40,10 @@ type Config struct {
 	// Prometheus starts Debian's prometheus scraping the cluster.
 	Prometheus bool
 	Timings    Timings
-	// ImagesDir holds the static binaries (demo-app, pause) that become the
-	// real nodes' images. Empty means the directory of the running program.
-	ImagesDir string
+	// BinDir holds faultline's static binaries: faultline itself, and
+	// demo-app and pause, which become the real nodes' images. Empty means
+	// the directory of the running program.
+	BinDir string
 	// Root is where sandboxes keep their state; empty means DefaultRoot.
 	Root string
 }

@@ -45,6 +45,21 @@ func (s *State) startPrometheus(ctx context.Context, p Plan, cp *controlPlane, e
 		}
 		return out
 	}
+	// Pod discovery: Debian's Prometheus lacks kubernetes_sd_configs.
+	sdPort, err := freePort(loopback)
+	if err != nil {
+		return "", err
+	}
+	sdURL := fmt.Sprintf("http://127.0.0.1:%d", sdPort)
+	sd, err := s.start(procSpec{name: "pod-targets", bin: s.faultlineBinary(), ports: []int{sdPort}, args: []string{
+		"sandbox", "pod-targets", "--kubeconfig=" + filepath.Join(s.Config.Dir(), "kubeconfig"), "--listen=127.0.0.1:" + fmt.Sprint(sdPort),
+	}})
+	if err != nil {
+		return "", err
+	}
+	if err := sd.waitReady(ctx, 30*time.Second, httpOK(http.DefaultClient, sdURL+"/targets", "")); err != nil {
+		return "", err
+	}
 	var kubelets []string
 	for i := range s.Config.RealNodes {
 		kubelets = append(kubelets, fmt.Sprintf("%s:10250", p.RealNodeAddr(i)))
@@ -58,19 +73,7 @@ func (s *State) startPrometheus(ctx context.Context, p Plan, cp *controlPlane, e
 		jobs = append(jobs,
 			job("kubelet", with(auth, "static_configs", []any{map[string]any{"targets": kubelets}})),
 			job("cadvisor", with(auth, "metrics_path", "/metrics/cadvisor", "static_configs", []any{map[string]any{"targets": kubelets}})),
-			job("pods", map[string]any{
-				"kubernetes_sd_configs": []any{map[string]any{
-					"role": "pod", "api_server": cp.server,
-					"authorization": map[string]any{"credentials_file": tokenFile},
-					"tls_config":    map[string]any{"ca_file": cp.pki.path("ca.crt")},
-				}},
-				"relabel_configs": []any{
-					map[string]any{"source_labels": []string{"__meta_kubernetes_pod_annotation_prometheus_io_scrape"}, "regex": "true", "action": "keep"},
-					map[string]any{"source_labels": []string{"__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"}, "regex": "(.+);(.+)", "replacement": "$1:$2", "target_label": "__address__"},
-					map[string]any{"source_labels": []string{"__meta_kubernetes_namespace"}, "target_label": "namespace"},
-					map[string]any{"source_labels": []string{"__meta_kubernetes_pod_name"}, "target_label": "pod"},
-				},
-			}),
+			job("pods", map[string]any{"http_sd_configs": []any{map[string]any{"url": sdURL + "/targets", "refresh_interval": "5s"}}}),
 		)
 	}
 	cfg := map[string]any{

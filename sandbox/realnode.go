@@ -50,15 +50,29 @@ func (s *State) realNodeLayout(p Plan, i int) realNode {
 	}
 }
 
+// binDir is where the static binaries live: faultline itself, and the
+// demo-app and pause binaries that become images.
+func (s *State) binDir() (string, error) {
+	if s.Config.BinDir != "" {
+		return s.Config.BinDir, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(exe), nil
+}
+
+func (s *State) faultlineBinary() string {
+	d, _ := s.binDir()
+	return filepath.Join(d, "faultline")
+}
+
 // imageTarballs builds the pause and demo-app images once per `up`.
 func (s *State) imageTarballs() (map[string]string, error) {
-	bins := s.Config.ImagesDir
-	if bins == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		bins = filepath.Dir(exe)
+	bins, err := s.binDir()
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]string{}
 	for ref, bin := range map[string]string{PauseImage: "pause", DemoAppImage: "demo-app"} {

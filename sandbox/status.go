@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -36,7 +38,7 @@ func (s *State) Print(ctx context.Context, w io.Writer) {
 	fmt.Fprintf(w, "  addresses:   %s (services %s)\n\n", NewPlan(s.Index).Super, NewPlan(s.Index).ServiceCIDR())
 
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "COMPONENT\tPID\tSTATE\tPORTS\tNETNS")
+	fmt.Fprintln(tw, "COMPONENT\tPID\tSTATE\tRSS\tPORTS\tNETNS")
 	names := make([]string, 0, len(s.Components))
 	for n := range s.Components {
 		names = append(names, n)
@@ -44,15 +46,17 @@ func (s *State) Print(ctx context.Context, w io.Writer) {
 	sort.Strings(names)
 	for _, n := range names {
 		c := s.Components[n]
-		st := "running"
+		st, rss := "running", "-"
 		if !alive(c.PID, c.Start) {
 			st = "EXITED (see " + c.Log + ")"
+		} else if kb := RSSKiB(c.PID); kb > 0 {
+			rss = fmt.Sprintf("%dMi", kb/1024)
 		}
 		var ports []string
 		for _, p := range c.Ports {
 			ports = append(ports, fmt.Sprint(p))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", c.Name, c.PID, st, strings.Join(ports, ","), c.Netns)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", c.Name, c.PID, st, rss, strings.Join(ports, ","), c.Netns)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -98,4 +102,19 @@ func (s *State) Print(ctx context.Context, w io.Writer) {
 		}
 		fmt.Fprintf(w, "... %d shared kwok nodes in all, %d Ready\n", s.Config.SharedKwokNodes, nReady)
 	}
+}
+
+// RSSKiB is a process's resident memory in KiB (VmRSS), or 0.
+func RSSKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return kb
+		}
+	}
+	return 0
 }

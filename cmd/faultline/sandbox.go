@@ -75,7 +75,7 @@ made, even after an 'up' that was killed halfway.`,
 	up.Flags().StringVar(&f.timings, "timings", string(sandbox.TimingsUpstream),
 		"node-lifecycle timings: upstream (grace 50s, tolerations 300s, Kubernetes' defaults) or fast (grace 20s, tolerations 30s, for CI)")
 	up.Flags().BoolVar(&f.retain, "retain", false, "keep what was made when bring-up fails, to debug it (remove it with down)")
-	up.Flags().StringVar(&f.cfg.ImagesDir, "images-dir", "", "directory with the static demo-app and pause binaries (default: next to this program)")
+	up.Flags().StringVar(&f.cfg.BinDir, "bin-dir", "", "directory with the static faultline, demo-app and pause binaries (default: this program's)")
 
 	down := &cobra.Command{
 		Use:   "down",
@@ -121,6 +121,19 @@ made, even after an 'up' that was killed halfway.`,
 	}
 	f.addName(kubeconfig)
 
-	cmd.AddCommand(up, down, status, kubeconfig)
+	var podTargets struct{ kubeconfig, listen string }
+	targets := &cobra.Command{
+		Use:    "pod-targets",
+		Short:  "Serve Prometheus HTTP discovery of annotated pods (a sandbox component)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return sandbox.ServePodTargets(cmd.Context(), podTargets.kubeconfig, podTargets.listen)
+		},
+	}
+	targets.Flags().StringVar(&podTargets.kubeconfig, "kubeconfig", "", "kubeconfig of the sandbox")
+	targets.Flags().StringVar(&podTargets.listen, "listen", "127.0.0.1:0", "address to serve on")
+
+	cmd.AddCommand(up, down, status, kubeconfig, targets)
 	return cmd
 }

@@ -81,7 +81,7 @@ func get() (*Env, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.ImagesDir = bins
+		c.BinDir = bins
 		p := sandbox.NewProgress(os.Stderr)
 		st, err = sandbox.Up(context.Background(), c, p, false)
 		if errors.Is(err, sandbox.ErrAlreadyRunning) {
