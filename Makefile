@@ -11,9 +11,14 @@ GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 # iptables, iproute2, prometheus) and curl for humans.
 DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus curl util-linux
 
-.PHONY: all deps tools build demo test test-unit vet fmt clean help
+.PHONY: all generate deps tools build demo test test-unit vet fmt clean help
 
 all: build
+
+## generate: deepcopy code and CRDs (deploy/crds) from experiments/api by controller-gen
+generate:
+	$(GO) tool controller-gen object paths=./experiments/api/...
+	$(GO) tool controller-gen crd output:crd:artifacts:config=deploy/crds paths=./experiments/api/...
 
 ## deps: install the Debian packages the sandbox needs (skipped when present)
 deps:

@@ -1,0 +1,320 @@
+package v1alpha1
+
+import (
+	chaosmeshv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ExperimentSpec is what to break, for how long, and what must still hold.
+type ExperimentSpec struct {
+	// Targets selects the pods or the nodes that the faults act on.
+	// +required
+	Targets Targets `json:"targets"`
+
+	// Faults to inject, each with its own start offset and duration.
+	// +required
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	Faults []Fault `json:"faults"`
+
+	// Objectives are the SLOs the experiment is judged against: CEL
+	// expressions over the measurements, such as
+	// `nodes.maxNotReadySeconds <= 60`. An objective marked abort is also
+	// checked live, and a breach recovers every fault at once.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Objectives []Objective `json:"objectives,omitempty"`
+
+	// Safety bounds the blast radius.
+	// +optional
+	Safety Safety `json:"safety,omitempty"`
+
+	// DryRun resolves and reports the targets without injecting anything.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// Targets selects either pods or nodes.
+// +kubebuilder:validation:XValidation:rule="has(self.pods) != has(self.nodes)",message="targets: set exactly one of pods or nodes"
+type Targets struct {
+	// Pods, in Chaos Mesh's selector shape. Their namespaces must carry the
+	// label faultline.dev/chaos=enabled.
+	// +optional
+	Pods *chaosmeshv1alpha1.PodSelectorSpec `json:"pods,omitempty"`
+
+	// Nodes, by name or by label selector.
+	// +optional
+	Nodes *NodeTargets `json:"nodes,omitempty"`
+}
+
+// NodeTargets selects nodes by name or by labels.
+// +kubebuilder:validation:XValidation:rule="has(self.names) != has(self.selector)",message="targets.nodes: set exactly one of names or selector"
+type NodeTargets struct {
+	// Names of the nodes.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1000
+	Names []string `json:"names,omitempty"`
+
+	// Selector matches nodes by their labels.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+}
+
+// FaultType names a fault family.
+// +kubebuilder:validation:Enum=NetworkLoss
+type FaultType string
+
+const (
+	// FaultNetworkLoss drops a share of a node's or a pod's packets.
+	FaultNetworkLoss FaultType = "NetworkLoss"
+)
+
+// MaxFaultDuration is the longest a single fault may last.
+const MaxFaultDuration = "24h"
+
+// Fault is one fault of an experiment.
+// +kubebuilder:validation:XValidation:rule="self.type != 'NetworkLoss' || has(self.networkLoss)",message="networkLoss: required when type is NetworkLoss"
+// +kubebuilder:validation:XValidation:rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('24h')",message="duration: must be more than 0s and at most 24h"
+// +kubebuilder:validation:XValidation:rule="!has(self.startAfter) || (duration(self.startAfter) >= duration('0s') && duration(self.startAfter) <= duration('24h'))",message="startAfter: must be between 0s and 24h"
+type Fault struct {
+	// Name identifies the fault within the experiment.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Type is the fault family.
+	// +required
+	Type FaultType `json:"type"`
+
+	// StartAfter delays the fault from the start of the experiment.
+	// +optional
+	StartAfter *metav1.Duration `json:"startAfter,omitempty"`
+
+	// Duration is how long the fault lasts, at most 24h. Every target's
+	// agent recovers it at an absolute deadline by its own clock, even when
+	// it cannot reach the API server.
+	// +required
+	Duration metav1.Duration `json:"duration"`
+
+	// NetworkLoss parameters, for type NetworkLoss.
+	// +optional
+	NetworkLoss *NetworkLoss `json:"networkLoss,omitempty"`
+}
+
+// NetworkLoss drops a share of packets in the target's network namespace.
+type NetworkLoss struct {
+	// LossPercent is the share of matching packets dropped, 0 to 100.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	LossPercent int32 `json:"lossPercent"`
+
+	// Direction of the lost packets: egress, ingress or both (default).
+	// +optional
+	// +kubebuilder:default=both
+	// +kubebuilder:validation:Enum=egress;ingress;both
+	Direction string `json:"direction,omitempty"`
+
+	// Peers restricts the loss to these remote CIDRs.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="peers: each must be a CIDR such as 10.0.0.0/8"
+	// +kubebuilder:validation:items:MaxLength=43
+	Peers []string `json:"peers,omitempty"`
+
+	// TowardAPIServer adds the API server's addresses and port to the
+	// peers: the classic partition of a node from its control plane.
+	// +optional
+	TowardAPIServer bool `json:"towardAPIServer,omitempty"`
+
+	// Ports restricts the loss to these remote ports.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Minimum=1
+	// +kubebuilder:validation:items:Maximum=65535
+	Ports []int32 `json:"ports,omitempty"`
+
+	// Protocol restricts the loss: tcp, udp or icmp; any when empty.
+	// +optional
+	// +kubebuilder:validation:Enum=tcp;udp;icmp
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// Objective is one SLO.
+type Objective struct {
+	// Name identifies the objective in the verdict and reports.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-a-zA-Z0-9_. ]{0,62}[a-zA-Z0-9])?$`
+	Name string `json:"name"`
+
+	// Expr is a CEL expression over the measurements that must be true,
+	// such as `evictions.count == 0`.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Expr string `json:"expr"`
+
+	// Abort checks the objective live during the faults; a breach aborts
+	// the experiment and recovers every fault at once.
+	// +optional
+	Abort bool `json:"abort,omitempty"`
+}
+
+// Safety bounds what an experiment may touch.
+type Safety struct {
+	// MaxTargets caps the number of targets.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxTargets *int32 `json:"maxTargets,omitempty"`
+
+	// MaxTargetPercent caps the targets as a share of all candidates.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	MaxTargetPercent *int32 `json:"maxTargetPercent,omitempty"`
+
+	// AllowSystemNamespaces lets kube-system and faultline's own namespace
+	// be targets, which is refused otherwise.
+	// +optional
+	AllowSystemNamespaces bool `json:"allowSystemNamespaces,omitempty"`
+}
+
+// Phase of an experiment.
+// +kubebuilder:validation:Enum=Pending;Injecting;Running;Recovering;Analyzing;Passed;Failed;Aborted;Error
+type Phase string
+
+const (
+	PhasePending    Phase = "Pending"
+	PhaseInjecting  Phase = "Injecting"
+	PhaseRunning    Phase = "Running"
+	PhaseRecovering Phase = "Recovering"
+	PhaseAnalyzing  Phase = "Analyzing"
+	PhasePassed     Phase = "Passed"
+	PhaseFailed     Phase = "Failed"
+	PhaseAborted    Phase = "Aborted"
+	PhaseError      Phase = "Error"
+)
+
+// Verdict of an experiment or an objective, as Argo Rollouts' analysis.
+// +kubebuilder:validation:Enum=Passed;Failed;Inconclusive;Error
+type Verdict string
+
+const (
+	VerdictPassed       Verdict = "Passed"
+	VerdictFailed       Verdict = "Failed"
+	VerdictInconclusive Verdict = "Inconclusive"
+	VerdictError        Verdict = "Error"
+)
+
+// ExperimentStatus is what happened.
+type ExperimentStatus struct {
+	// ObservedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase is where the experiment is in its life.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// Conditions: Ready, Injected, Recovered, Aborted.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// StartTime is when the first fault was scheduled.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// Timeline of what happened and when, oldest first.
+	// +optional
+	Timeline []TimelineEntry `json:"timeline,omitempty"`
+
+	// Records of each fault on each target.
+	// +optional
+	Records []InjectionRecord `json:"records,omitempty"`
+
+	// Measurements by name, as the objectives see them.
+	// +optional
+	Measurements map[string]string `json:"measurements,omitempty"`
+
+	// Objectives and how each was judged.
+	// +optional
+	Objectives []ObjectiveResult `json:"objectives,omitempty"`
+
+	// Verdict of the experiment.
+	// +optional
+	Verdict Verdict `json:"verdict,omitempty"`
+
+	// Message explains the verdict or the error.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// TimelineEntry is one event of the experiment.
+type TimelineEntry struct {
+	Time    metav1.Time `json:"time"`
+	Reason  string      `json:"reason"`
+	Message string      `json:"message"`
+}
+
+// InjectionRecord is one fault on one target.
+type InjectionRecord struct {
+	Fault  string `json:"fault"`
+	Target string `json:"target"`
+	Node   string `json:"node,omitempty"`
+	// +optional
+	InjectedAt *metav1.Time `json:"injectedAt,omitempty"`
+	// +optional
+	RecoveredAt *metav1.Time `json:"recoveredAt,omitempty"`
+	// +optional
+	Error string `json:"error,omitempty"`
+}
+
+// ObjectiveResult is an objective's judgement.
+type ObjectiveResult struct {
+	Name    string  `json:"name"`
+	Expr    string  `json:"expr"`
+	Verdict Verdict `json:"verdict"`
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// Experiment injects faults into a cluster and judges what users and the
+// control plane felt against the objectives.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=exp;fle,categories=faultline
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Verdict",type=string,JSONPath=`.status.verdict`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Experiment struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is what to break and what must still hold.
+	// +required
+	Spec ExperimentSpec `json:"spec"`
+	// Status is what happened.
+	// +optional
+	Status ExperimentStatus `json:"status,omitempty"`
+}
+
+// ExperimentList is a list of Experiments.
+// +kubebuilder:object:root=true
+type ExperimentList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Experiment `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Experiment{}, &ExperimentList{})
+}

@@ -1,0 +1,136 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// FaultAssignmentSpec is what one node's agent must do. The controller
+// writes it; the agent on spec.nodeName carries it out and reports through
+// the status with observedGeneration, as Chaos Mesh's PodChaos hand-off.
+type FaultAssignmentSpec struct {
+	// NodeName is the node whose agent carries the faults out.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	NodeName string `json:"nodeName"`
+
+	// Experiment that the faults belong to.
+	// +required
+	Experiment ExperimentRef `json:"experiment"`
+
+	// Faults to hold on this node, each until its absolute deadline.
+	// +listType=map
+	// +listMapKey=id
+	// +kubebuilder:validation:MaxItems=256
+	// +optional
+	Faults []AssignedFault `json:"faults,omitempty"`
+}
+
+// ExperimentRef points at the owning Experiment.
+type ExperimentRef struct {
+	Namespace string    `json:"namespace"`
+	Name      string    `json:"name"`
+	UID       types.UID `json:"uid"`
+}
+
+// AssignedFault is one fault on one target of the node, in the terms the
+// agent's injectors understand: no Kubernetes objects.
+type AssignedFault struct {
+	// ID is unique across the cluster; the injectors name what they add
+	// after it (for example the nftables table faultline-ID).
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`
+	ID string `json:"id"`
+
+	// Fault is the experiment's fault name.
+	Fault string `json:"fault"`
+
+	// Type is the fault family.
+	Type FaultType `json:"type"`
+
+	// Target on the node: "node" for the node itself, or a pod as
+	// NAMESPACE/NAME with its UID.
+	Target string `json:"target"`
+	// +optional
+	PodUID types.UID `json:"podUID,omitempty"`
+
+	// StartAt is when to inject.
+	StartAt metav1.Time `json:"startAt"`
+	// Deadline is when the agent recovers the fault by its own clock,
+	// whether or not it can reach the API server.
+	Deadline metav1.Time `json:"deadline"`
+
+	// Recover asks the agent to recover the fault now (abort, deletion).
+	// +optional
+	Recover bool `json:"recover,omitempty"`
+
+	// NetworkLoss parameters, with the API server preset resolved.
+	// +optional
+	NetworkLoss *NetworkLoss `json:"networkLoss,omitempty"`
+}
+
+// FaultState is where one assigned fault is on the node.
+// +kubebuilder:validation:Enum=Pending;Injected;Recovered;Failed
+type FaultState string
+
+const (
+	FaultPending   FaultState = "Pending"
+	FaultInjected  FaultState = "Injected"
+	FaultRecovered FaultState = "Recovered"
+	FaultFailed    FaultState = "Failed"
+)
+
+// FaultAssignmentStatus is the agent's report.
+type FaultAssignmentStatus struct {
+	// ObservedGeneration is the spec generation the agent has acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Faults and their state on the node.
+	// +optional
+	// +listType=map
+	// +listMapKey=id
+	Faults []AssignedFaultStatus `json:"faults,omitempty"`
+}
+
+// AssignedFaultStatus is one fault's state on the node.
+type AssignedFaultStatus struct {
+	ID    string     `json:"id"`
+	State FaultState `json:"state"`
+	// +optional
+	InjectedAt *metav1.Time `json:"injectedAt,omitempty"`
+	// +optional
+	RecoveredAt *metav1.Time `json:"recoveredAt,omitempty"`
+	// +optional
+	Error string `json:"error,omitempty"`
+}
+
+// FaultAssignment is what one node's faultline agent must do and until
+// when. faultline's controller manages it; people read it to see what a
+// node is holding.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=fa,categories=faultline
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeName`
+// +kubebuilder:printcolumn:name="Experiment",type=string,JSONPath=`.spec.experiment.name`
+// +kubebuilder:printcolumn:name="Observed",type=integer,JSONPath=`.status.observedGeneration`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type FaultAssignment struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec FaultAssignmentSpec `json:"spec"`
+	// +optional
+	Status FaultAssignmentStatus `json:"status,omitempty"`
+}
+
+// FaultAssignmentList is a list of FaultAssignments.
+// +kubebuilder:object:root=true
+type FaultAssignmentList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []FaultAssignment `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&FaultAssignment{}, &FaultAssignmentList{})
+}

@@ -1,0 +1,144 @@
+//go:build sandbox
+
+package v1alpha1_test
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"faultline.dev/faultline/deploy"
+	"faultline.dev/faultline/sandbox"
+	"faultline.dev/faultline/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+var experiments = schema.GroupVersionResource{Group: "faultline.dev", Version: "v1alpha1", Resource: "experiments"}
+
+func installCRDs(t *testing.T, env *sandboxtest.Env) {
+	t.Helper()
+	crds, err := deploy.CRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := deploy.Apply(context.Background(), env.RESTConfig, crds); err != nil {
+		t.Fatal(err)
+	}
+	// A new CRD is served a moment after it is created.
+	dyn := dynamic.NewForConfigOrDie(env.RESTConfig)
+	var lerr error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if _, lerr = dyn.Resource(experiments).List(context.Background(), metav1.ListOptions{Limit: 1}); lerr == nil {
+			return
+		}
+	}
+	t.Fatalf("experiments are not served: %v", lerr)
+}
+
+// valid is an experiment the API server accepts; each case breaks one field.
+const valid = `
+apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: probe, namespace: default}
+spec:
+  targets: {nodes: {names: [isolated-0]}}
+  faults:
+  - name: cut
+    type: NetworkLoss
+    duration: 90s
+    networkLoss: {lossPercent: 100, towardAPIServer: true}
+  objectives:
+  - {name: short outage, expr: "nodes.maxNotReadySeconds <= 60"}
+`
+
+func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
+	env := sandboxtest.Get(t)
+	installCRDs(t, env)
+	dyn := dynamic.NewForConfigOrDie(env.RESTConfig)
+	tests := map[string]struct {
+		from, to string // a replacement in the valid experiment
+		want     []string
+	}{
+		"a valid experiment is accepted":                {},
+		"a loss share above 100 is refused":             {from: "lossPercent: 100", to: "lossPercent: 101", want: []string{"lossPercent", "less than or equal to 100"}},
+		"a negative loss share is refused":              {from: "lossPercent: 100", to: "lossPercent: -5", want: []string{"lossPercent", "greater than or equal to 0"}},
+		"a missing duration is refused":                 {from: "    duration: 90s\n", to: "", want: []string{"duration", "Required value"}},
+		"an unknown fault type is refused":              {from: "type: NetworkLoss", to: "type: Meteor", want: []string{"type", "Unsupported value", "NetworkLoss"}},
+		"a duration over the maximum is refused":        {from: "duration: 90s", to: "duration: 25h", want: []string{"duration: must be more than 0s and at most 24h"}},
+		"a zero duration is refused":                    {from: "duration: 90s", to: "duration: 0s", want: []string{"duration: must be more than 0s"}},
+		"a fault without its parameters is refused":     {from: "    networkLoss: {lossPercent: 100, towardAPIServer: true}\n", to: "", want: []string{"networkLoss: required when type is NetworkLoss"}},
+		"both pods and nodes as targets are refused":    {from: "targets: {nodes: {names: [isolated-0]}}", to: "targets: {nodes: {names: [isolated-0]}, pods: {namespaces: [demo]}}", want: []string{"targets: set exactly one of pods or nodes"}},
+		"a peer that is not a CIDR is refused":          {from: "towardAPIServer: true", to: "peers: [10.0.0.300/8]", want: []string{"peers: each must be a CIDR"}},
+		"port 0 is refused":                             {from: "towardAPIServer: true", to: "ports: [0]", want: []string{"ports", "greater than or equal to 1"}},
+		"an unknown direction is refused":               {from: "towardAPIServer: true", to: "direction: sideways", want: []string{"direction", "Unsupported value"}},
+		"an objective without an expression is refused": {from: `expr: "nodes.maxNotReadySeconds <= 60"`, to: `expr: ""`, want: []string{"expr", "at least 1"}},
+		"no faults at all are refused":                  {from: "  faults:\n  - name: cut\n    type: NetworkLoss\n    duration: 90s\n    networkLoss: {lossPercent: 100, towardAPIServer: true}\n", to: "  faults: []\n", want: []string{"faults", "at least 1"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			doc := valid
+			if tc.from != "" {
+				if !strings.Contains(doc, tc.from) {
+					t.Fatalf("test bug: %q not in the valid experiment", tc.from)
+				}
+				doc = strings.Replace(doc, tc.from, tc.to, 1)
+			}
+			objs, err := deploy.Decode([]byte(doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err = dyn.Resource(experiments).Namespace("default").Create(ctx, objs[0], metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("rejected: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted, want a rejection")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("rejection lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestKubectlExplainTeachesEveryField(t *testing.T) {
+	env := sandboxtest.Get(t)
+	installCRDs(t, env)
+	kubectl := filepath.Join(sandbox.ToolsDir(), "kubectl")
+	for field, want := range map[string]string{
+		"experiment.spec.faults.duration":                "recovers it at an absolute deadline",
+		"experiment.spec.faults.networkLoss.lossPercent": "share of matching packets dropped",
+		"experiment.spec.objectives.expr":                "CEL expression",
+		"experiment.status.phase":                        "where the experiment is in its life",
+		"faultassignment.spec.faults.deadline":           "by its own clock",
+	} {
+		var out []byte
+		var err error
+		// The API server publishes a new CRD's schema a moment after it is
+		// established.
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			out, err = exec.Command(kubectl, "--kubeconfig", env.State.Kubeconfig, "explain", field).CombinedOutput()
+			if err == nil && strings.Contains(string(out), want) {
+				break
+			}
+		}
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("kubectl explain %s: %v\n%s\nwant it to contain %q", field, err, out, want)
+		}
+	}
+}
