@@ -1,0 +1,239 @@
+// Package agent is the node agent's core: it holds the faults this node
+// must carry, injects them when their start comes, and recovers them at
+// their absolute deadline by its own clock, whether or not the node can
+// reach the API server. Every step is written to the ledger first, so a
+// restarted agent recovers or resumes whatever a crashed one left.
+//
+// It works on plain Desired values; turning FaultAssignments into them is
+// the caller's business.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"faultline.dev/faultline/injectors"
+	"faultline.dev/faultline/injectors/ledger"
+)
+
+// Desired is one fault this node must hold.
+type Desired struct {
+	ID       string
+	Type     string
+	Params   json.RawMessage
+	StartAt  time.Time
+	Deadline time.Time
+	// Recover asks for recovery now, before the deadline.
+	Recover bool
+}
+
+// Engine drives the injectors of one node.
+type Engine struct {
+	Ledger    *ledger.Ledger
+	Factories map[string]injectors.Factory
+	Clock     clock.Clock
+	// Changed is called after a fault changes state, so the caller can
+	// report it.
+	Changed func(ledger.Entry)
+
+	mu sync.Mutex // one reconcile at a time
+}
+
+func (e *Engine) fault(en ledger.Entry) (injectors.Fault, error) {
+	f, ok := e.Factories[en.Type]
+	if !ok {
+		return nil, fmt.Errorf("type %q: this agent knows no such fault family", en.Type)
+	}
+	return f(en.ID, en.Params)
+}
+
+func (e *Engine) put(en ledger.Entry) error {
+	if err := e.Ledger.Put(en); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	if e.Changed != nil {
+		e.Changed(en)
+	}
+	return nil
+}
+
+func (e *Engine) now() *time.Time { t := e.Clock.Now(); return &t }
+
+// Reconcile brings the node to the desired faults: it injects the ones
+// whose start has come, and recovers the ones past their deadline, asked to
+// recover, or no longer desired. It returns when it must run next.
+func (e *Engine) Reconcile(ctx context.Context, desired []Desired) (time.Time, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.Clock.Now()
+	var errs []error
+	want := map[string]Desired{}
+	for _, d := range desired {
+		want[d.ID] = d
+	}
+	// Faults the ledger holds that nobody wants any more.
+	for _, en := range e.Ledger.List() {
+		if _, ok := want[en.ID]; !ok && en.Active() {
+			errs = append(errs, e.recover(ctx, en, "no longer assigned"))
+		}
+	}
+	for _, d := range desired {
+		en, known := e.Ledger.Get(d.ID)
+		switch {
+		case known && en.State == ledger.Recovered:
+			// Done; a fault is never injected twice.
+		case d.Recover || !now.Before(d.Deadline):
+			if known {
+				errs = append(errs, e.recover(ctx, en, "deadline or recovery request"))
+			} else {
+				// Never injected: record it as recovered so it never is.
+				errs = append(errs, e.put(ledger.Entry{ID: d.ID, Type: d.Type, Params: d.Params, StartAt: d.StartAt, Deadline: d.Deadline, State: ledger.Recovered, RecoveredAt: e.now(), Note: "never injected"}))
+			}
+		case now.Before(d.StartAt):
+			// Not yet.
+		case !known || en.State == ledger.Injecting:
+			errs = append(errs, e.inject(ctx, ledger.Entry{ID: d.ID, Type: d.Type, Params: d.Params, StartAt: d.StartAt, Deadline: d.Deadline}))
+		}
+	}
+	return e.next(desired), errors.Join(errs...)
+}
+
+// inject writes the entry as Injecting, then injects. A failed injection is
+// recovered at once, since it may have half-happened.
+func (e *Engine) inject(ctx context.Context, en ledger.Entry) error {
+	en.State = ledger.Injecting
+	if err := e.put(en); err != nil {
+		return err
+	}
+	f, err := e.fault(en)
+	if err == nil {
+		err = f.Inject(ctx)
+	}
+	if err != nil {
+		en.State, en.Error = ledger.Failed, err.Error()
+		if perr := e.put(en); perr != nil {
+			return perr
+		}
+		return errors.Join(fmt.Errorf("inject %s: %w", en.ID, err), e.recover(ctx, en, "failed injection"))
+	}
+	en.State, en.InjectedAt, en.Error = ledger.Injected, e.now(), ""
+	return e.put(en)
+}
+
+func (e *Engine) recover(ctx context.Context, en ledger.Entry, why string) error {
+	f, err := e.fault(en)
+	if err == nil {
+		err = f.Recover(ctx)
+	}
+	if err != nil {
+		en.Error = fmt.Sprintf("recover (%s): %v", why, err)
+		if perr := e.put(en); perr != nil {
+			return perr
+		}
+		return fmt.Errorf("recover %s: %w", en.ID, err)
+	}
+	en.State, en.RecoveredAt = ledger.Recovered, e.now()
+	if en.Note == "" {
+		en.Note = why
+	}
+	return e.put(en)
+}
+
+// next is the earliest future start or deadline among active faults.
+func (e *Engine) next(desired []Desired) time.Time {
+	now := e.Clock.Now()
+	var times []time.Time
+	for _, d := range desired {
+		if d.StartAt.After(now) {
+			times = append(times, d.StartAt)
+		}
+	}
+	for _, en := range e.Ledger.List() {
+		if en.Active() && en.Deadline.After(now) {
+			times = append(times, en.Deadline)
+		}
+	}
+	if len(times) == 0 {
+		return time.Time{}
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	return times[0]
+}
+
+// EnforceDeadlines recovers every fault of the ledger whose deadline has
+// passed. It needs nothing but the ledger and the clock: this is what keeps
+// a node that lost its network on time.
+func (e *Engine) EnforceDeadlines(ctx context.Context) (time.Time, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.Clock.Now()
+	var errs []error
+	next := time.Time{}
+	for _, en := range e.Ledger.List() {
+		if !en.Active() {
+			continue
+		}
+		if !now.Before(en.Deadline) {
+			errs = append(errs, e.recover(ctx, en, "deadline"))
+		} else if next.IsZero() || en.Deadline.Before(next) {
+			next = en.Deadline
+		}
+	}
+	return next, errors.Join(errs...)
+}
+
+// Resume is called once when the agent starts: faults past their deadline
+// are recovered, and the others are put back in place (idempotently: a
+// crash may have come between the ledger write and the injection).
+func (e *Engine) Resume(ctx context.Context) error {
+	if _, err := e.EnforceDeadlines(ctx); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var errs []error
+	for _, en := range e.Ledger.List() {
+		if en.State == ledger.Injecting || en.State == ledger.Injected {
+			errs = append(errs, e.inject(ctx, en))
+		} else if en.State == ledger.Failed {
+			errs = append(errs, e.recover(ctx, en, "failed before the restart"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RunDeadlines enforces deadlines until ctx ends, waking at the earliest
+// one or when poke fires (a new fault was injected).
+func (e *Engine) RunDeadlines(ctx context.Context, poke <-chan struct{}, onErr func(error)) {
+	for {
+		next, err := e.EnforceDeadlines(ctx)
+		if err != nil && onErr != nil {
+			onErr(err)
+		}
+		wait := time.Minute // and retry failed recoveries
+		if !next.IsZero() {
+			if d := next.Sub(e.Clock.Now()); d < wait {
+				wait = d
+			}
+		}
+		if err != nil && wait > time.Second {
+			wait = time.Second
+		}
+		t := e.Clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-poke:
+			t.Stop()
+		case <-t.C():
+		}
+	}
+}

@@ -1,0 +1,229 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"faultline.dev/faultline/injectors"
+	"faultline.dev/faultline/injectors/ledger"
+)
+
+// node is a fake node: the set of faults in place, and a log of calls.
+type node struct {
+	mu       sync.Mutex
+	in       map[string]bool
+	calls    []string
+	failNext error
+}
+
+type fakeFault struct {
+	id string
+	n  *node
+}
+
+func (f fakeFault) Inject(context.Context) error {
+	f.n.mu.Lock()
+	defer f.n.mu.Unlock()
+	f.n.calls = append(f.n.calls, "inject "+f.id)
+	if err := f.n.failNext; err != nil {
+		f.n.failNext = nil
+		f.n.in[f.id] = true // half made
+		return err
+	}
+	f.n.in[f.id] = true
+	return nil
+}
+
+func (f fakeFault) Recover(context.Context) error {
+	f.n.mu.Lock()
+	defer f.n.mu.Unlock()
+	f.n.calls = append(f.n.calls, "recover "+f.id)
+	delete(f.n.in, f.id)
+	return nil
+}
+
+func (f fakeFault) Verify(context.Context) (bool, error) {
+	f.n.mu.Lock()
+	defer f.n.mu.Unlock()
+	return f.n.in[f.id], nil
+}
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+// engine builds an engine with a fake clock at t0 over dir's ledger.
+func engine(t *testing.T, dir string, n *node, clk *clocktesting.FakeClock) *Engine {
+	t.Helper()
+	l, err := ledger.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return &Engine{Ledger: l, Clock: clk, Factories: map[string]injectors.Factory{
+		"Fake": func(id string, _ json.RawMessage) (injectors.Fault, error) { return fakeFault{id: id, n: n}, nil },
+	}}
+}
+
+func fault(id string, start, end time.Duration) Desired {
+	return Desired{ID: id, Type: "Fake", Params: json.RawMessage(`{}`), StartAt: t0.Add(start), Deadline: t0.Add(end)}
+}
+
+func TestReconcile(t *testing.T) {
+	tests := map[string]struct {
+		desired   []Desired
+		at        time.Duration // clock offset from t0 at reconcile
+		wantIn    []string
+		wantState map[string]ledger.State
+		wantNext  time.Duration // from t0; -1 for none
+	}{
+		"a fault whose start has come is injected": {
+			desired: []Desired{fault("a", 0, time.Minute)}, wantIn: []string{"a"},
+			wantState: map[string]ledger.State{"a": ledger.Injected}, wantNext: time.Minute,
+		},
+		"a fault whose start has not come waits": {
+			desired: []Desired{fault("a", 10*time.Second, time.Minute)}, wantNext: 10 * time.Second,
+			wantState: map[string]ledger.State{},
+		},
+		"a fault past its deadline is never injected": {
+			desired: []Desired{fault("a", 0, time.Minute)}, at: 2 * time.Minute,
+			wantState: map[string]ledger.State{"a": ledger.Recovered}, wantNext: -1,
+		},
+		"a fault asked to recover before injection is recorded so it never is": {
+			desired:   []Desired{{ID: "a", Type: "Fake", StartAt: t0, Deadline: t0.Add(time.Minute), Recover: true}},
+			wantState: map[string]ledger.State{"a": ledger.Recovered}, wantNext: -1,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			n := &node{in: map[string]bool{}}
+			clk := clocktesting.NewFakeClock(t0.Add(tc.at))
+			e := engine(t, t.TempDir(), n, clk)
+			next, err := e.Reconcile(context.Background(), tc.desired)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(n.in) != len(tc.wantIn) {
+				t.Errorf("in place: %v, want %v", n.in, tc.wantIn)
+			}
+			for _, id := range tc.wantIn {
+				if !n.in[id] {
+					t.Errorf("%s not in place", id)
+				}
+			}
+			for id, st := range tc.wantState {
+				if en, ok := e.Ledger.Get(id); !ok || en.State != st {
+					t.Errorf("ledger %s: %+v, want state %s", id, en, st)
+				}
+			}
+			if tc.wantNext < 0 && !next.IsZero() || tc.wantNext >= 0 && !next.Equal(t0.Add(tc.wantNext)) {
+				t.Errorf("next = %v, want t0+%v", next, tc.wantNext)
+			}
+		})
+	}
+}
+
+func TestTheDeadlineIsEnforcedFromTheLedgerAlone(t *testing.T) {
+	n := &node{in: map[string]bool{}}
+	clk := clocktesting.NewFakeClock(t0)
+	e := engine(t, t.TempDir(), n, clk)
+	if _, err := e.Reconcile(context.Background(), []Desired{fault("a", 0, 90*time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	// No more reconciles: the API server is out of reach.
+	clk.SetTime(t0.Add(89 * time.Second))
+	if _, err := e.EnforceDeadlines(context.Background()); err != nil || !n.in["a"] {
+		t.Fatalf("recovered before the deadline (err %v)", err)
+	}
+	clk.SetTime(t0.Add(90 * time.Second))
+	next, err := e.EnforceDeadlines(context.Background())
+	if err != nil || n.in["a"] || !next.IsZero() {
+		t.Fatalf("at the deadline: in place %v, next %v, err %v; want recovered", n.in, next, err)
+	}
+}
+
+func TestUnassignedFaultsAreRecovered(t *testing.T) {
+	n := &node{in: map[string]bool{}}
+	e := engine(t, t.TempDir(), n, clocktesting.NewFakeClock(t0))
+	ctx := context.Background()
+	if _, err := e.Reconcile(ctx, []Desired{fault("a", 0, time.Hour), fault("b", 0, time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Reconcile(ctx, []Desired{fault("b", 0, time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if n.in["a"] || !n.in["b"] {
+		t.Errorf("in place %v, want only b", n.in)
+	}
+	// A recovered fault is never injected again, even if it reappears.
+	if _, err := e.Reconcile(ctx, []Desired{fault("a", 0, time.Hour), fault("b", 0, time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if n.in["a"] {
+		t.Error("a recovered fault was injected again")
+	}
+}
+
+func TestAFailedInjectionIsUndone(t *testing.T) {
+	n := &node{in: map[string]bool{}, failNext: errors.New("boom")}
+	e := engine(t, t.TempDir(), n, clocktesting.NewFakeClock(t0))
+	_, err := e.Reconcile(context.Background(), []Desired{fault("a", 0, time.Hour)})
+	if err == nil {
+		t.Fatal("want the injection error")
+	}
+	if n.in["a"] {
+		t.Error("the half-made fault was left in place")
+	}
+	if en, _ := e.Ledger.Get("a"); en.State != ledger.Recovered || en.Error == "" {
+		t.Errorf("ledger entry %+v, want Recovered with the error kept", en)
+	}
+}
+
+func TestARestartedAgentResumesOrRecovers(t *testing.T) {
+	dir := t.TempDir()
+	n := &node{in: map[string]bool{}}
+	clk := clocktesting.NewFakeClock(t0)
+	first := engine(t, dir, n, clk)
+	if _, err := first.Reconcile(context.Background(), []Desired{fault("short", 0, time.Minute), fault("long", 0, time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	// A crash mid-injection: the ledger says Injecting, the node has nothing.
+	en, _ := first.Ledger.Get("long")
+	en.State = ledger.Injecting
+	if err := first.Ledger.Put(en); err != nil {
+		t.Fatal(err)
+	}
+	delete(n.in, "long")
+	first.Ledger.Close()
+
+	clk.SetTime(t0.Add(2 * time.Minute))
+	second := engine(t, dir, n, clk)
+	if err := second.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n.in["short"] {
+		t.Error("the fault past its deadline was not recovered on restart")
+	}
+	if !n.in["long"] {
+		t.Error("the fault caught mid-injection was not put back")
+	}
+	if en, _ := second.Ledger.Get("long"); en.State != ledger.Injected {
+		t.Errorf("long: %s, want Injected", en.State)
+	}
+}
+
+func TestTheLedgerIsHeldByOneAgentAtATime(t *testing.T) {
+	dir := t.TempDir()
+	l, err := ledger.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := ledger.Open(dir); err == nil {
+		t.Fatal("a second agent opened the same ledger")
+	}
+}

@@ -1,0 +1,25 @@
+// Package injectors holds what every fault family shares: the small
+// interface the node agent drives. Each family lives in its own package
+// (netloss, ...) and knows nothing of Kubernetes objects.
+package injectors
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// Fault is one fault on one target of this node.
+type Fault interface {
+	// Inject puts the fault in place. It is idempotent: injecting a fault
+	// that is already in place (a retry after a crash) changes nothing.
+	Inject(ctx context.Context) error
+	// Recover removes exactly what Inject added. It is idempotent and
+	// succeeds when the fault, or its target, is already gone.
+	Recover(ctx context.Context) error
+	// Verify reports whether the fault is in place.
+	Verify(ctx context.Context) (bool, error)
+}
+
+// Factory builds a fault of a family from its parameters, or refuses them
+// with an error naming the bad field.
+type Factory func(id string, params json.RawMessage) (Fault, error)
