@@ -130,6 +130,9 @@ func TestCuttingAnIsolatedNodeFromTheAPIServerMakesItUnreachable(t *testing.T) {
 	port, _ := strconv.Atoi(u.Port())
 	api := netip.MustParseAddr(u.Hostname())
 	const grace = 20 * time.Second // fast timings
+	if env.State.Config.Timings != sandbox.TimingsFast {
+		t.Fatalf("the shared sandbox runs %s timings; this test needs fast ones (grace %s)", env.State.Config.Timings, grace)
+	}
 
 	waitFor(t, time.Minute, node+" to be Ready before the cut", func() bool {
 		n, err := env.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})

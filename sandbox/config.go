@@ -134,7 +134,8 @@ func (p Plan) KubernetesServiceIP() netip.Addr {
 	return p.ServiceCIDR().Addr().Next()
 }
 
-// ClusterCIDR holds every pod address (real and simulated).
+// ClusterCIDR holds the pods of real and isolated nodes; kube-proxy treats
+// traffic from outside it as external. Shared kwok pods never send any.
 func (p Plan) ClusterCIDR() netip.Prefix { return netip.PrefixFrom(p.addr(64, 0), 18) }
 
 // RealNodeAddr and RealNodePodCIDR are real node i's link address and pods.
@@ -143,7 +144,6 @@ func (p Plan) RealNodePodCIDR(i int) netip.Prefix { return netip.PrefixFrom(p.ad
 func (p Plan) IsolatedNodeAddr(k int) netip.Addr  { return p.addr(0, 100+k) }
 func (p Plan) IsolatedPodCIDR(k int) netip.Prefix { return netip.PrefixFrom(p.addr(96+k, 0), 24) }
 func (p Plan) SharedKwokPodCIDR() netip.Prefix    { return netip.PrefixFrom(p.addr(128, 0), 17) }
-func (p Plan) ClusterDomainServiceCIDR() string   { return p.ServiceCIDR().String() }
 func (p Plan) String() string                     { return p.Super.String() }
 func (p Plan) BridgeName() string                 { return fmt.Sprintf("flbr%d", p.Index) }
 func (p Plan) HostVeth(kind byte, i int) string   { return fmt.Sprintf("fl%d%c%d", p.Index, kind, i) }

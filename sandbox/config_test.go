@@ -1,11 +1,14 @@
 package sandbox
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/vishvananda/netlink"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -84,6 +87,31 @@ func TestToolVersionsMatchTheBuildScript(t *testing.T) {
 	}
 	if !strings.Contains(string(k8s), "k8s.io/kubernetes "+KubernetesVersion) {
 		t.Errorf("tools/kubernetes/go.mod does not require k8s.io/kubernetes %s", KubernetesVersion)
+	}
+}
+
+func TestARangeWithAHostRouteInsideIsTaken(t *testing.T) {
+	super := NewPlan(3).Super // 10.203.0.0/16
+	route := func(cidr string) netlink.Route {
+		_, n, _ := net.ParseCIDR(cidr)
+		return netlink.Route{Dst: n}
+	}
+	tests := map[string]struct {
+		routes []netlink.Route
+		taken  bool
+	}{
+		"only a default route leaves it free":           {routes: []netlink.Route{{}}, taken: false},
+		"a VPN route inside the range takes it":         {routes: []netlink.Route{route("10.203.7.0/24")}, taken: true},
+		"a route covering the range takes it":           {routes: []netlink.Route{route("10.0.0.0/8")}, taken: true},
+		"a route next to the range leaves it free":      {routes: []netlink.Route{route("10.204.0.0/16")}, taken: false},
+		"the machine's own link network leaves it free": {routes: []netlink.Route{route("192.0.2.0/24")}, taken: false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := rangeTaken(super, tc.routes); got != tc.taken {
+				t.Errorf("rangeTaken = %v, want %v", got, tc.taken)
+			}
+		})
 	}
 }
 

@@ -29,6 +29,9 @@ func Down(c Config, progress *Progress) error {
 		return err
 	}
 	defer unlock()
+	// The last sandbox takes the shared root with it (the lock is held; a
+	// waiting `up` or `down` notices and starts again).
+	defer removeRootIfEmpty(c.root())
 	dir := c.Dir()
 	st, err := LoadState(dir)
 	if err != nil && !os.IsNotExist(err) {
@@ -57,17 +60,20 @@ func Down(c Config, progress *Progress) error {
 	for _, comp := range st.Components {
 		procs = append(procs, comp)
 	}
-	swept := processesMentioning(dir)
+	swept := processesMarked(dir)
 	shims := shimSockets(swept)
 	procs = append(procs, swept...)
-	stopProcesses(procs, 3*time.Second)
+	survivors := stopProcesses(procs, 3*time.Second)
 	// Containers are not children of anything recorded: they are found in
 	// the nodes' cgroups.
 	for _, cg := range st.Cgroups {
 		keep(killCgroupTree(cg))
 	}
 	// A shim can be forked by containerd during the first round.
-	stopProcesses(processesMentioning(dir), time.Second)
+	survivors = append(survivors, stopProcesses(processesMarked(dir), time.Second)...)
+	for _, p := range survivors {
+		keep(fmt.Errorf("process %d (%s) survived SIGKILL", p.PID, p.Name))
+	}
 	progress.Printf("processes stopped")
 
 	// 2. Mounts under the directory: rootfs overlays, pod volumes, shm and
@@ -120,8 +126,13 @@ func Down(c Config, progress *Progress) error {
 	_ = unix.Rmdir("/run/containerd/s")
 	_ = unix.Rmdir("/run/containerd")
 
-	// 5. The directory, and the machine's sysctls once no sandbox with real
-	// nodes is left.
+	// 5. containerd's CNI cache in the machine's /var/lib/cni: the results
+	// of this sandbox's networks (named fl<index>-<node>) and the loopback
+	// results of its pod sandboxes.
+	keep(removeCNICache(st.Index, dir))
+
+	// 6. The directory, and the machine's sysctls and paths once no sandbox
+	// with real nodes is left.
 	if len(errs) == 0 {
 		keep(os.RemoveAll(dir))
 		others := false
@@ -131,14 +142,7 @@ func Down(c Config, progress *Progress) error {
 			}
 		}
 		if !others {
-			keep(restoreHostSysctls(c.root()))
-		}
-		if len(allStates(c.root())) == 0 {
-			// The last sandbox takes the shared root with it (the lock is
-			// held; a waiting `up` recreates both).
-			_ = os.Remove(filepath.Join(c.root(), ".lock"))
-			_ = unix.Rmdir(c.root())
-			_ = unix.Rmdir(filepath.Dir(c.root()))
+			keep(restoreHostState(c.root()))
 		}
 	}
 	if len(errs) > 0 {
@@ -269,4 +273,40 @@ func shimSockets(procs []Component) []string {
 		out = append(out, fmt.Sprintf("/run/containerd/s/%x", sum))
 	}
 	return out
+}
+
+const cniResults = "/var/lib/cni/results"
+
+func removeCNICache(index int, dir string) error {
+	var files []string
+	if index >= 0 {
+		m, _ := filepath.Glob(filepath.Join(cniResults, fmt.Sprintf("fl%d-*", index)))
+		files = append(files, m...)
+	}
+	ids, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "containerd", "root", "io.containerd.grpc.v1.cri", "sandboxes", "*"))
+	for _, id := range ids {
+		files = append(files, filepath.Join(cniResults, "cni-loopback-"+filepath.Base(id)+"-lo"))
+	}
+	var errs []error
+	for _, f := range files {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func removeRootIfEmpty(root string) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.Name() != ".lock" {
+			return
+		}
+	}
+	_ = os.Remove(filepath.Join(root, ".lock"))
+	_ = unix.Rmdir(root)
+	_ = unix.Rmdir(filepath.Dir(root))
 }

@@ -33,7 +33,7 @@ func execCommand(name string, args ...string) (string, error) {
 // machine is what a sandbox can leave on the machine, read with the
 // system's own tools rather than with the sandbox's code.
 type machine struct {
-	netns, links, routes, nftTables, iptables, mounts, cgroups, shimSockets, sysctls []string
+	netns, links, routes, nftTables, iptables, mounts, cgroups, shimSockets, sysctls, cniResults []string
 }
 
 func lines(t *testing.T, name string, args ...string) []string {
@@ -90,6 +90,7 @@ func readMachine(t *testing.T) machine {
 		}
 	}
 	m.shimSockets = dirNames("/run/containerd/s")
+	m.cniResults = dirNames("/var/lib/cni/results")
 	for _, k := range []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops"} {
 		b, _ := os.ReadFile("/proc/sys/" + k)
 		m.sysctls = append(m.sysctls, k+"="+strings.TrimSpace(string(b)))
@@ -140,6 +141,9 @@ func assertNothingLeft(t *testing.T, before machine, c sandbox.Config, index int
 		{"mounts", before.mounts, after.mounts, mine},
 		{"cgroups", before.cgroups, after.cgroups, mine},
 		{"sysctls", before.sysctls, after.sysctls, any},
+		// Loopback results are named by pod sandbox ID only; the network's
+		// results carry the node's namespace name.
+		{"CNI results", before.cniResults, after.cniResults, mine},
 	}
 	for _, ck := range checks {
 		if left := added(ck.before, ck.after, ck.keep); len(left) > 0 {
@@ -238,6 +242,13 @@ func TestDownRemovesEverythingUpMade(t *testing.T) {
 	assertNothingLeft(t, before, c, index, pids)
 	if err := sandbox.Down(c, nil); err != nil {
 		t.Errorf("a second down must succeed and do nothing: %v", err)
+	}
+	// With no other sandbox, not even the shared root may stay.
+	others, _ := os.ReadDir(sandbox.DefaultRoot)
+	if len(others) == 1 && others[0].Name() == ".lock" || len(others) == 0 {
+		if _, err := os.Stat(sandbox.DefaultRoot); !os.IsNotExist(err) {
+			t.Errorf("left behind: %s", sandbox.DefaultRoot)
+		}
 	}
 }
 

@@ -82,7 +82,10 @@ func (s *State) start(spec procSpec) (*running, error) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), spec.env...)
+	// The marker lets `down` find this process and everything it starts
+	// (containerd's shims inherit it) without matching command lines,
+	// which a user's own `kubectl --kubeconfig DIR/...` would match too.
+	cmd.Env = append(os.Environ(), append(spec.env, markerEnv+"="+s.Config.Dir())...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, &ComponentError{Component: spec.name, Log: logPath, Tail: tail(logPath, 5), Err: err}
@@ -144,14 +147,15 @@ func alive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	st := procStart(pid)
-	return st != 0 && (start == 0 || st == start)
+	// Without a recorded start time the PID cannot be told from a reused one.
+	return start != 0 && procStart(pid) == start
 }
 
 // stopProcesses sends SIGTERM to each still-living process, waits up to
 // grace for them to exit, and SIGKILLs the rest. Only processes whose start
-// time still matches are signalled: a PID reused since is left alone.
-func stopProcesses(procs []Component, grace time.Duration) {
+// time still matches are signalled: a PID reused since is left alone. It
+// returns the processes that survived even SIGKILL.
+func stopProcesses(procs []Component, grace time.Duration) []Component {
 	var live []Component
 	for _, p := range procs {
 		if alive(p.PID, p.Start) {
@@ -172,6 +176,7 @@ func stopProcesses(procs []Component, grace time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 		live = stillAlive(live)
 	}
+	return live
 }
 
 func stillAlive(procs []Component) []Component {
@@ -193,23 +198,29 @@ func zombie(pid int) bool {
 	return i >= 0 && len(b) > i+2 && b[i+2] == 'Z'
 }
 
-// processesMentioning finds processes whose command line names dir: every
-// sandbox component is given paths inside the sandbox's directory, so this
-// finds them even when `up` was killed before it could record a PID.
-// containerd's shims are found the same way, through their -address.
-func processesMentioning(dir string) []Component {
+// markerEnv is set in the environment of every process the sandbox starts.
+const markerEnv = "FAULTLINE_SANDBOX_DIR"
+
+// processesMarked finds the processes whose environment carries the
+// sandbox's marker: its components and what they started (containerd's
+// shims), even when `up` was killed before it could record a PID.
+func processesMarked(dir string) []Component {
 	entries, _ := os.ReadDir("/proc")
 	self := os.Getpid()
-	needle := []byte(dir + "/")
+	needle := []byte("\x00" + markerEnv + "=" + dir + "\x00")
 	var out []Component
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
 			continue
 		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, needle) {
+		environ, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(append([]byte{0}, environ...), needle) {
 			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if len(cmdline) == 0 {
+			continue // a zombie or a kernel thread
 		}
 		out = append(out, Component{Name: string(bytes.SplitN(cmdline, []byte{0}, 2)[0]), PID: pid, Start: procStart(pid)})
 	}

@@ -210,7 +210,9 @@ func (s *State) startContainerd(ctx context.Context, n realNode, images map[stri
 func writeCNIConfig(n realNode) error {
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
-		"name":       "faultline-sandbox",
+		// Named for the node: containerd caches CNI results in the machine's
+		// /var/lib/cni under this name, and `down` removes them by it.
+		"name": n.netns,
 		"plugins": []any{map[string]any{
 			"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
 			"ipam": map[string]any{

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,10 +18,13 @@ import (
 // Status loads the sandbox's state; ErrNotFound when there is none.
 func Status(c Config) (*State, error) {
 	st, err := LoadState(c.Dir())
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %q (start one with `faultline sandbox up --name %s`)", ErrNotFound, c.Name, c.Name)
 	}
-	return st, nil
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("sandbox %q: %w (its state and kubeconfig belong to root: try sudo)", c.Name, err)
+	}
+	return st, err
 }
 
 // Print writes the components, their PIDs and ports, the nodes and the
@@ -118,3 +122,7 @@ func RSSKiB(pid int) int {
 	}
 	return 0
 }
+
+// Healthy reports whether every recorded component is still running: a
+// sandbox marked ready whose processes died (a reboot) is not usable.
+func (s *State) Healthy() error { return s.checkAlive() }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -46,15 +48,27 @@ func lockRoot(root string) (func(), error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(root, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	path := filepath.Join(root, ".lock")
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, err
+		}
+		// The last `down` removes the lock file while holding it; a waiter
+		// that then gets the lock of the removed file must start again.
+		var held, now syscall.Stat_t
+		if syscall.Fstat(int(f.Fd()), &held) == nil && syscall.Stat(path, &now) == nil && held.Ino == now.Ino {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
 		f.Close()
-		return nil, err
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			return nil, err
+		}
 	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
 // allStates reads every sandbox's state under root.
@@ -88,9 +102,13 @@ func reserve(c Config) (*State, error) {
 	for _, st := range allStates(c.root()) {
 		used[st.Index] = true
 	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, err
+	}
 	index := -1
 	for i := range maxSandboxes {
-		if _, err := netlink.LinkByName(NewPlan(i).BridgeName()); err == nil || used[i] {
+		if _, err := netlink.LinkByName(NewPlan(i).BridgeName()); err == nil || used[i] || rangeTaken(NewPlan(i).Super, routes) {
 			continue
 		}
 		index = i
@@ -139,7 +157,7 @@ func (s *State) up(ctx context.Context, progress *Progress) error {
 		c.Name, p.Super, p.BridgeName(), c.SharedKwokNodes, c.IsolatedKwokNodes, c.RealNodes, c.Timings)
 	var images map[string]string
 	if c.RealNodes > 0 {
-		if err := saveHostSysctls(c.root()); err != nil {
+		if err := saveHostState(c.root()); err != nil {
 			return err
 		}
 		var err error
@@ -291,25 +309,42 @@ func firstN(s []string, n int) []string {
 	return s
 }
 
-// The kubelet changes a few machine-wide sysctls when it starts. The values
-// from before the first sandbox with real nodes are kept here, and put back
-// when the last one goes down.
-func hostSysctlsPath(root string) string { return filepath.Join(root, "host-sysctls.json") }
+// Real nodes change the machine outside their directories: the kubelet
+// sets a few sysctls and makes /var/lib/kubelet/device-plugins and
+// /var/log/containers whatever its root dir, and containerd's CNI library
+// caches results in /var/lib/cni. What the machine looked like before the
+// first sandbox with real nodes is kept here, and put back when the last one
+// goes down.
+type hostState struct {
+	Sysctls map[string]string `json:"sysctls"`
+	// Absent paths did not exist before; they are removed at the end.
+	Absent []string `json:"absent"`
+}
 
-func saveHostSysctls(root string) error {
-	p := hostSysctlsPath(root)
+var hostPaths = []string{"/var/lib/kubelet", "/var/log/containers", "/var/lib/cni"}
+
+func hostStatePath(root string) string { return filepath.Join(root, "host-state.json") }
+
+func saveHostState(root string) error {
+	p := hostStatePath(root)
 	if _, err := os.Stat(p); err == nil {
-		return nil // an earlier sandbox saved the original values
+		return nil // an earlier sandbox saved the machine's original state
 	}
-	b, err := json.Marshal(readSysctls())
+	hs := hostState{Sysctls: readSysctls()}
+	for _, hp := range hostPaths {
+		if _, err := os.Lstat(hp); os.IsNotExist(err) {
+			hs.Absent = append(hs.Absent, hp)
+		}
+	}
+	b, err := json.Marshal(hs)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(p, b, 0o600)
 }
 
-func restoreHostSysctls(root string) error {
-	p := hostSysctlsPath(root)
+func restoreHostState(root string) error {
+	p := hostStatePath(root)
 	b, err := os.ReadFile(p)
 	if os.IsNotExist(err) {
 		return nil
@@ -317,14 +352,40 @@ func restoreHostSysctls(root string) error {
 	if err != nil {
 		return err
 	}
-	var vals map[string]string
-	if err := json.Unmarshal(b, &vals); err != nil {
+	var hs hostState
+	if err := json.Unmarshal(b, &hs); err != nil {
 		return err
 	}
-	for k, v := range vals {
+	var errs []error
+	for k, v := range hs.Sysctls {
 		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
-			return fmt.Errorf("restore sysctl %s=%s: %w", k, v, err)
+			errs = append(errs, fmt.Errorf("restore sysctl %s=%s: %w", k, v, err))
 		}
 	}
+	for _, hp := range hs.Absent {
+		if err := os.RemoveAll(hp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
 	return os.Remove(p)
+}
+
+// rangeTaken reports whether a host route (other than a default route)
+// overlaps the range: a more specific route of someone else's would win
+// over the sandbox's and could carry sandbox traffic off the machine.
+func rangeTaken(super netip.Prefix, routes []netlink.Route) bool {
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue // a default route
+		}
+		ones, _ := r.Dst.Mask.Size()
+		a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		if ok && ones > 0 && netip.PrefixFrom(a, ones).Overlaps(super) {
+			return true
+		}
+	}
+	return false
 }

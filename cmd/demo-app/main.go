@@ -90,6 +90,9 @@ func main() {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// ListenAndServe returns as soon as Shutdown starts; main must wait for
+	// the requests in flight to finish, or graceful would cut them.
+	stopped := make(chan struct{})
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
@@ -109,10 +112,12 @@ func main() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		close(stopped)
 	}()
 	log.Printf("demo-app listening on %s, shutdown mode %s, drain %s", *addr, *mode, drain)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
+	<-stopped
 	log.Printf("drained and stopped")
 }

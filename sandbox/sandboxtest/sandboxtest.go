@@ -76,7 +76,14 @@ func Get(t testing.TB) *Env {
 func get() (*Env, error) {
 	c := Config()
 	st, err := sandbox.Status(c)
-	if err != nil || !st.Ready {
+	if err == nil && st.Ready && st.Healthy() != nil {
+		// Marked ready but its processes are gone (a reboot): replace it.
+		if err := sandbox.Down(c, nil); err != nil {
+			return nil, err
+		}
+		st = nil
+	}
+	if st == nil || !st.Ready {
 		bins, err := Binaries()
 		if err != nil {
 			return nil, err
