@@ -3,7 +3,6 @@
 package sandbox_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -252,60 +251,52 @@ func TestDownRemovesEverythingUpMade(t *testing.T) {
 	}
 }
 
+// up is killed with SIGKILL right after each write of its state in turn:
+// after each thing it records and before it makes the next. Every time,
+// down must leave nothing.
 func TestDownAfterUpWasKilledHalfwayRemovesEverything(t *testing.T) {
 	sandboxtest.RequireRoot(t)
 	bins, err := sandboxtest.Binaries()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := map[string]struct {
-		killAfter string        // a progress line that `up` prints
-		delay     time.Duration // then wait this long before the kill
-	}{
-		"killed once etcd is up":                 {killAfter: "etcd " + sandbox.EtcdVersion},
-		"killed while the real node is starting": {killAfter: "kwok:", delay: 300 * time.Millisecond},
-		"killed while waiting for the nodes":     {killAfter: "real node real-0"},
-	}
-	i := 0
-	for name, tc := range tests {
-		i++
-		t.Run(name, func(t *testing.T) {
-			c := smallConfig(t, fmt.Sprintf("killed-%d", i))
-			_ = sandbox.Down(c, nil)
-			before := readMachine(t)
-			cmd := exec.Command(filepath.Join(bins, "faultline"), "sandbox", "up", "--name", c.Name,
-				"--kwok-nodes=1", "--isolated-nodes=1", "--real-nodes=1", "--bin-dir", bins)
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
+	for n := 1; ; n++ {
+		c := smallConfig(t, fmt.Sprintf("killed-%d", n))
+		_ = sandbox.Down(c, nil)
+		before := readMachine(t)
+		cmd := exec.Command(filepath.Join(bins, "faultline"), "sandbox", "up", "--name", c.Name,
+			"--kwok-nodes=1", "--isolated-nodes=1", "--real-nodes=1", "--bin-dir", bins)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("FAULTLINE_SANDBOX_DIE_AFTER_SAVES=%d", n))
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			// up got through every step: each was a kill point already.
+			t.Logf("up saves its state %d times; killed after each of the first %d", n-1, n-1)
+			if err := sandbox.Down(c, nil); err != nil {
 				t.Fatal(err)
 			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
+			if n < 10 {
+				t.Fatalf("up finished after only %d saves: the kill points cover too little", n-1)
 			}
-			seen := false
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				if strings.Contains(sc.Text(), tc.killAfter) {
-					seen = true
-					break
-				}
-			}
-			if !seen {
-				_ = cmd.Wait()
-				t.Fatalf("`up` ended before printing %q", tc.killAfter)
-			}
-			time.Sleep(tc.delay)
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			_ = cmd.Wait()
-			index, pids := recordedPIDs(t, c)
+			return
+		}
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("up did not die by SIGKILL after save %d: %v\n%s", n, err, out)
+		}
+		index, pids := recordedPIDs(t, c)
+		if err := sandbox.Down(c, nil); err != nil {
+			t.Fatalf("down after a kill at save %d: %v", n, err)
+		}
+		t.Run(fmt.Sprintf("killed after save %d", n), func(t *testing.T) {
 			if index < 0 {
-				t.Fatal("no state was recorded before the kill")
-			}
-			if err := sandbox.Down(c, sandbox.NewProgress(os.Stderr)); err != nil {
-				t.Fatal(err)
+				// Killed before the state named an index: nothing but the
+				// directory may exist, and down removed it.
+				index = 0
 			}
 			assertNothingLeft(t, before, c, index, pids)
 		})
+		if n > 100 {
+			t.Fatal("up never finished")
+		}
 	}
 }
 

@@ -158,6 +158,10 @@ func alive(pid int, start uint64) bool {
 func stopProcesses(procs []Component, grace time.Duration) []Component {
 	var live []Component
 	for _, p := range procs {
+		// An in-process `up` that failed and cleans up after itself.
+		if p.PID == os.Getpid() {
+			continue
+		}
 		if alive(p.PID, p.Start) {
 			_ = syscall.Kill(p.PID, syscall.SIGTERM)
 			live = append(live, p)

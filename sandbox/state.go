@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -91,7 +93,26 @@ func (s *State) update(f func(*State)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f(s)
-	return s.save()
+	if err := s.save(); err != nil {
+		return err
+	}
+	dieAfterSave()
+	return nil
+}
+
+// dieAfterSave lets tests kill `up` at an exact step: with
+// FAULTLINE_SANDBOX_DIE_AFTER_SAVES=N, the process SIGKILLs itself right
+// after the Nth write of its state, just as a kill -9 would land there.
+var saves int
+
+func dieAfterSave() {
+	n, err := strconv.Atoi(os.Getenv("FAULTLINE_SANDBOX_DIE_AFTER_SAVES"))
+	if err != nil {
+		return
+	}
+	if saves++; saves == n {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
 }
 
 func (s *State) addComponent(c Component) error {

@@ -40,6 +40,9 @@ func (p *Progress) Printf(format string, args ...any) {
 	fmt.Fprintf(p.W, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
+// upComponent records the process running `up` until the sandbox is ready.
+const upComponent = "sandbox-up"
+
 // ErrAlreadyRunning is returned by Up when the sandbox exists.
 var ErrAlreadyRunning = errors.New("sandbox already exists")
 
@@ -120,7 +123,11 @@ func reserve(c Config) (*State, error) {
 	if err := os.MkdirAll(c.Dir(), 0o755); err != nil {
 		return nil, err
 	}
-	s := &State{path: statePath(c.Dir()), Name: c.Name, Index: index, Config: c, Started: time.Now(), Components: map[string]Component{}}
+	s := &State{path: statePath(c.Dir()), Name: c.Name, Index: index, Config: c, Started: time.Now(), Components: map[string]Component{
+		// A `down` while this `up` still runs stops it first, or it would
+		// go on making what down removes.
+		upComponent: {Name: upComponent, PID: os.Getpid(), Start: procStart(os.Getpid())},
+	}}
 	return s, s.save()
 }
 
@@ -213,7 +220,7 @@ func (s *State) up(ctx context.Context, progress *Progress) error {
 	if err := s.waitNodesReady(ctx, cs, 3*time.Minute, progress); err != nil {
 		return err
 	}
-	return s.update(func(s *State) { s.Ready = true })
+	return s.update(func(s *State) { s.Ready = true; delete(s.Components, upComponent) })
 }
 
 func clientFor(kubeconfig string) (*kubernetes.Clientset, error) {
@@ -295,6 +302,9 @@ func (s *State) waitNodesReady(ctx context.Context, cs kubernetes.Interface, tim
 // checkAlive fails with the log of the first recorded component that died.
 func (s *State) checkAlive() error {
 	for _, c := range s.Components {
+		if c.Name == upComponent {
+			continue
+		}
 		if !alive(c.PID, c.Start) || zombie(c.PID) {
 			return &ComponentError{Component: c.Name, Log: c.Log, Tail: tail(c.Log, 15), Err: errors.New("exited")}
 		}

@@ -1,9 +1,12 @@
 // Package sandboxtest lets integration tests anywhere in the repository
 // share one sandbox: the first test that asks for it reuses the sandbox
 // named by $FAULTLINE_TEST_SANDBOX (default "test") when it is up, or
-// brings it up, and gives out clients for it. A package's TestMain calls
-// Main so that a sandbox it started is removed when its tests end; one that
-// was already up (started by `make test`) is left for the next package.
+// brings it up, and gives out clients for it.
+//
+// Test processes (one per package) hold a shared lock on the sandbox while
+// they use it. A package's TestMain calls Main; at its end, the last user
+// of a sandbox that tests brought up removes it. A sandbox that was up
+// before (started by `make test`, or by hand) is never removed by tests.
 package sandboxtest
 
 import (
@@ -15,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +41,6 @@ var (
 	once     sync.Once
 	shared   *Env
 	sharedEr error
-	started  bool
 )
 
 // Config is the shared sandbox's configuration: fast timings so node-loss
@@ -66,7 +69,13 @@ func RequireRoot(t testing.TB) {
 func Get(t testing.TB) *Env {
 	t.Helper()
 	RequireRoot(t)
-	once.Do(func() { shared, sharedEr = get() })
+	once.Do(func() {
+		// Users first, so that a finishing package cannot remove the sandbox
+		// between our check and our use.
+		if sharedEr = lockUsers(syscall.LOCK_SH); sharedEr == nil {
+			shared, sharedEr = get()
+		}
+	})
 	if sharedEr != nil {
 		t.Fatalf("shared sandbox: %v", sharedEr)
 	}
@@ -94,7 +103,7 @@ func get() (*Env, error) {
 		if errors.Is(err, sandbox.ErrAlreadyRunning) {
 			st, err = waitReady(c, 5*time.Minute)
 		} else if err == nil {
-			started = true
+			err = os.WriteFile(startedMarker(c), nil, 0o600)
 		}
 		if err != nil {
 			return nil, err
@@ -134,16 +143,44 @@ func Main(m *testing.M) {
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}
-	if started {
-		if err := sandbox.Down(Config(), sandbox.NewProgress(os.Stderr)); err != nil {
-			fmt.Fprintln(os.Stderr, "sandbox down:", err)
-			if code == 0 {
-				code = 1
+	if users != nil {
+		// Trade the shared lock for an exclusive one: it is granted only
+		// when no other test process uses the sandbox.
+		_ = syscall.Flock(int(users.Fd()), syscall.LOCK_UN)
+		if syscall.Flock(int(users.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			if _, err := os.Stat(startedMarker(Config())); err == nil {
+				if err := sandbox.Down(Config(), sandbox.NewProgress(os.Stderr)); err != nil {
+					fmt.Fprintln(os.Stderr, "sandbox down:", err)
+					if code == 0 {
+						code = 1
+					}
+				}
+				_ = os.Remove(users.Name())
 			}
 		}
+		users.Close()
 	}
 	os.Exit(code)
 }
+
+// users is this process's lock on the shared sandbox.
+var users *os.File
+
+func lockUsers(how int) error {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "faultline-sandbox-"+Config().Name+".users"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return err
+	}
+	users = f
+	return nil
+}
+
+// startedMarker says that tests, not a person, brought the sandbox up.
+func startedMarker(c sandbox.Config) string { return filepath.Join(c.Dir(), "started-by-tests") }
 
 var (
 	binOnce sync.Once
