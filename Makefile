@@ -45,7 +45,7 @@ demo: deps tools build
 TEST_SANDBOX := test
 test: deps tools build
 	@$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) >/dev/null 2>&1 || true
-	$(BIN)/faultline sandbox up --name $(TEST_SANDBOX) --timings fast --prometheus
+	$(BIN)/faultline sandbox up --name $(TEST_SANDBOX) --timings fast --prometheus --faultline
 	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) $(GO) test -count=1 -tags root,sandbox -p 1 -timeout 80m ./... || rc=$$?; \
 	$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) || rc=1; \
 	exit $$rc

@@ -39,7 +39,11 @@ type Config struct {
 	RealNodes int
 	// Prometheus starts Debian's prometheus scraping the cluster.
 	Prometheus bool
-	Timings    Timings
+	// Faultline installs faultline's CRDs and runs its controller on the
+	// host and an agent per isolated and real node, inside the node's
+	// network namespace (so cutting a node's link cuts its agent too).
+	Faultline bool
+	Timings   Timings
 	// BinDir holds faultline's static binaries: faultline itself, and
 	// demo-app and pause, which become the real nodes' images. Empty means
 	// the directory of the running program.

@@ -125,7 +125,10 @@ func (s *State) startKwok(ctx context.Context, p Plan, cp *controlPlane, cs kube
 			"--manage-single-node=" + name,
 			"--cidr=" + p.IsolatedPodCIDR(k).String(),
 			"--node-ip=" + addr.String(),
-			"--node-lease-duration-seconds=40",
+			// A short lease renewed every 2 s: NotReady then comes within a
+			// few seconds of the grace period after a cut, as the node-loss
+			// timeline is measured against it. Shared nodes keep 40 s.
+			"--node-lease-duration-seconds=8",
 			"--server-address=" + addr.String() + ":10247",
 		}}); err != nil {
 			return err

@@ -90,7 +90,7 @@ func (s *State) start(spec procSpec) (*running, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, &ComponentError{Component: spec.name, Log: logPath, Tail: tail(logPath, 5), Err: err}
 	}
-	c := Component{Name: spec.name, PID: cmd.Process.Pid, Start: procStart(cmd.Process.Pid), Ports: spec.ports, Netns: spec.netns, Log: logPath}
+	c := Component{Name: spec.name, PID: cmd.Process.Pid, Start: procStart(cmd.Process.Pid), Ports: spec.ports, Netns: spec.netns, Log: logPath, Bin: spec.bin, Args: spec.args}
 	r := &running{Component: c, exited: make(chan struct{})}
 	go func() { r.err = cmd.Wait(); close(r.exited) }()
 	if err := s.addComponent(c); err != nil {
@@ -232,3 +232,46 @@ func processesMarked(dir string) []Component {
 }
 
 var errNotRoot = errors.New("faultline sandbox must run as root: it creates network namespaces, links, routes and cgroups, and runs containerd and the kubelet (try: sudo)")
+
+// Kill sends sig to a component of a running sandbox (tests use it to
+// crash faultline's controller or an agent with SIGKILL).
+func Kill(c Config, name string, sig syscall.Signal) error {
+	st, err := Status(c)
+	if err != nil {
+		return err
+	}
+	comp, ok := st.Components[name]
+	if !ok {
+		return fmt.Errorf("sandbox %q has no component %q", c.Name, name)
+	}
+	if !alive(comp.PID, comp.Start) {
+		return fmt.Errorf("component %s (pid %d) is not running", name, comp.PID)
+	}
+	return syscall.Kill(comp.PID, sig)
+}
+
+// Restart starts a component again with the arguments it was first started
+// with, after it died or was killed.
+func Restart(c Config, name string) (Component, error) {
+	unlock, err := lockRoot(c.root())
+	if err != nil {
+		return Component{}, err
+	}
+	defer unlock()
+	st, err := LoadState(c.Dir())
+	if err != nil {
+		return Component{}, err
+	}
+	comp, ok := st.Components[name]
+	if !ok || comp.Bin == "" {
+		return Component{}, fmt.Errorf("sandbox %q has no restartable component %q", c.Name, name)
+	}
+	if alive(comp.PID, comp.Start) {
+		return Component{}, fmt.Errorf("component %s is still running (pid %d)", name, comp.PID)
+	}
+	r, err := st.start(procSpec{name: name, bin: comp.Bin, args: comp.Args, netns: comp.Netns, ports: comp.Ports})
+	if err != nil {
+		return Component{}, err
+	}
+	return r.Component, nil
+}

@@ -43,6 +43,9 @@ type Component struct {
 	Ports []int  `json:"ports,omitempty"`
 	Netns string `json:"netns,omitempty"`
 	Log   string `json:"log"`
+	// Bin and Args restart the component (see Restart).
+	Bin  string   `json:"bin,omitempty"`
+	Args []string `json:"args,omitempty"`
 }
 
 // NodeInfo describes a node of the sandbox.

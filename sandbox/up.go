@@ -220,6 +220,12 @@ func (s *State) up(ctx context.Context, progress *Progress) error {
 	if err := s.waitNodesReady(ctx, cs, 3*time.Minute, progress); err != nil {
 		return err
 	}
+	if c.Faultline {
+		if err := s.startFaultline(ctx, cs); err != nil {
+			return err
+		}
+		progress.Printf("faultline: CRDs installed, controller and %d agent(s) running", c.IsolatedKwokNodes+c.RealNodes)
+	}
 	return s.update(func(s *State) { s.Ready = true; delete(s.Components, upComponent) })
 }
 

@@ -72,6 +72,7 @@ made, even after an 'up' that was killed halfway.`,
 	up.Flags().IntVar(&f.cfg.IsolatedKwokNodes, "isolated-nodes", f.cfg.IsolatedKwokNodes, "simulated nodes each in its own network namespace, for real network loss")
 	up.Flags().IntVar(&f.cfg.RealNodes, "real-nodes", f.cfg.RealNodes, "real nodes with containerd, kubelet and kube-proxy")
 	up.Flags().BoolVar(&f.cfg.Prometheus, "prometheus", false, "also run Prometheus (Debian's package) scraping the cluster")
+	up.Flags().BoolVar(&f.cfg.Faultline, "faultline", false, "also install faultline's CRDs and run its controller and an agent per isolated and real node")
 	up.Flags().StringVar(&f.timings, "timings", string(sandbox.TimingsUpstream),
 		"node-lifecycle timings: upstream (grace 50s, tolerations 300s, Kubernetes' defaults) or fast (grace 20s, tolerations 30s, for CI)")
 	up.Flags().BoolVar(&f.retain, "retain", false, "keep what was made when bring-up fails, to debug it (remove it with down)")

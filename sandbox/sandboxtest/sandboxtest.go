@@ -53,6 +53,7 @@ func Config() sandbox.Config {
 	}
 	c.Timings = sandbox.TimingsFast
 	c.Prometheus = true
+	c.Faultline = true
 	return c
 }
 
@@ -202,7 +203,7 @@ func Binaries() (string, error) {
 		if binErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binDir+"/", "./cmd/faultline", "./cmd/demo-app", "./sandbox/pause")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binDir+"/", "./cmd/...", "./sandbox/pause")
 		cmd.Dir = RepoRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

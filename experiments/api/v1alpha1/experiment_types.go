@@ -186,6 +186,27 @@ type Safety struct {
 	AllowSystemNamespaces bool `json:"allowSystemNamespaces,omitempty"`
 }
 
+// Labels and annotations faultline reads and writes.
+const (
+	// LabelChaosEnabled must be "enabled" on a namespace before its pods can
+	// be targets.
+	LabelChaosEnabled = "faultline.dev/chaos"
+	// LabelNode marks a FaultAssignment with its node, so that each agent
+	// watches only its own.
+	LabelNode = "faultline.dev/node"
+	// LabelExperiment marks a FaultAssignment with its experiment's UID.
+	LabelExperiment = "faultline.dev/experiment-uid"
+	// AnnotationAbort on an Experiment asks for an abort.
+	AnnotationAbort = "faultline.dev/abort"
+	// Finalizer holds an Experiment until its faults are recovered.
+	Finalizer = "faultline.dev/recover-faults"
+)
+
+// IsFinal reports whether the phase is an end.
+func (p Phase) IsFinal() bool {
+	return p == PhasePassed || p == PhaseFailed || p == PhaseAborted || p == PhaseError
+}
+
 // Phase of an experiment.
 // +kubebuilder:validation:Enum=Pending;Injecting;Running;Recovering;Analyzing;Passed;Failed;Aborted;Error
 type Phase string
@@ -241,6 +262,23 @@ type ExperimentStatus struct {
 	// +optional
 	Records []InjectionRecord `json:"records,omitempty"`
 
+	// Targets the faults were planned on, as NAMESPACE/POD or node names.
+	// +optional
+	Targets []string `json:"targets,omitempty"`
+
+	// Workloads whose pods ran on the targets when the faults began, as
+	// NAMESPACE/DEPLOYMENT; recovery waits until they are Available.
+	// +optional
+	Workloads []string `json:"workloads,omitempty"`
+
+	// NodeSpans are the NotReady periods of the target nodes.
+	// +optional
+	NodeSpans []NodeSpan `json:"nodeSpans,omitempty"`
+
+	// Evictions seen during the experiment (the first 500).
+	// +optional
+	Evictions []EvictionRecord `json:"evictions,omitempty"`
+
 	// Measurements by name, as the objectives see them.
 	// +optional
 	Measurements map[string]string `json:"measurements,omitempty"`
@@ -256,6 +294,22 @@ type ExperimentStatus struct {
 	// Message explains the verdict or the error.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// NodeSpan is a NotReady period of a node; To is unset while it lasts.
+type NodeSpan struct {
+	Node string      `json:"node"`
+	From metav1.Time `json:"from"`
+	// +optional
+	To *metav1.Time `json:"to,omitempty"`
+}
+
+// EvictionRecord is one pod disrupted during the experiment.
+type EvictionRecord struct {
+	Pod    string      `json:"pod"`
+	Node   string      `json:"node,omitempty"`
+	Reason string      `json:"reason"`
+	Time   metav1.Time `json:"time"`
 }
 
 // TimelineEntry is one event of the experiment.

@@ -47,7 +47,7 @@ type AssignedFault struct {
 	// Type is the fault family.
 	Type FaultType `json:"type"`
 
-	// Target on the node: "node" for the node itself, or a pod as
+	// Target on the node: the node's name for the node itself, or a pod as
 	// NAMESPACE/NAME with its UID.
 	Target string `json:"target"`
 	// +optional

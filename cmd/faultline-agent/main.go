@@ -1,0 +1,275 @@
+// Command faultline-agent carries out one node's FaultAssignments. It
+// enforces every fault's deadline by its own clock from its on-node ledger,
+// so a node cut off from the API server still recovers on time, and a
+// restarted agent recovers or resumes whatever its predecessor left.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/injectors"
+	"faultline.dev/faultline/injectors/agent"
+	"faultline.dev/faultline/injectors/ledger"
+	"faultline.dev/faultline/injectors/netloss"
+)
+
+func main() {
+	var node, ledgerDir, metricsAddr string
+	flag.StringVar(&node, "node", os.Getenv("NODE_NAME"), "the node this agent serves (env NODE_NAME)")
+	flag.StringVar(&ledgerDir, "ledger-dir", "/var/lib/faultline/agent", "the on-node ledger's directory; it must survive the agent")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "where Prometheus metrics are served (0 disables)")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	logger := ctrl.Log.WithName("agent").WithValues("node", node)
+	if node == "" {
+		fmt.Fprintln(os.Stderr, "--node is required (or NODE_NAME)")
+		os.Exit(2)
+	}
+	l, err := ledger.Open(ledgerDir)
+	if err != nil {
+		logger.Error(err, "ledger")
+		os.Exit(1)
+	}
+	engine := &agent.Engine{Ledger: l, Clock: clock.RealClock{}, Factories: map[string]injectors.Factory{string(v1alpha1.FaultNetworkLoss): netloss.New}}
+	ctx := ctrl.SetupSignalHandler()
+
+	// Deadlines first, from the ledger alone: nothing below needs the API
+	// server for a fault to end on time.
+	if err := engine.Resume(ctx); err != nil {
+		logger.Error(err, "resume from the ledger")
+	}
+	poke := make(chan struct{}, 1)
+	go engine.RunDeadlines(ctx, poke, func(err error) { logger.Error(err, "deadline") })
+
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		logger.Error(err, "scheme")
+		os.Exit(1)
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		logger.Error(err, "no cluster to talk to")
+		os.Exit(1)
+	}
+	// Short timeouts: a cut-off node must not hang its agent's reports.
+	cfg.Timeout = 10 * time.Second
+	mine := labels.SelectorFromSet(labels.Set{v1alpha1.LabelNode: node})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: metricsAddr},
+		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.FaultAssignment{}: {Label: mine}}},
+	})
+	if err != nil {
+		logger.Error(err, "manager")
+		os.Exit(1)
+	}
+	r := &reconciler{Client: mgr.GetClient(), node: node, engine: engine, poke: poke}
+	if err := ctrl.NewControllerManagedBy(mgr).Named("faultassignment").For(&v1alpha1.FaultAssignment{}).Complete(r); err != nil {
+		logger.Error(err, "controller")
+		os.Exit(1)
+	}
+	logger.Info("starting faultline-agent", "ledger", filepath.Join(ledgerDir, "ledger.json"))
+	if err := mgr.Start(ctx); err != nil {
+		logger.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+// reconciler turns this node's FaultAssignments into the engine's desired
+// faults and reports their state back. Any event reconciles the whole node.
+type reconciler struct {
+	client.Client
+	node   string
+	engine *agent.Engine
+	poke   chan struct{}
+}
+
+func (r *reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	var list v1alpha1.FaultAssignmentList
+	if err := r.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelNode: r.node}); err != nil {
+		return ctrl.Result{}, err
+	}
+	var desired []agent.Desired
+	var errs []error
+	for _, fa := range list.Items {
+		if fa.Spec.NodeName != r.node {
+			continue
+		}
+		for _, f := range fa.Spec.Faults {
+			d, err := desiredFor(f)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			desired = append(desired, d)
+		}
+	}
+	// Acknowledge first: a fault that cuts this node from the API server
+	// (a partition) leaves no chance to report after injecting.
+	reported := r.reportAll(ctx, list.Items)
+	next, err := r.engine.Reconcile(ctx, desired)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+	reported = r.reportAll(ctx, list.Items) && reported
+	for _, err := range errs {
+		log.FromContext(ctx).Error(err, "reconcile")
+	}
+	// Requeue soon while a report is owed or a fault is active, so that a
+	// recovery made by the deadline loop is reported as soon as the API
+	// server answers again; errors are not returned, to avoid backing off.
+	res := ctrl.Result{RequeueAfter: 5 * time.Second}
+	if !reported || r.active() {
+		res.RequeueAfter = time.Second
+	}
+	if !next.IsZero() {
+		if d := time.Until(next); d < res.RequeueAfter {
+			res.RequeueAfter = max(d, 10*time.Millisecond)
+		}
+	}
+	return res, nil
+}
+
+func (r *reconciler) active() bool {
+	for _, en := range r.engine.Ledger.List() {
+		if en.Active() {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *reconciler) reportAll(ctx context.Context, fas []v1alpha1.FaultAssignment) bool {
+	ok := true
+	for i := range fas {
+		if err := r.report(ctx, &fas[i]); err != nil {
+			log.FromContext(ctx).Error(err, "report", "assignment", fas[i].Name)
+			ok = false
+		}
+	}
+	return ok
+}
+
+var stateOf = map[ledger.State]v1alpha1.FaultState{
+	ledger.Injecting: v1alpha1.FaultPending, ledger.Injected: v1alpha1.FaultInjected,
+	ledger.Recovered: v1alpha1.FaultRecovered, ledger.Failed: v1alpha1.FaultFailed,
+}
+
+// report writes the ledger's view of an assignment's faults to its status.
+func (r *reconciler) report(ctx context.Context, fa *v1alpha1.FaultAssignment) error {
+	st := v1alpha1.FaultAssignmentStatus{ObservedGeneration: fa.Generation}
+	for _, f := range fa.Spec.Faults {
+		s := v1alpha1.AssignedFaultStatus{ID: f.ID, State: v1alpha1.FaultPending}
+		if en, ok := r.engine.Ledger.Get(f.ID); ok {
+			s.State, s.Error = stateOf[en.State], en.Error
+			if en.InjectedAt != nil {
+				t := metav1.NewTime(*en.InjectedAt)
+				s.InjectedAt = &t
+			}
+			if en.RecoveredAt != nil {
+				t := metav1.NewTime(*en.RecoveredAt)
+				s.RecoveredAt = &t
+			}
+		}
+		st.Faults = append(st.Faults, s)
+	}
+	if equality.Semantic.DeepEqual(st, fa.Status) {
+		return nil
+	}
+	fa.Status = st
+	return client.IgnoreNotFound(r.Status().Update(ctx, fa))
+}
+
+// desiredFor turns an assigned fault into the engine's terms: the
+// injector's parameters, with the pod's network namespace found on this
+// node.
+func desiredFor(f v1alpha1.AssignedFault) (agent.Desired, error) {
+	d := agent.Desired{ID: f.ID, Type: string(f.Type), StartAt: f.StartAt.Time, Deadline: f.Deadline.Time, Recover: f.Recover}
+	switch f.Type {
+	case v1alpha1.FaultNetworkLoss:
+		nl := f.NetworkLoss
+		if nl == nil {
+			return d, fmt.Errorf("fault %s: networkLoss missing", f.ID)
+		}
+		p := netloss.Params{LossPercent: float64(nl.LossPercent), Direction: netloss.Direction(nl.Direction), Peers: nl.Peers, Protocol: netloss.Protocol(nl.Protocol)}
+		for _, port := range nl.Ports {
+			p.Ports = append(p.Ports, uint16(port))
+		}
+		if f.PodUID != "" {
+			ns, err := podNetns(string(f.PodUID))
+			if err != nil {
+				return d, fmt.Errorf("fault %s on pod %s: %w", f.ID, f.Target, err)
+			}
+			p.Netns = ns
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return d, err
+		}
+		d.Params = b
+	default:
+		return d, fmt.Errorf("fault %s: type %q is not known to this agent", f.ID, f.Type)
+	}
+	return d, nil
+}
+
+// podNetns finds a pod's network namespace from the cgroup of one of its
+// processes: the kubelet names pod cgroups after the pod's UID.
+func podNetns(uid string) (string, error) {
+	if uid == "" {
+		return "", errors.New("no pod UID")
+	}
+	marks := []string{"pod" + uid, "pod" + strings.ReplaceAll(uid, "-", "_")}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		f, err := os.Open(filepath.Join("/proc", e.Name(), "cgroup"))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		found := false
+		for sc.Scan() && !found {
+			for _, m := range marks {
+				if strings.Contains(sc.Text(), m) {
+					found = true
+				}
+			}
+		}
+		f.Close()
+		if found {
+			return filepath.Join("/proc", e.Name(), "ns", "net"), nil
+		}
+	}
+	return "", fmt.Errorf("no process of pod %s on this node", uid)
+}

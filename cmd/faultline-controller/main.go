@@ -1,0 +1,100 @@
+// Command faultline-controller runs faultline's Experiment controller.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"faultline.dev/faultline/analyzers/evictions"
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/controller"
+)
+
+func main() {
+	var (
+		namespace, metricsAddr, probeAddr string
+		leaderElect                       bool
+		recoveryTimeout, reportGrace      time.Duration
+	)
+	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "faultline-system"), "faultline's own namespace: never a target by default, and home of the kill switch ConfigMap "+controller.KillSwitch)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "where Prometheus metrics are served (0 disables)")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "where /healthz and /readyz are served (0 disables)")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that several replicas can run")
+	flag.DurationVar(&recoveryTimeout, "recovery-timeout", 10*time.Minute, "how long after the faults end to wait for nodes and workloads to recover before judging")
+	flag.DurationVar(&reportGrace, "report-grace", 30*time.Second, "how long past a deadline an agent may take to report its recovery")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("setup")
+
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "no cluster to talk to (--kubeconfig or KUBECONFIG, or in-cluster)")
+		os.Exit(1)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "faultline-controller",
+		LeaderElectionNamespace: namespace,
+		// The eviction analyzer watches every pod: keep only what it reads.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: evictions.Strip}}},
+	})
+	if err != nil {
+		log.Error(err, "manager")
+		os.Exit(1)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	analysis := controller.NewAnalysis()
+	if err := analysis.Setup(ctx, mgr.GetCache()); err != nil {
+		log.Error(err, "analyzers")
+		os.Exit(1)
+	}
+	r := &controller.ExperimentReconciler{
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("faultline-controller"), //nolint:staticcheck // the new recorder is not on the Manager interface yet
+		Clock: clock.RealClock{}, Namespace: namespace, Analysis: analysis, Metrics: controller.NewMetrics(ctrlmetrics.Registry),
+		RecoveryTimeout: recoveryTimeout, ReportGrace: reportGrace,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		log.Error(err, "controller")
+		os.Exit(1)
+	}
+	_ = mgr.AddHealthzCheck("healthz", healthz.Ping)
+	_ = mgr.AddReadyzCheck("readyz", healthz.Ping)
+	log.Info("starting faultline-controller", "namespace", namespace)
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

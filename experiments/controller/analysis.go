@@ -1,0 +1,307 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"faultline.dev/faultline/analyzers"
+	"faultline.dev/faultline/analyzers/evictions"
+	"faultline.dev/faultline/analyzers/nodes"
+	"faultline.dev/faultline/analyzers/slo"
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+// Analysis runs the analyzers of every experiment in progress, fed by the
+// manager's informers. Their state is written to the experiment's status at
+// each step, and rebuilt from it (and from the objects' own timestamps)
+// when the controller restarts.
+type Analysis struct {
+	mu   sync.Mutex
+	runs map[types.NamespacedName]*run
+}
+
+type run struct {
+	nodes     *nodes.Tracker
+	evictions *evictions.Tracker
+	// recovery, once measured
+	recovery map[string]any
+}
+
+func NewAnalysis() *Analysis { return &Analysis{runs: map[types.NamespacedName]*run{}} }
+
+// Setup registers the analyzers' handlers on the manager's informers.
+func (a *Analysis) Setup(ctx context.Context, c cache.Cache) error {
+	ni, err := c.GetInformer(ctx, &corev1.Node{})
+	if err != nil {
+		return err
+	}
+	if _, err := ni.AddEventHandler(analyzers.Handler(func(n *corev1.Node, deleted bool) {
+		if deleted {
+			return
+		}
+		now := time.Now()
+		a.each(func(r *run) { r.nodes.Observe(n, now) })
+	})); err != nil {
+		return err
+	}
+	pi, err := c.GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return err
+	}
+	_, err = pi.AddEventHandler(analyzers.Handler(func(p *corev1.Pod, _ bool) {
+		a.each(func(r *run) { r.evictions.Observe(p) })
+	}))
+	return err
+}
+
+func (a *Analysis) each(f func(*run)) {
+	a.mu.Lock()
+	runs := make([]*run, 0, len(a.runs))
+	for _, r := range a.runs {
+		runs = append(runs, r)
+	}
+	a.mu.Unlock()
+	for _, r := range runs {
+		f(r)
+	}
+}
+
+func targetNodes(exp *v1alpha1.Experiment) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, rec := range exp.Status.Records {
+		if rec.Node != "" && !seen[rec.Node] {
+			seen[rec.Node] = true
+			out = append(out, rec.Node)
+		}
+	}
+	return out
+}
+
+// Ensure makes sure an experiment in progress is analyzed, rebuilding its
+// analyzers from the status (and the cluster's current state) after a
+// controller restart.
+func (a *Analysis) Ensure(ctx context.Context, c client.Reader, exp *v1alpha1.Experiment) error {
+	if a.create(exp) {
+		return a.seed(ctx, c, exp)
+	}
+	return nil
+}
+
+func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
+	key := types.NamespacedName{Namespace: exp.Namespace, Name: exp.Name}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.runs[key]; ok {
+		return false
+	}
+	since := time.Now()
+	if exp.Status.StartTime != nil {
+		since = exp.Status.StartTime.Time
+	}
+	r := &run{nodes: nodes.New(targetNodes(exp)...), evictions: evictions.New(since)}
+	// Seed with what the status already holds.
+	for _, s := range exp.Status.NodeSpans {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: s.Node}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: s.From}}}}
+		r.nodes.Observe(n, s.From.Time)
+		if s.To != nil {
+			n.Status.Conditions[0] = corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastTransitionTime: *s.To}
+			r.nodes.Observe(n, s.To.Time)
+		}
+	}
+	for _, e := range exp.Status.Evictions {
+		ns, name := splitKey(e.Pod)
+		r.evictions.Observe(&corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("seed/" + e.Pod)},
+			Spec:       corev1.PodSpec{NodeName: e.Node},
+			Status:     corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: seedReason(e.Reason), LastTransitionTime: e.Time}}},
+		})
+	}
+	a.runs[key] = r
+	return true
+}
+
+func seedReason(r string) string {
+	for k, v := range map[string]string{"DeletionByTaintManager": evictions.TaintManagerEviction, "TerminationByKubelet": evictions.Evicted, "PreemptionByScheduler": evictions.Preempted, "EvictionByEvictionAPI": evictions.EvictionAPI} {
+		if v == r {
+			return k
+		}
+	}
+	return r
+}
+
+func splitKey(s string) (string, string) {
+	for i := range s {
+		if s[i] == '/' {
+			return s[:i], s[i+1:]
+		}
+	}
+	return "", s
+}
+
+// seed feeds the current state of the cluster to a new run: informers only
+// send changes after the handlers were added.
+func (a *Analysis) seed(ctx context.Context, c client.Reader, exp *v1alpha1.Experiment) error {
+	r := a.get(exp)
+	if r == nil {
+		return nil
+	}
+	now := time.Now()
+	for _, n := range targetNodes(exp) {
+		var node corev1.Node
+		if err := c.Get(ctx, client.ObjectKey{Name: n}, &node); err == nil {
+			r.nodes.Observe(&node, now)
+		}
+	}
+	var pods corev1.PodList
+	if err := c.List(ctx, &pods); err != nil {
+		return err
+	}
+	for i := range pods.Items {
+		r.evictions.Observe(&pods.Items[i])
+	}
+	return nil
+}
+
+func (a *Analysis) get(exp *v1alpha1.Experiment) *run {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.runs[types.NamespacedName{Namespace: exp.Namespace, Name: exp.Name}]
+}
+
+// Forget drops an experiment's analyzers.
+func (a *Analysis) Forget(key types.NamespacedName) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.runs, key)
+}
+
+// Measurements are the analyzers' current values, as objectives see them.
+func (a *Analysis) Measurements(exp *v1alpha1.Experiment, now time.Time) slo.Measurements {
+	r := a.get(exp)
+	if r == nil {
+		return slo.Measurements{}
+	}
+	m := slo.Measurements{"nodes": r.nodes.Measure(now), "evictions": r.evictions.Measure(now)}
+	// How long after the faults began the first node went NotReady: the
+	// grace period, as the cluster applied it.
+	if spans := r.nodes.Spans(); len(spans) > 0 && exp.Status.StartTime != nil {
+		m["nodes"]["secondsToNotReady"] = spans[0].From.Sub(exp.Status.StartTime.Time).Seconds()
+	}
+	if r.recovery != nil {
+		m["recovery"] = r.recovery
+	}
+	return m
+}
+
+// Snapshot writes the analyzers' state into the status.
+func (a *Analysis) Snapshot(exp *v1alpha1.Experiment, now time.Time) {
+	r := a.get(exp)
+	if r == nil {
+		return
+	}
+	exp.Status.NodeSpans = nil
+	for _, s := range r.nodes.Spans() {
+		ns := v1alpha1.NodeSpan{Node: s.Node, From: metav1.NewTime(s.From)}
+		if !s.To.IsZero() {
+			to := metav1.NewTime(s.To)
+			ns.To = &to
+		}
+		exp.Status.NodeSpans = append(exp.Status.NodeSpans, ns)
+	}
+	exp.Status.Evictions = nil
+	for i, e := range r.evictions.List() {
+		if i == 500 {
+			break
+		}
+		exp.Status.Evictions = append(exp.Status.Evictions, v1alpha1.EvictionRecord{Pod: e.Namespace + "/" + e.Pod, Node: e.Node, Reason: e.Reason, Time: metav1.NewTime(e.At)})
+	}
+	flat := map[string]string{}
+	for group, vals := range a.Measurements(exp, now) {
+		flatten(flat, group, vals)
+	}
+	exp.Status.Measurements = flat
+}
+
+func flatten(out map[string]string, prefix string, v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			flatten(out, prefix+"."+k, x[k])
+		}
+	case float64:
+		out[prefix] = strconv.FormatFloat(x, 'f', 1, 64)
+	default:
+		out[prefix] = fmt.Sprint(x)
+	}
+}
+
+// Recovered measures recovery after the faults ended at end: every target
+// node Ready and every workload Available. The first time both hold is
+// kept as recovery.seconds (from the end of the faults).
+func (a *Analysis) Recovered(ctx context.Context, c client.Reader, exp *v1alpha1.Experiment, end time.Time) (bool, error) {
+	r := a.get(exp)
+	if r == nil {
+		return false, nil
+	}
+	if r.recovery != nil {
+		return true, nil
+	}
+	now := time.Now()
+	nodeSeconds := 0.0
+	for _, n := range targetNodes(exp) {
+		var node corev1.Node
+		if err := c.Get(ctx, client.ObjectKey{Name: n}, &node); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		r.nodes.Observe(&node, now)
+		ready := false
+		for _, cond := range node.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				ready = true
+			}
+		}
+		if !ready {
+			return false, nil
+		}
+		if t := r.nodes.ReadyAgain(n); !t.IsZero() && t.Sub(end).Seconds() > nodeSeconds {
+			nodeSeconds = t.Sub(end).Seconds()
+		}
+	}
+	for _, w := range exp.Status.Workloads {
+		ns, name := splitKey(w)
+		var d appsv1.Deployment
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
+			continue // deleted: nothing to wait for
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		if d.Status.AvailableReplicas < want || d.Status.UpdatedReplicas < want {
+			return false, nil
+		}
+	}
+	secs := now.Sub(end).Seconds()
+	if secs < nodeSeconds {
+		secs = nodeSeconds
+	}
+	r.recovery = map[string]any{"seconds": secs, "nodeSeconds": nodeSeconds, "workloads": int64(len(exp.Status.Workloads))}
+	return true, nil
+}

@@ -1,0 +1,684 @@
+// Package controller is faultline's Experiment controller: it plans the
+// targets under the safety rules, hands each node its faults through a
+// FaultAssignment, follows the agents' reports, runs the analyzers, judges
+// the objectives (aborting on a live breach) and writes the verdict.
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"faultline.dev/faultline/analyzers/slo"
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+// ExperimentReconciler reconciles Experiments.
+type ExperimentReconciler struct {
+	client.Client
+	// Reader reads past the cache, for whole pods (the cache keeps only
+	// what the analyzers need of them).
+	Reader   client.Reader
+	Recorder record.EventRecorder
+	Clock    clock.Clock
+	// Namespace is faultline's own; its pods are never targets by default
+	// and the kill switch lives there.
+	Namespace string
+	// Analysis watches the cluster for the analyzers.
+	Analysis *Analysis
+	Metrics  *Metrics
+	// RecoveryTimeout bounds the wait for workloads to come back.
+	RecoveryTimeout time.Duration
+	// ReportGrace is how long past a deadline an agent may take to report
+	// its recovery before the controller records it as unreported.
+	ReportGrace time.Duration
+
+	mu sync.Mutex
+}
+
+// KillSwitch is the ConfigMap in faultline's namespace whose data
+// "enabled": "true" stops every experiment and refuses new ones.
+const KillSwitch = "faultline-kill-switch"
+
+// SetupWithManager wires the controller: Experiments, and the
+// FaultAssignments that belong to them (mapped back by label).
+func (r *ExperimentReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Experiment{}).
+		Watches(&v1alpha1.FaultAssignment{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			fa, ok := o.(*v1alpha1.FaultAssignment)
+			if !ok {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: fa.Spec.Experiment.Namespace, Name: fa.Spec.Experiment.Name}}}
+		})).
+		Complete(r)
+}
+
+func (r *ExperimentReconciler) now() metav1.Time {
+	return metav1.NewTime(r.Clock.Now().Truncate(time.Millisecond))
+}
+
+// note records a step as a Kubernetes Event and a timeline entry.
+func (r *ExperimentReconciler) note(exp *v1alpha1.Experiment, warning bool, reason, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	typ := corev1.EventTypeNormal
+	if warning {
+		typ = corev1.EventTypeWarning
+	}
+	if r.Recorder != nil {
+		r.Recorder.Event(exp, typ, reason, msg)
+	}
+	exp.Status.Timeline = append(exp.Status.Timeline, v1alpha1.TimelineEntry{Time: r.now(), Reason: reason, Message: msg})
+	if n := len(exp.Status.Timeline); n > 200 {
+		exp.Status.Timeline = exp.Status.Timeline[n-200:]
+	}
+}
+
+func (r *ExperimentReconciler) setPhase(exp *v1alpha1.Experiment, p v1alpha1.Phase) {
+	if exp.Status.Phase != p {
+		exp.Status.Phase = p
+		if r.Metrics != nil {
+			r.Metrics.phaseChanged(exp)
+		}
+	}
+}
+
+// Reconcile moves an experiment one step along its phases.
+func (r *ExperimentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var exp v1alpha1.Experiment
+	if err := r.Get(ctx, req.NamespacedName, &exp); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Analysis.Forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !exp.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, &exp)
+	}
+	// The finalizer goes on before anything is injected, so that deleting
+	// the experiment always recovers its faults first.
+	if !controllerutil.ContainsFinalizer(&exp, v1alpha1.Finalizer) {
+		controllerutil.AddFinalizer(&exp, v1alpha1.Finalizer)
+		return ctrl.Result{Requeue: true}, r.Update(ctx, &exp)
+	}
+	if exp.Status.Phase.IsFinal() {
+		return ctrl.Result{}, r.deleteAssignments(ctx, &exp)
+	}
+	before := exp.Status.DeepCopy()
+	res, err := r.step(ctx, &exp)
+	exp.Status.ObservedGeneration = exp.Generation
+	if !equalStatus(before, &exp.Status) {
+		if uerr := r.Status().Update(ctx, &exp); uerr != nil {
+			if apierrors.IsConflict(uerr) {
+				return ctrl.Result{Requeue: true}, nil
+			}
+			return ctrl.Result{}, uerr
+		}
+	}
+	return res, err
+}
+
+func equalStatus(a, b *v1alpha1.ExperimentStatus) bool {
+	return a.Phase == b.Phase && len(a.Timeline) == len(b.Timeline) && a.Verdict == b.Verdict &&
+		fmt.Sprint(a.Records, a.Measurements, a.NodeSpans, len(a.Evictions), a.Conditions, a.Objectives, a.Message, a.Targets, a.Workloads, a.ObservedGeneration) ==
+			fmt.Sprint(b.Records, b.Measurements, b.NodeSpans, len(b.Evictions), b.Conditions, b.Objectives, b.Message, b.Targets, b.Workloads, b.ObservedGeneration)
+}
+
+func (r *ExperimentReconciler) step(ctx context.Context, exp *v1alpha1.Experiment) (ctrl.Result, error) {
+	switch exp.Status.Phase {
+	case "", v1alpha1.PhasePending:
+		return r.plan(ctx, exp)
+	case v1alpha1.PhaseInjecting, v1alpha1.PhaseRunning:
+		return r.hold(ctx, exp)
+	case v1alpha1.PhaseRecovering:
+		return r.recovering(ctx, exp)
+	case v1alpha1.PhaseAnalyzing:
+		return r.analyze(ctx, exp)
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *ExperimentReconciler) killSwitchOn(ctx context.Context) bool {
+	var cm corev1.ConfigMap
+	if err := r.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: KillSwitch}, &cm); err != nil {
+		return false
+	}
+	return cm.Data["enabled"] == "true"
+}
+
+func (r *ExperimentReconciler) fail(exp *v1alpha1.Experiment, phase v1alpha1.Phase, verdict v1alpha1.Verdict, reason, msg string) {
+	r.setPhase(exp, phase)
+	exp.Status.Verdict, exp.Status.Message = verdict, msg
+	r.note(exp, true, reason, "%s", msg)
+}
+
+// plan resolves the targets and writes the FaultAssignments.
+func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experiment) (ctrl.Result, error) {
+	if exp.Status.Phase == "" {
+		r.setPhase(exp, v1alpha1.PhasePending)
+		r.note(exp, false, "Accepted", "experiment accepted: %d fault(s), %d objective(s)", len(exp.Spec.Faults), len(exp.Spec.Objectives))
+	}
+	if r.killSwitchOn(ctx) {
+		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "KillSwitch", fmt.Sprintf("the kill switch is on (ConfigMap %s/%s): no experiment may start", r.Namespace, KillSwitch))
+		return ctrl.Result{}, nil
+	}
+	if errs := exp.Validate(); len(errs) > 0 {
+		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", errs.ToAggregate().Error())
+		return ctrl.Result{}, nil
+	}
+	if _, err := judge(exp); err != nil {
+		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
+		return ctrl.Result{}, nil
+	}
+	targets, notes, err := r.resolveTargets(ctx, exp)
+	var se *SafetyError
+	if errors.As(err, &se) {
+		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Refused", se.Error())
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "TargetsUnresolved", err.Error())
+		return ctrl.Result{}, nil
+	}
+	for _, n := range notes {
+		r.note(exp, true, "BlastRadius", "%s", n)
+	}
+	exp.Status.Targets = nil
+	for _, t := range targets {
+		exp.Status.Targets = append(exp.Status.Targets, t.String())
+	}
+	if exp.Spec.DryRun {
+		r.setPhase(exp, v1alpha1.PhasePassed)
+		exp.Status.Verdict = v1alpha1.VerdictInconclusive
+		exp.Status.Message = fmt.Sprintf("dry run: would inject %d fault(s) into %s", len(exp.Spec.Faults), strings.Join(exp.Status.Targets, ", "))
+		r.note(exp, false, "DryRun", "%s", exp.Status.Message)
+		return ctrl.Result{}, nil
+	}
+	workloads, err := r.workloadsOn(ctx, targets)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	exp.Status.Workloads = workloads
+	start := r.now()
+	exp.Status.StartTime = &start
+	if err := r.writeAssignments(ctx, exp, targets); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.setPhase(exp, v1alpha1.PhaseInjecting)
+	r.note(exp, false, "Injecting", "%d fault(s) assigned on %d node(s) for %s", len(exp.Spec.Faults), len(nodesOf(targets)), strings.Join(exp.Status.Targets, ", "))
+	return ctrl.Result{RequeueAfter: time.Second}, nil
+}
+
+func nodesOf(ts []target) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range ts {
+		if !seen[t.node] {
+			seen[t.node] = true
+			out = append(out, t.node)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// workloadsOn lists the Deployments with pods on the target nodes.
+func (r *ExperimentReconciler) workloadsOn(ctx context.Context, ts []target) ([]string, error) {
+	nodes := map[string]bool{}
+	for _, n := range nodesOf(ts) {
+		nodes[n] = true
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, p := range pods.Items {
+		if !nodes[p.Spec.NodeName] {
+			continue
+		}
+		for _, o := range p.OwnerReferences {
+			if o.Kind != "ReplicaSet" {
+				continue
+			}
+			var rs appsv1.ReplicaSet
+			if err := r.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: o.Name}, &rs); err != nil {
+				continue
+			}
+			for _, ro := range rs.OwnerReferences {
+				if ro.Kind == "Deployment" {
+					seen[p.Namespace+"/"+ro.Name] = true
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for w := range seen {
+		out = append(out, w)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// assignmentName is stable per experiment and node, and short enough for
+// any node name.
+func assignmentName(exp *v1alpha1.Experiment, node string) string {
+	sum := sha256.Sum256([]byte(string(exp.UID) + "/" + node))
+	n := exp.Name
+	if len(n) > 40 {
+		n = n[:40]
+	}
+	return strings.TrimSuffix(n, "-") + "-" + hex.EncodeToString(sum[:6])
+}
+
+// faultID names a fault on a node cluster-wide: injectors name what they
+// add after it.
+func faultID(exp *v1alpha1.Experiment, fault, target string) string {
+	sum := sha256.Sum256([]byte(string(exp.UID) + "/" + fault + "/" + target))
+	return "fl-" + hex.EncodeToString(sum[:8])
+}
+
+// apiServerPeers resolves the "toward the API server" preset to the
+// addresses and port of the kubernetes Service's endpoints.
+func (r *ExperimentReconciler) apiServerPeers(ctx context.Context) ([]string, []int32, error) {
+	var slices discoveryv1.EndpointSliceList
+	if err := r.List(ctx, &slices, client.InNamespace("default"), client.MatchingLabels{discoveryv1.LabelServiceName: "kubernetes"}); err != nil {
+		return nil, nil, err
+	}
+	var peers []string
+	var ports []int32
+	for _, s := range slices.Items {
+		for _, e := range s.Endpoints {
+			for _, a := range e.Addresses {
+				if ip, err := netip.ParseAddr(a); err == nil {
+					peers = append(peers, netip.PrefixFrom(ip, ip.BitLen()).String())
+				}
+			}
+		}
+		for _, p := range s.Ports {
+			if p.Port != nil {
+				ports = append(ports, *p.Port)
+			}
+		}
+	}
+	if len(peers) == 0 || len(ports) == 0 {
+		return nil, nil, errors.New("the kubernetes Service has no endpoints: cannot resolve towardAPIServer")
+	}
+	return peers, ports, nil
+}
+
+func (r *ExperimentReconciler) writeAssignments(ctx context.Context, exp *v1alpha1.Experiment, ts []target) error {
+	start := exp.Status.StartTime.Time
+	byNode := map[string][]v1alpha1.AssignedFault{}
+	exp.Status.Records = nil
+	for _, f := range exp.Spec.Faults {
+		at := start
+		if f.StartAfter != nil {
+			at = at.Add(f.StartAfter.Duration)
+		}
+		nl := f.NetworkLoss.DeepCopy()
+		if nl != nil && nl.TowardAPIServer {
+			peers, ports, err := r.apiServerPeers(ctx)
+			if err != nil {
+				return err
+			}
+			nl.Peers = append(nl.Peers, peers...)
+			nl.Ports = append(nl.Ports, ports...)
+			if nl.Protocol == "" {
+				nl.Protocol = "tcp"
+			}
+			nl.TowardAPIServer = false
+		}
+		for _, t := range ts {
+			af := v1alpha1.AssignedFault{
+				ID: faultID(exp, f.Name, t.String()), Fault: f.Name, Type: f.Type, Target: t.String(),
+				StartAt: metav1.NewTime(at), Deadline: metav1.NewTime(at.Add(f.Duration.Duration)), NetworkLoss: nl,
+			}
+			if t.pod != nil {
+				af.PodUID = t.pod.UID
+			}
+			byNode[t.node] = append(byNode[t.node], af)
+			exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: t.String(), Node: t.node})
+		}
+	}
+	for node, faults := range byNode {
+		fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: assignmentName(exp, node)}}
+		_, err := controllerutil.CreateOrUpdate(ctx, r.Client, fa, func() error {
+			if fa.Labels == nil {
+				fa.Labels = map[string]string{}
+			}
+			fa.Labels[v1alpha1.LabelNode] = node
+			fa.Labels[v1alpha1.LabelExperiment] = string(exp.UID)
+			fa.Spec = v1alpha1.FaultAssignmentSpec{NodeName: node, Faults: faults,
+				Experiment: v1alpha1.ExperimentRef{Namespace: exp.Namespace, Name: exp.Name, UID: exp.UID}}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("write FaultAssignment for node %s: %w", node, err)
+		}
+	}
+	return nil
+}
+
+func (r *ExperimentReconciler) assignments(ctx context.Context, exp *v1alpha1.Experiment) ([]v1alpha1.FaultAssignment, error) {
+	var list v1alpha1.FaultAssignmentList
+	err := r.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelExperiment: string(exp.UID)})
+	return list.Items, err
+}
+
+// syncRecords copies the agents' reports into the records, and says
+// whether every agent has acknowledged its assignment (reported on its
+// current generation, which it does before injecting) and whether every
+// fault is recovered.
+func (r *ExperimentReconciler) syncRecords(exp *v1alpha1.Experiment, fas []v1alpha1.FaultAssignment) (allAcknowledged, allRecovered bool) {
+	allAcknowledged, allRecovered = true, true
+	status := map[string]v1alpha1.AssignedFaultStatus{}
+	current := map[string]bool{}
+	for _, fa := range fas {
+		current[fa.Name] = fa.Status.ObservedGeneration == fa.Generation
+		for _, s := range fa.Status.Faults {
+			status[s.ID] = s
+		}
+	}
+	for _, fa := range fas {
+		for _, af := range fa.Spec.Faults {
+			s, reported := status[af.ID]
+			rec := r.record(exp, af.Fault, af.Target, fa.Spec.NodeName)
+			if reported {
+				if s.InjectedAt != nil && rec.InjectedAt == nil {
+					rec.InjectedAt = s.InjectedAt
+					r.note(exp, false, "Injected", "%s injected on %s (%s)", af.Fault, af.Target, fa.Spec.NodeName)
+					if r.Metrics != nil {
+						r.Metrics.InjectionLatency.Observe(s.InjectedAt.Sub(af.StartAt.Time).Seconds())
+					}
+				}
+				if s.RecoveredAt != nil && rec.RecoveredAt == nil {
+					rec.RecoveredAt = s.RecoveredAt
+					r.note(exp, false, "Recovered", "%s recovered on %s (%s)", af.Fault, af.Target, fa.Spec.NodeName)
+					if r.Metrics != nil && !s.RecoveredAt.Before(&af.Deadline) {
+						r.Metrics.RecoveryLatency.Observe(s.RecoveredAt.Sub(af.Deadline.Time).Seconds())
+					}
+				}
+				if s.Error != "" && rec.Error != s.Error {
+					rec.Error = s.Error
+					r.note(exp, true, "FaultError", "%s on %s: %s", af.Fault, af.Target, s.Error)
+				}
+			}
+			if !current[fa.Name] {
+				allAcknowledged = false
+			}
+			if !reported || (s.State != v1alpha1.FaultRecovered && s.State != v1alpha1.FaultFailed) {
+				allRecovered = false
+			}
+		}
+	}
+	return allAcknowledged, allRecovered
+}
+
+func (r *ExperimentReconciler) record(exp *v1alpha1.Experiment, fault, target, node string) *v1alpha1.InjectionRecord {
+	for i := range exp.Status.Records {
+		if rec := &exp.Status.Records[i]; rec.Fault == fault && rec.Target == target {
+			return rec
+		}
+	}
+	exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: fault, Target: target, Node: node})
+	return &exp.Status.Records[len(exp.Status.Records)-1]
+}
+
+func lastDeadline(fas []v1alpha1.FaultAssignment) time.Time {
+	var t time.Time
+	for _, fa := range fas {
+		for _, f := range fa.Spec.Faults {
+			if f.Deadline.After(t) {
+				t = f.Deadline.Time
+			}
+		}
+	}
+	return t
+}
+
+// hold follows the faults while they run: reports, live objectives, abort
+// requests and the kill switch.
+func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experiment) (ctrl.Result, error) {
+	fas, err := r.assignments(ctx, exp)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
+		return ctrl.Result{}, err
+	}
+	acked, _ := r.syncRecords(exp, fas)
+	r.Analysis.Snapshot(exp, r.Clock.Now())
+	if exp.Status.Phase == v1alpha1.PhaseInjecting && acked && !r.Clock.Now().Before(exp.Status.StartTime.Time) {
+		r.setPhase(exp, v1alpha1.PhaseRunning)
+		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Acknowledged", Status: metav1.ConditionTrue, Reason: "AgentsAcknowledged", Message: "every agent has acknowledged its faults"})
+		r.note(exp, false, "Running", "every agent has acknowledged its faults (observedGeneration)")
+	}
+	why := ""
+	switch {
+	case exp.Annotations[v1alpha1.AnnotationAbort] == "true":
+		why = "abort requested (annotation " + v1alpha1.AnnotationAbort + ")"
+	case r.killSwitchOn(ctx):
+		why = "the kill switch is on"
+	default:
+		j, _ := judge(exp)
+		for _, res := range j.Evaluate(r.Analysis.Measurements(exp, r.Clock.Now()), true) {
+			if res.Verdict == slo.Failed {
+				why = fmt.Sprintf("abort objective %q breached: %s", res.Name, res.Message)
+				break
+			}
+		}
+	}
+	if why != "" {
+		exp.Status.Message = why
+		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Aborted", Status: metav1.ConditionTrue, Reason: "Abort", Message: why})
+		r.note(exp, true, "Aborting", "%s: recovering every fault now", why)
+		if err := r.recoverAll(ctx, fas); err != nil {
+			return ctrl.Result{}, err
+		}
+		r.setPhase(exp, v1alpha1.PhaseRecovering)
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	if !r.Clock.Now().Before(lastDeadline(fas)) && len(fas) > 0 {
+		r.setPhase(exp, v1alpha1.PhaseRecovering)
+		r.note(exp, false, "Recovering", "every fault has reached its deadline")
+	}
+	return ctrl.Result{RequeueAfter: time.Second}, nil
+}
+
+// recoverAll asks every agent to recover its faults now.
+func (r *ExperimentReconciler) recoverAll(ctx context.Context, fas []v1alpha1.FaultAssignment) error {
+	for i := range fas {
+		fa := &fas[i]
+		changed := false
+		for j := range fa.Spec.Faults {
+			if !fa.Spec.Faults[j].Recover {
+				fa.Spec.Faults[j].Recover, changed = true, true
+			}
+		}
+		if changed {
+			if err := r.Update(ctx, fa); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *ExperimentReconciler) aborted(exp *v1alpha1.Experiment) bool {
+	return meta.IsStatusConditionTrue(exp.Status.Conditions, "Aborted")
+}
+
+// recovering waits for the agents to report every fault recovered.
+func (r *ExperimentReconciler) recovering(ctx context.Context, exp *v1alpha1.Experiment) (ctrl.Result, error) {
+	fas, err := r.assignments(ctx, exp)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
+		return ctrl.Result{}, err
+	}
+	_, allRecovered := r.syncRecords(exp, fas)
+	r.Analysis.Snapshot(exp, r.Clock.Now())
+	late := r.Clock.Now().After(lastDeadline(fas).Add(r.ReportGrace))
+	if !allRecovered && !late {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	if !allRecovered {
+		r.note(exp, true, "RecoveryUnreported", "an agent has not reported its recovery %s after the deadline; its own clock still recovers the fault", r.ReportGrace)
+	}
+	meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Recovered", Status: metav1.ConditionTrue, Reason: "AgentsReported", Message: "faults recovered"})
+	if r.aborted(exp) {
+		why := exp.Status.Message
+		if r.judgeAll(exp) != v1alpha1.VerdictError {
+			exp.Status.Verdict = v1alpha1.VerdictFailed
+		}
+		r.fail(exp, v1alpha1.PhaseAborted, exp.Status.Verdict, "Aborted", "aborted: "+why+"; "+exp.Status.Message)
+		return ctrl.Result{}, r.deleteAssignments(ctx, exp)
+	}
+	r.setPhase(exp, v1alpha1.PhaseAnalyzing)
+	r.note(exp, false, "Analyzing", "faults recovered; waiting for nodes and workloads to recover")
+	return ctrl.Result{RequeueAfter: time.Second}, nil
+}
+
+// analyze waits for recovery (nodes Ready, workloads Available), then
+// judges the objectives.
+func (r *ExperimentReconciler) analyze(ctx context.Context, exp *v1alpha1.Experiment) (ctrl.Result, error) {
+	fas, err := r.assignments(ctx, exp)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
+		return ctrl.Result{}, err
+	}
+	end := lastDeadline(fas)
+	if end.IsZero() {
+		end = r.Clock.Now()
+	}
+	recovered, err := r.Analysis.Recovered(ctx, r.Client, exp, end)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	r.Analysis.Snapshot(exp, r.Clock.Now())
+	if !recovered && r.Clock.Now().Before(end.Add(r.RecoveryTimeout)) {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	if !recovered {
+		r.note(exp, true, "NotRecovered", "nodes or workloads not recovered %s after the faults ended", r.RecoveryTimeout)
+	}
+	v := r.judgeAll(exp)
+	switch v {
+	case v1alpha1.VerdictPassed:
+		r.setPhase(exp, v1alpha1.PhasePassed)
+	case v1alpha1.VerdictError:
+		r.setPhase(exp, v1alpha1.PhaseError)
+	default:
+		r.setPhase(exp, v1alpha1.PhaseFailed)
+	}
+	r.note(exp, v != v1alpha1.VerdictPassed, string(v), "verdict %s: %s", v, exp.Status.Message)
+	return ctrl.Result{}, r.deleteAssignments(ctx, exp)
+}
+
+// judgeAll evaluates every objective and sets the verdict.
+func (r *ExperimentReconciler) judgeAll(exp *v1alpha1.Experiment) v1alpha1.Verdict {
+	j, err := judge(exp)
+	if err != nil {
+		exp.Status.Verdict, exp.Status.Message = v1alpha1.VerdictError, err.Error()
+		return v1alpha1.VerdictError
+	}
+	results := j.Evaluate(r.Analysis.Measurements(exp, r.Clock.Now()), false)
+	exp.Status.Objectives = nil
+	var failed []string
+	for _, res := range results {
+		exp.Status.Objectives = append(exp.Status.Objectives, v1alpha1.ObjectiveResult{Name: res.Name, Expr: res.Expr, Verdict: v1alpha1.Verdict(res.Verdict), Message: res.Message})
+		if res.Verdict != slo.Passed {
+			failed = append(failed, res.Name)
+		}
+	}
+	v := v1alpha1.Verdict(slo.Overall(results))
+	exp.Status.Verdict = v
+	if len(failed) == 0 {
+		exp.Status.Message = fmt.Sprintf("all %d objective(s) held", len(results))
+	} else {
+		exp.Status.Message = fmt.Sprintf("%d of %d objective(s) not met: %s", len(failed), len(results), strings.Join(failed, ", "))
+	}
+	if r.Metrics != nil {
+		r.Metrics.verdict(exp)
+	}
+	return v
+}
+
+func judge(exp *v1alpha1.Experiment) (*slo.Judge, error) {
+	var objs []slo.Objective
+	for _, o := range exp.Spec.Objectives {
+		objs = append(objs, slo.Objective{Name: o.Name, Expr: o.Expr, Abort: o.Abort})
+	}
+	j, err := slo.New(objs)
+	if err != nil {
+		return nil, err
+	}
+	return j, j.Validate()
+}
+
+// deleteAssignments removes the experiment's FaultAssignments.
+func (r *ExperimentReconciler) deleteAssignments(ctx context.Context, exp *v1alpha1.Experiment) error {
+	err := r.DeleteAllOf(ctx, &v1alpha1.FaultAssignment{}, client.MatchingLabels{v1alpha1.LabelExperiment: string(exp.UID)})
+	if err == nil {
+		r.Analysis.Forget(client.ObjectKeyFromObject(exp))
+	}
+	return client.IgnoreNotFound(err)
+}
+
+// finalize recovers every fault of a deleted experiment before letting it go.
+func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Experiment) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(exp, v1alpha1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	fas, err := r.assignments(ctx, exp)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(fas) > 0 {
+		if err := r.recoverAll(ctx, fas); err != nil {
+			return ctrl.Result{}, err
+		}
+		_, allRecovered := r.syncRecords(exp, fas)
+		late := r.Clock.Now().After(lastDeadline(fas).Add(r.ReportGrace))
+		if !allRecovered && !late {
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		}
+		if err := r.deleteAssignments(ctx, exp); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	r.Analysis.Forget(client.ObjectKeyFromObject(exp))
+	controllerutil.RemoveFinalizer(exp, v1alpha1.Finalizer)
+	return ctrl.Result{}, r.Update(ctx, exp)
+}

@@ -1,0 +1,189 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+// target is one thing a fault acts on.
+type target struct {
+	node string
+	pod  *corev1.Pod // nil for the node itself
+}
+
+func (t target) String() string {
+	if t.pod == nil {
+		return t.node
+	}
+	return t.pod.Namespace + "/" + t.pod.Name
+}
+
+// SafetyError is a refusal by the safety rules; its message says what to do.
+type SafetyError struct{ msg string }
+
+func (e *SafetyError) Error() string { return e.msg }
+
+// resolveTargets lists the experiment's targets and applies the safety
+// rules: opted-in namespaces only, no system namespaces unless allowed, and
+// the blast-radius caps. It returns the targets and what it decided.
+func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1.Experiment) ([]target, []string, error) {
+	var out []target
+	var notes []string
+	candidates := 0
+	switch {
+	case exp.Spec.Targets.Nodes != nil:
+		nt := exp.Spec.Targets.Nodes
+		var nodes corev1.NodeList
+		if len(nt.Names) > 0 {
+			for _, name := range nt.Names {
+				var n corev1.Node
+				if err := r.Get(ctx, client.ObjectKey{Name: name}, &n); err != nil {
+					return nil, nil, fmt.Errorf("spec.targets.nodes.names: node %q: %w", name, err)
+				}
+				nodes.Items = append(nodes.Items, n)
+			}
+		} else {
+			sel, err := metav1LabelSelector(nt)
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := r.List(ctx, &nodes, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+				return nil, nil, err
+			}
+		}
+		var all corev1.NodeList
+		if err := r.List(ctx, &all); err != nil {
+			return nil, nil, err
+		}
+		candidates = len(all.Items)
+		for _, n := range nodes.Items {
+			out = append(out, target{node: n.Name})
+		}
+	case exp.Spec.Targets.Pods != nil:
+		ps := exp.Spec.Targets.Pods
+		namespaces := ps.Namespaces
+		if len(namespaces) == 0 {
+			namespaces = []string{exp.Namespace}
+		}
+		for _, ns := range namespaces {
+			if err := r.namespaceAllowed(ctx, exp, ns); err != nil {
+				return nil, nil, err
+			}
+			sel := labels.SelectorFromSet(ps.LabelSelectors)
+			for _, req := range ps.ExpressionSelectors {
+				rq, err := labels.NewRequirement(req.Key, selection.Operator(strings.ToLower(string(req.Operator))), req.Values)
+				if err != nil {
+					return nil, nil, fmt.Errorf("spec.targets.pods.expressionSelectors: %w", err)
+				}
+				sel = sel.Add(*rq)
+			}
+			var pods corev1.PodList
+			if err := r.Reader.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+				return nil, nil, err
+			}
+			for i := range pods.Items {
+				p := &pods.Items[i]
+				candidates++
+				if p.Spec.NodeName == "" || p.DeletionTimestamp != nil || !matchesPod(ps.Nodes, ps.Pods, ps.PodPhaseSelectors, ps.AnnotationSelectors, p) {
+					continue
+				}
+				if len(ps.NodeSelectors) > 0 {
+					var n corev1.Node
+					if err := r.Get(ctx, client.ObjectKey{Name: p.Spec.NodeName}, &n); err != nil || !labels.SelectorFromSet(ps.NodeSelectors).Matches(labels.Set(n.Labels)) {
+						continue
+					}
+				}
+				out = append(out, target{node: p.Spec.NodeName, pod: p})
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil, &SafetyError{"spec.targets: matches nothing; check the names, selectors and namespaces"}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	limit := len(out)
+	s := exp.Spec.Safety
+	if s.MaxTargets != nil && int(*s.MaxTargets) < limit {
+		limit = int(*s.MaxTargets)
+	}
+	if s.MaxTargetPercent != nil {
+		if byPct := candidates * int(*s.MaxTargetPercent) / 100; byPct < limit {
+			limit = byPct
+		}
+	}
+	if limit == 0 {
+		return nil, nil, &SafetyError{fmt.Sprintf("spec.safety: the blast-radius bounds allow no target out of %d (maxTargetPercent %d%% of %d candidates)", len(out), deref(s.MaxTargetPercent), candidates)}
+	}
+	if limit < len(out) {
+		notes = append(notes, fmt.Sprintf("blast radius: %d of %d matching targets kept (spec.safety)", limit, len(out)))
+		out = out[:limit]
+	}
+	return out, notes, nil
+}
+
+func deref(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+func metav1LabelSelector(nt *v1alpha1.NodeTargets) (labels.Selector, error) {
+	sel, err := metav1.LabelSelectorAsSelector(nt.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("spec.targets.nodes.selector: %w", err)
+	}
+	return sel, nil
+}
+
+// namespaceAllowed applies the namespace rules.
+func (r *ExperimentReconciler) namespaceAllowed(ctx context.Context, exp *v1alpha1.Experiment, ns string) error {
+	if (ns == "kube-system" || ns == r.Namespace) && !exp.Spec.Safety.AllowSystemNamespaces {
+		return &SafetyError{fmt.Sprintf("spec.targets.pods.namespaces: %q is a system namespace; set spec.safety.allowSystemNamespaces: true to target it on purpose", ns)}
+	}
+	var n corev1.Namespace
+	if err := r.Get(ctx, client.ObjectKey{Name: ns}, &n); err != nil {
+		return fmt.Errorf("spec.targets.pods.namespaces: namespace %q: %w", ns, err)
+	}
+	if n.Labels[v1alpha1.LabelChaosEnabled] != "enabled" {
+		return &SafetyError{fmt.Sprintf("spec.targets.pods.namespaces: namespace %q has not opted in to chaos experiments; label it first: kubectl label namespace %s %s=enabled", ns, ns, v1alpha1.LabelChaosEnabled)}
+	}
+	return nil
+}
+
+func matchesPod(nodes []string, pods map[string][]string, phases []string, annotations map[string]string, p *corev1.Pod) bool {
+	if len(nodes) > 0 && !contains(nodes, p.Spec.NodeName) {
+		return false
+	}
+	if len(pods) > 0 && !contains(pods[p.Namespace], p.Name) {
+		return false
+	}
+	if len(phases) > 0 && !contains(phases, string(p.Status.Phase)) {
+		return false
+	}
+	for k, v := range annotations {
+		if p.Annotations[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

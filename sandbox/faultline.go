@@ -1,0 +1,78 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"faultline.dev/faultline/deploy"
+)
+
+// FaultlineNamespace is faultline's own namespace in the sandbox.
+const FaultlineNamespace = "faultline-system"
+
+// Component names of faultline in the sandbox.
+const ControllerComponent = "faultline-controller"
+
+// AgentComponent names the agent of a node.
+func AgentComponent(node string) string { return "faultline-agent-" + node }
+
+// startFaultline installs the CRDs and runs faultline's controller and
+// agents as sandbox components. The in-cluster install is the Helm chart's.
+func (s *State) startFaultline(ctx context.Context, cs kubernetes.Interface) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	crds, err := deploy.CRDs()
+	if err != nil {
+		return err
+	}
+	if err := deploy.Apply(ctx, cfg, crds); err != nil {
+		return fmt.Errorf("install faultline's CRDs: %w", err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: FaultlineNamespace}}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	bins, err := s.binDir()
+	if err != nil {
+		return err
+	}
+	ports, err := freePorts(loopback, 2)
+	if err != nil {
+		return err
+	}
+	ctrlr, err := s.start(procSpec{name: ControllerComponent, bin: filepath.Join(bins, "faultline-controller"), ports: ports, args: []string{
+		"--kubeconfig=" + s.Kubeconfig, "--namespace=" + FaultlineNamespace,
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[1]),
+		"--report-grace=30s",
+	}})
+	if err != nil {
+		return err
+	}
+	if err := ctrlr.waitReady(ctx, 60*time.Second, httpOK(http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]), "")); err != nil {
+		return err
+	}
+	for _, n := range s.Nodes {
+		if n.Kind == NodeKwok {
+			continue // simulated by the shared kwok process, with no network of its own
+		}
+		if _, err := s.start(procSpec{name: AgentComponent(n.Name), bin: filepath.Join(bins, "faultline-agent"), netns: n.Netns, args: []string{
+			"--kubeconfig=" + s.Kubeconfig, "--node=" + n.Name,
+			"--ledger-dir=" + filepath.Join(s.Config.Dir(), "agents", n.Name),
+		}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
