@@ -136,6 +136,15 @@ func (s *State) startKwok(ctx context.Context, p Plan, cp *controlPlane, cs kube
 		nodes = append(nodes, kwokNode(name, NodeIsolated, addr))
 		s.Nodes = append(s.Nodes, NodeInfo{Name: name, Kind: NodeIsolated, Addr: addr.String(), Netns: nsName})
 	}
+	if len(nodes) > 0 {
+		// kwok leaves pods not Ready after their node comes back; this
+		// component reports them Ready again, as a kubelet would.
+		if _, err := s.start(procSpec{name: "kwok-pod-readiness", bin: s.faultlineBinary(), args: []string{
+			"sandbox", "kwok-pod-readiness", "--kubeconfig=" + kubeconfig,
+		}}); err != nil {
+			return err
+		}
+	}
 	if err := s.update(func(*State) {}); err != nil {
 		return err
 	}

@@ -45,7 +45,8 @@ Start with a local cluster of your own:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSandboxCommand(), newDemoCommand(), newVersionCommand())
+	root.AddCommand(newRunCommand(), newValidateCommand(), newGetCommand(), newDescribeCommand(), newAbortCommand(),
+		newSandboxCommand(), newDemoCommand(), newVersionCommand())
 	return root
 }
 

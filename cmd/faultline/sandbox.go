@@ -135,6 +135,18 @@ made, even after an 'up' that was killed halfway.`,
 	targets.Flags().StringVar(&podTargets.kubeconfig, "kubeconfig", "", "kubeconfig of the sandbox")
 	targets.Flags().StringVar(&podTargets.listen, "listen", "127.0.0.1:0", "address to serve on")
 
-	cmd.AddCommand(up, down, status, kubeconfig, targets)
+	var readinessKubeconfig string
+	readiness := &cobra.Command{
+		Use:    "kwok-pod-readiness",
+		Short:  "Report pods on kwok nodes Ready again once their node is back (a sandbox component)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return sandbox.RestoreKwokPodReadiness(cmd.Context(), readinessKubeconfig)
+		},
+	}
+	readiness.Flags().StringVar(&readinessKubeconfig, "kubeconfig", "", "kubeconfig of the sandbox")
+
+	cmd.AddCommand(up, down, status, kubeconfig, targets, readiness)
 	return cmd
 }

@@ -14,7 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"sigs.k8s.io/yaml"
+
 	"faultline.dev/faultline/deploy"
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/sandbox"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )
@@ -94,6 +97,16 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 			objs, err := deploy.Decode([]byte(doc))
 			if err != nil {
 				t.Fatal(err)
+			}
+			// faultline validate (the same rules, without a cluster) agrees.
+			var local v1alpha1.Experiment
+			if err := yaml.UnmarshalStrict([]byte(doc), &local); err != nil {
+				t.Fatal(err)
+			}
+			if errs := local.Validate(); (len(errs) == 0) != (len(tc.want) == 0) {
+				t.Errorf("local validation disagrees with the API server: %v", errs)
+			} else if len(errs) > 0 && !strings.Contains(errs.ToAggregate().Error(), strings.Split(tc.want[0], ":")[0]) {
+				t.Errorf("local validation %v does not name %q", errs, tc.want[0])
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -1,0 +1,495 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"faultline.dev/faultline/analyzers/slo"
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+const exitAborted = 3
+
+// clusterFlags are how the experiment commands reach a cluster.
+type clusterFlags struct {
+	kubeconfig, namespace string
+}
+
+func (f *clusterFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config)")
+	cmd.Flags().StringVarP(&f.namespace, "namespace", "n", "", "namespace (default: the kubeconfig's, else default)")
+}
+
+func (f *clusterFlags) client() (client.Client, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if f.kubeconfig != "" {
+		rules.ExplicitPath = f.kubeconfig
+	}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("no cluster to talk to: %w (give --kubeconfig, or for the sandbox: --kubeconfig \"$(faultline sandbox kubeconfig)\")", err)
+	}
+	ns := f.namespace
+	if ns == "" {
+		if ns, _, err = cc.Namespace(); err != nil || ns == "" {
+			ns = "default"
+		}
+	}
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, "", err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	return c, ns, err
+}
+
+// readExperiment decodes an Experiment strictly (unknown fields are
+// errors) and checks it as the API server would.
+func readExperiment(path string) (*v1alpha1.Experiment, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(os.Stdin)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var exp v1alpha1.Experiment
+	if err := yaml.UnmarshalStrict(b, &exp); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if exp.APIVersion != v1alpha1.GroupVersion.String() || exp.Kind != "Experiment" {
+		return nil, fmt.Errorf("%s: apiVersion/kind must be %s/Experiment, not %s/%s", path, v1alpha1.GroupVersion, exp.APIVersion, exp.Kind)
+	}
+	var problems []string
+	for _, e := range exp.Validate() {
+		problems = append(problems, e.Error())
+	}
+	var objs []slo.Objective
+	for _, o := range exp.Spec.Objectives {
+		objs = append(objs, slo.Objective{Name: o.Name, Expr: o.Expr})
+	}
+	if j, err := slo.New(objs); err != nil {
+		problems = append(problems, err.Error())
+	} else if err := j.Validate(); err != nil {
+		problems = append(problems, "spec."+err.Error())
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%s is invalid:\n  %s", path, strings.Join(problems, "\n  "))
+	}
+	return &exp, nil
+}
+
+func newValidateCommand() *cobra.Command {
+	var file string
+	var server bool
+	var cf clusterFlags
+	cmd := &cobra.Command{
+		Use:   "validate -f FILE",
+		Short: "Check an Experiment without running it",
+		Long: `validate checks an Experiment as the API server would: every field's bounds
+and rules, and that each objective is a CEL expression over measurements
+that compiles. With --server it also asks the cluster (a server-side dry
+run), which checks against the CRDs actually installed.`,
+		Example: "  faultline validate -f deploy/examples/node-partition.yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exp, err := readExperiment(file)
+			if err != nil {
+				return &exitError{exitInvalid, err}
+			}
+			if server {
+				c, ns, err := cf.client()
+				if err != nil {
+					return &exitError{exitInvalid, err}
+				}
+				if exp.Namespace == "" {
+					exp.Namespace = ns
+				}
+				if err := c.Create(cmd.Context(), exp, client.DryRunAll); err != nil {
+					return &exitError{exitInvalid, fmt.Errorf("the API server refused it: %w", err)}
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (%d fault(s), %d objective(s))\n", file, len(exp.Spec.Faults), len(exp.Spec.Objectives))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "the Experiment's YAML (- for standard input)")
+	_ = cmd.MarkFlagRequired("file")
+	cmd.Flags().BoolVar(&server, "server", false, "also validate with a server-side dry run")
+	cf.add(cmd)
+	return cmd
+}
+
+func newRunCommand() *cobra.Command {
+	var (
+		file, junit, output string
+		wait                bool
+		timeout             time.Duration
+		cf                  clusterFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "run -f FILE",
+		Short: "Run an Experiment and gate on its verdict",
+		Long: `run creates the Experiment, follows it live (phase, elapsed time, what
+happened, key measurements) and prints the verdict with each objective.
+
+Exit codes, for CI gates:
+  0  Passed
+  1  Failed (an objective was not met, or could not be measured)
+  2  invalid input, or an error before a verdict
+  3  Aborted (an abort objective was breached, or someone aborted it)
+
+Ctrl-C asks the controller to abort the experiment, which recovers every
+fault at once, and waits for that.`,
+		Example: `  faultline run -f deploy/examples/node-partition.yaml --junit report.xml
+  faultline run -f exp.yaml --timeout 15m -o json > result.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exp, err := readExperiment(file)
+			if err != nil {
+				return &exitError{exitInvalid, err}
+			}
+			c, ns, err := cf.client()
+			if err != nil {
+				return &exitError{exitInvalid, err}
+			}
+			if exp.Namespace == "" {
+				exp.Namespace = ns
+			}
+			ctx := cmd.Context()
+			if err := c.Create(ctx, exp); err != nil {
+				if apierrors.IsAlreadyExists(err) {
+					err = fmt.Errorf("%w (delete it, or set metadata.generateName instead of name)", err)
+				}
+				return &exitError{exitInvalid, err}
+			}
+			out := cmd.ErrOrStderr()
+			fmt.Fprintf(out, "experiment %s/%s created\n", exp.Namespace, exp.Name)
+			if !wait {
+				return nil
+			}
+			final, err := follow(ctx, c, client.ObjectKeyFromObject(exp), timeout, out)
+			if err != nil {
+				return &exitError{exitInvalid, err}
+			}
+			if junit != "" {
+				if err := writeJUnit(junit, final); err != nil {
+					return &exitError{exitInvalid, err}
+				}
+			}
+			switch output {
+			case "json":
+				b, _ := json.MarshalIndent(final, "", "  ")
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			case "yaml":
+				b, _ := yaml.Marshal(final)
+				fmt.Fprint(cmd.OutOrStdout(), string(b))
+			default:
+				printVerdict(cmd.OutOrStdout(), final)
+			}
+			return exitFor(final)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "the Experiment's YAML (- for standard input)")
+	_ = cmd.MarkFlagRequired("file")
+	cmd.Flags().BoolVar(&wait, "wait", true, "follow the experiment to its verdict")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "give up waiting after this long (the experiment goes on; exit 2)")
+	cmd.Flags().StringVar(&junit, "junit", "", "also write a JUnit XML report, one testcase per objective")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "print the final Experiment as json or yaml instead of the verdict table")
+	cf.add(cmd)
+	return cmd
+}
+
+func exitFor(exp *v1alpha1.Experiment) error {
+	msg := fmt.Errorf("experiment %s: %s (%s)", exp.Name, exp.Status.Phase, exp.Status.Message)
+	switch exp.Status.Phase {
+	case v1alpha1.PhasePassed:
+		return nil
+	case v1alpha1.PhaseFailed:
+		return &exitError{exitFailed, msg}
+	case v1alpha1.PhaseAborted:
+		return &exitError{exitAborted, msg}
+	}
+	return &exitError{exitInvalid, msg}
+}
+
+// follow prints the timeline as it grows and a status line on each phase
+// change or every 15 s, until the experiment ends.
+func follow(ctx context.Context, c client.Client, key types.NamespacedName, timeout time.Duration, out io.Writer) (*v1alpha1.Experiment, error) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	start := time.Now()
+	deadline := start.Add(timeout)
+	shown, lastPhase, lastLine := 0, v1alpha1.Phase("?"), time.Time{}
+	aborting := false
+	for {
+		var exp v1alpha1.Experiment
+		if err := c.Get(context.WithoutCancel(ctx), key, &exp); err != nil {
+			return nil, err
+		}
+		for ; shown < len(exp.Status.Timeline); shown++ {
+			e := exp.Status.Timeline[shown]
+			fmt.Fprintf(out, "  %s  %-18s %s\n", e.Time.Format("15:04:05"), e.Reason, e.Message)
+		}
+		if exp.Status.Phase != lastPhase || time.Since(lastLine) > 15*time.Second {
+			fmt.Fprintf(out, "[%5.0fs] %-10s %s\n", time.Since(start).Seconds(), exp.Status.Phase, keyFigures(&exp))
+			lastPhase, lastLine = exp.Status.Phase, time.Now()
+		}
+		if exp.Status.Phase.IsFinal() {
+			return &exp, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no verdict after %s; the experiment goes on: faultline describe %s -n %s", timeout, key.Name, key.Namespace)
+		}
+		select {
+		case <-sigs:
+			if !aborting {
+				aborting = true
+				fmt.Fprintln(out, "interrupted: asking the controller to abort and recover every fault (Ctrl-C again to stop waiting)")
+				if err := abort(context.WithoutCancel(ctx), c, key); err != nil {
+					return nil, err
+				}
+			} else {
+				return nil, errors.New("stopped waiting; the abort goes on in the cluster")
+			}
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// keyFigures picks a few measurements for the live line.
+func keyFigures(exp *v1alpha1.Experiment) string {
+	m := exp.Status.Measurements
+	var parts []string
+	for _, k := range []string{"nodes.notReadyNodes", "nodes.maxNotReadySeconds", "evictions.count", "recovery.seconds"} {
+		if v, ok := m[k]; ok {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, "  ")
+}
+
+func abort(ctx context.Context, c client.Client, key types.NamespacedName) error {
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}}}`, v1alpha1.AnnotationAbort))
+	exp := &v1alpha1.Experiment{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	return c.Patch(ctx, exp, client.RawPatch(types.MergePatchType, patch))
+}
+
+func printVerdict(w io.Writer, exp *v1alpha1.Experiment) {
+	fmt.Fprintf(w, "\nverdict: %s (%s)\n%s\n", exp.Status.Verdict, exp.Status.Phase, exp.Status.Message)
+	if len(exp.Status.Objectives) > 0 {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nOBJECTIVE\tVERDICT\tDETAIL")
+		for _, o := range exp.Status.Objectives {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", o.Name, o.Verdict, o.Message)
+		}
+		tw.Flush()
+	}
+}
+
+// JUnit XML: one testcase per objective, so CI systems show each SLO.
+type junitSuites struct {
+	XMLName xml.Name     `xml:"testsuites"`
+	Suites  []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Errors   int         `xml:"errors,attr"`
+	Time     float64     `xml:"time,attr"`
+	Cases    []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	ClassName string        `xml:"classname,attr"`
+	Failure   *junitMessage `xml:"failure,omitempty"`
+	Error     *junitMessage `xml:"error,omitempty"`
+}
+
+type junitMessage struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Text    string `xml:",chardata"`
+}
+
+func writeJUnit(path string, exp *v1alpha1.Experiment) error {
+	s := junitSuite{Name: "faultline/" + exp.Namespace + "/" + exp.Name}
+	if exp.Status.StartTime != nil && len(exp.Status.Timeline) > 0 {
+		s.Time = exp.Status.Timeline[len(exp.Status.Timeline)-1].Time.Sub(exp.Status.StartTime.Time).Seconds()
+	}
+	for _, o := range exp.Status.Objectives {
+		c := junitCase{Name: o.Name, ClassName: s.Name}
+		switch o.Verdict {
+		case v1alpha1.VerdictFailed, v1alpha1.VerdictInconclusive:
+			c.Failure = &junitMessage{Message: o.Message, Type: string(o.Verdict), Text: o.Expr}
+			s.Failures++
+		case v1alpha1.VerdictError:
+			c.Error = &junitMessage{Message: o.Message, Type: "Error", Text: o.Expr}
+			s.Errors++
+		}
+		s.Cases = append(s.Cases, c)
+	}
+	s.Tests = len(s.Cases)
+	b, err := xml.MarshalIndent(junitSuites{Suites: []junitSuite{s}}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append([]byte(xml.Header), b...), 0o644)
+}
+
+func newGetCommand() *cobra.Command {
+	var cf clusterFlags
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "get",
+		Short: "List Experiments with their phase and verdict",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ns, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var list v1alpha1.ExperimentList
+			opts := []client.ListOption{}
+			if !all {
+				opts = append(opts, client.InNamespace(ns))
+			}
+			if err := c.List(cmd.Context(), &list, opts...); err != nil {
+				return err
+			}
+			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].CreationTimestamp.Before(&list.Items[j].CreationTimestamp) })
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAMESPACE\tNAME\tPHASE\tVERDICT\tAGE")
+			for _, e := range list.Items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Namespace, e.Name, e.Status.Phase, e.Status.Verdict, time.Since(e.CreationTimestamp.Time).Round(time.Second))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list in every namespace")
+	cf.add(cmd)
+	return cmd
+}
+
+func newDescribeCommand() *cobra.Command {
+	var cf clusterFlags
+	cmd := &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Show an Experiment's timeline, records, measurements and verdict",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var exp v1alpha1.Experiment
+			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: args[0]}, &exp); err != nil {
+				return err
+			}
+			describe(cmd.OutOrStdout(), &exp)
+			return nil
+		},
+	}
+	cf.add(cmd)
+	return cmd
+}
+
+func describe(w io.Writer, exp *v1alpha1.Experiment) {
+	st := exp.Status
+	fmt.Fprintf(w, "Name:      %s/%s\nPhase:     %s\nVerdict:   %s\nMessage:   %s\n", exp.Namespace, exp.Name, st.Phase, st.Verdict, st.Message)
+	if st.StartTime != nil {
+		fmt.Fprintf(w, "Started:   %s\n", st.StartTime.Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "Targets:   %s\n", strings.Join(st.Targets, ", "))
+	if len(st.Workloads) > 0 {
+		fmt.Fprintf(w, "Workloads: %s\n", strings.Join(st.Workloads, ", "))
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nTimeline:")
+	for _, e := range st.Timeline {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", e.Time.Format("15:04:05"), e.Reason, e.Message)
+	}
+	fmt.Fprintln(tw, "\nRecords:\n  FAULT\tTARGET\tNODE\tINJECTED\tRECOVERED\tERROR")
+	ts := func(t *metav1.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.Format("15:04:05")
+	}
+	for _, r := range st.Records {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", r.Fault, r.Target, r.Node, ts(r.InjectedAt), ts(r.RecoveredAt), r.Error)
+	}
+	if len(st.NodeSpans) > 0 {
+		fmt.Fprintln(tw, "\nNotReady spans:\n  NODE\tFROM\tTO")
+		for _, s := range st.NodeSpans {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Node, s.From.Format("15:04:05"), ts(s.To))
+		}
+	}
+	if len(st.Evictions) > 0 {
+		fmt.Fprintln(tw, "\nEvictions:\n  POD\tNODE\tREASON\tTIME")
+		for _, e := range st.Evictions {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.Pod, e.Node, e.Reason, e.Time.Format("15:04:05"))
+		}
+	}
+	keys := make([]string, 0, len(st.Measurements))
+	for k := range st.Measurements {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintln(tw, "\nMeasurements:")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "  %s\t%s\n", k, st.Measurements[k])
+	}
+	tw.Flush()
+	printVerdict(w, exp)
+}
+
+func newAbortCommand() *cobra.Command {
+	var cf clusterFlags
+	cmd := &cobra.Command{
+		Use:   "abort NAME",
+		Short: "Abort a running Experiment: every fault is recovered at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := cf.client()
+			if err != nil {
+				return err
+			}
+			if err := abort(cmd.Context(), c, types.NamespacedName{Namespace: ns, Name: args[0]}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "experiment %s/%s: abort requested\n", ns, args[0])
+			return nil
+		},
+	}
+	cf.add(cmd)
+	return cmd
+}

@@ -1,0 +1,441 @@
+//go:build sandbox
+
+package controller_test
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/injectors/netloss"
+	"faultline.dev/faultline/sandbox"
+	"faultline.dev/faultline/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+func kube(t testing.TB, env *sandboxtest.Env) client.Client {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{v1alpha1.AddToScheme, corev1.AddToScheme, appsv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := client.New(env.RESTConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// partition is an experiment cutting node from the API server.
+func partition(name, node string, d time.Duration, objectives ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: %s, namespace: default}
+spec:
+  targets: {nodes: {names: [%s]}}
+  faults:
+  - name: partition
+    type: NetworkLoss
+    duration: %s
+    networkLoss: {lossPercent: 100, towardAPIServer: true}
+  objectives:
+`, name, node, d)
+	for i, o := range objectives {
+		fmt.Fprintf(&b, "  - {name: objective-%d, expr: %q}\n", i, o)
+	}
+	return b.String()
+}
+
+// runCLI runs `faultline ARGS...` and returns its output and exit code.
+func runCLI(t *testing.T, env *sandboxtest.Env, args ...string) (string, int) {
+	t.Helper()
+	bins, err := sandboxtest.Binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bins, "faultline"), append(args, "--kubeconfig", env.State.Kubeconfig)...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+func writeFile(t *testing.T, content string) string {
+	p := filepath.Join(t.TempDir(), "exp.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func getExp(t *testing.T, c client.Client, name string) *v1alpha1.Experiment {
+	t.Helper()
+	var exp v1alpha1.Experiment
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: name}, &exp); err != nil {
+		t.Fatal(err)
+	}
+	return &exp
+}
+
+func measurement(t *testing.T, exp *v1alpha1.Experiment, key string) float64 {
+	t.Helper()
+	v, ok := exp.Status.Measurements[key]
+	if !ok {
+		t.Fatalf("no measurement %s in %v", key, exp.Status.Measurements)
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		t.Fatalf("measurement %s = %q: %v", key, v, err)
+	}
+	return f
+}
+
+func cleanupExp(t *testing.T, c client.Client, name string) {
+	t.Cleanup(func() {
+		_ = c.Delete(context.Background(), &v1alpha1.Experiment{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}})
+	})
+}
+
+// assertNoFaultTables checks that no faultline table is left in a node.
+func assertNoFaultTables(t *testing.T, env *sandboxtest.Env, node string) {
+	t.Helper()
+	tables, err := netloss.Tables("/run/netns/" + env.Plan.NetnsName(node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tables) > 0 {
+		t.Errorf("left behind in %s: nftables tables %v", node, tables)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// The Kubernetes node-loss story, with fast timings: grace 20 s, then
+// NotReady and the unreachable taints, evictions 30 s later, the node back
+// after the 90 s deadline, and the workload recovered.
+func TestANodeCutFromTheAPIServerForNinetySeconds(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	ctx := context.Background()
+	const node = "isolated-0"
+	if env.State.Config.Timings != sandbox.TimingsFast {
+		t.Fatalf("needs fast timings, the sandbox has %s", env.State.Config.Timings)
+	}
+	// A Deployment whose pods live on the node.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "partition-e2e"}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "victim"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "victim", Namespace: ns.Name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](3),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					NodeName:   node,
+					Containers: []corev1.Container{{Name: "app", Image: "faultline.local/demo-app:sandbox"}},
+				},
+			},
+		},
+	}
+	if err := c.Create(ctx, dep); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), ns) })
+	waitFor(t, time.Minute, "the victim pods to run", func() bool {
+		var d appsv1.Deployment
+		return c.Get(ctx, client.ObjectKeyFromObject(dep), &d) == nil && d.Status.AvailableReplicas == 3
+	})
+
+	const name = "partition-90s"
+	cleanupExp(t, c, name)
+	junit := filepath.Join(t.TempDir(), "report.xml")
+	out, code := runCLI(t, env, "run", "-f", writeFile(t, partition(name, node, 90*time.Second,
+		"nodes.maxNotReadySeconds <= 120", "evictions.count >= 1", "recovery.seconds < 120")), "--junit", junit)
+	t.Logf("faultline run:\n%s", out)
+	if code != 0 {
+		t.Fatalf("faultline run exited %d, want 0 (Passed)", code)
+	}
+	exp := getExp(t, c, name)
+	start := exp.Status.StartTime.Time
+	deadline := start.Add(90 * time.Second)
+
+	// NotReady at the grace period (20 s), within 5 s.
+	toNotReady := measurement(t, exp, "nodes.secondsToNotReady")
+	if toNotReady < 15 || toNotReady > 25 {
+		t.Errorf("NotReady %.1fs after the cut, want 20s ± 5s (the grace period)", toNotReady)
+	}
+	if exp.Status.Measurements["nodes.unreachableTainted"] != "true" {
+		t.Errorf("the unreachable NoExecute taint was not seen: %v", exp.Status.Measurements)
+	}
+	// Evictions after the 30 s toleration, by the taint manager.
+	if len(exp.Status.Evictions) < 3 {
+		t.Fatalf("evictions %v, want the 3 victim pods", exp.Status.Evictions)
+	}
+	// The first three are the original pods, 30 s after NotReady; their
+	// replacements, bound to the same node, follow 30 s after they appear.
+	notReadyAt := exp.Status.NodeSpans[0].From.Time
+	for i, e := range exp.Status.Evictions {
+		if e.Reason != "TaintManagerEviction" {
+			t.Errorf("eviction %s for %s, want TaintManagerEviction", e.Pod, e.Reason)
+		}
+		d := e.Time.Sub(notReadyAt)
+		if i < 3 && (d < 25*time.Second || d > 45*time.Second) || d < 25*time.Second {
+			t.Errorf("eviction %d of %s %.0fs after NotReady, want the first ones about the 30s toleration after", i, e.Pod, d.Seconds())
+		}
+	}
+	// Ready again after the deadline, by the agent's own clock.
+	span := exp.Status.NodeSpans[0]
+	if span.To == nil || span.To.Time.Before(deadline) || span.To.Time.After(deadline.Add(15*time.Second)) {
+		t.Errorf("NotReady span %v, want it to end within 15s after the deadline %s", span, deadline.Format(time.TimeOnly))
+	}
+	for _, r := range exp.Status.Records {
+		if r.RecoveredAt == nil || r.RecoveredAt.Time.Before(deadline.Add(-time.Second)) || r.RecoveredAt.Time.After(deadline.Add(2*time.Second)) {
+			t.Errorf("record %+v: want recovery at the deadline %s (the agent was cut off too)", r, deadline.Format(time.TimeOnly))
+		}
+	}
+	if r := measurement(t, exp, "recovery.seconds"); r <= 0 {
+		t.Errorf("recovery.seconds = %v, want it measured", r)
+	}
+	for _, want := range []string{"NotReady", "Passed", "recovery.seconds="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("faultline run's output lacks %q", want)
+		}
+	}
+	// JUnit: one testcase per objective.
+	b, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suites struct {
+		Suites []struct {
+			Tests int `xml:"tests,attr"`
+			Cases []struct {
+				Name string `xml:"name,attr"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(b, &suites); err != nil || len(suites.Suites) != 1 || len(suites.Suites[0].Cases) != 3 {
+		t.Errorf("JUnit report %s: %v, want 1 suite of 3 testcases", b, err)
+	}
+	assertNoFaultTables(t, env, node)
+
+	// The same experiment with an objective it cannot meet fails the gate.
+	const failing = "partition-fails"
+	cleanupExp(t, c, failing)
+	out, code = runCLI(t, env, "run", "-f", writeFile(t, partition(failing, node, 30*time.Second, "nodes.maxNotReadySeconds < 1")))
+	if code != 1 {
+		t.Errorf("faultline run exited %d for a breached objective, want 1:\n%s", code, out)
+	}
+	if !strings.Contains(out, "breached: nodes.maxNotReadySeconds < 1 with nodes.maxNotReadySeconds = ") {
+		t.Errorf("the verdict should name the measurement and the bound:\n%s", out)
+	}
+	assertNoFaultTables(t, env, node)
+}
+
+func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	ctx := context.Background()
+	const node = "isolated-1"
+	cfg := env.State.Config
+	start := func(t *testing.T, name string, d time.Duration) *v1alpha1.Experiment {
+		t.Helper()
+		cleanupExp(t, c, name)
+		if out, code := runCLI(t, env, "run", "--wait=false", "-f", writeFile(t, partition(name, node, d, "nodes.maxNotReadySeconds < 600"))); code != 0 {
+			t.Fatalf("run: %d\n%s", code, out)
+		}
+		var exp *v1alpha1.Experiment
+		waitFor(t, 30*time.Second, "the fault to be in place", func() bool {
+			exp = getExp(t, c, name)
+			tables, _ := netloss.Tables("/run/netns/" + env.Plan.NetnsName(node))
+			return exp.Status.Phase == v1alpha1.PhaseRunning && len(tables) == 1
+		})
+		return exp
+	}
+	tablesGone := func() bool {
+		tables, err := netloss.Tables("/run/netns/" + env.Plan.NetnsName(node))
+		return err == nil && len(tables) == 0
+	}
+	finished := func(name string) func() bool {
+		return func() bool { return getExp(t, c, name).Status.Phase.IsFinal() }
+	}
+
+	t.Run("an agent killed with -9 mid-fault is restarted and recovers on time", func(t *testing.T) {
+		exp := start(t, "crash-agent", 25*time.Second)
+		if err := sandbox.Kill(cfg, sandbox.AgentComponent(node), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if _, err := sandbox.Restart(cfg, sandbox.AgentComponent(node)); err != nil {
+			t.Fatal(err)
+		}
+		deadline := exp.Status.StartTime.Add(25 * time.Second)
+		waitFor(t, time.Until(deadline)+3*time.Second, "the restarted agent to recover the fault at its deadline", tablesGone)
+		if late := time.Since(deadline); late < -time.Second {
+			t.Errorf("recovered %s before the deadline", -late)
+		}
+		waitFor(t, 2*time.Minute, "the experiment to finish", finished("crash-agent"))
+	})
+
+	t.Run("a controller killed with -9 mid-fault: the agent recovers and the new controller finishes", func(t *testing.T) {
+		exp := start(t, "crash-controller", 25*time.Second)
+		if err := sandbox.Kill(cfg, sandbox.ControllerComponent, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		deadline := exp.Status.StartTime.Add(25 * time.Second)
+		waitFor(t, time.Until(deadline)+3*time.Second, "the agent to recover at the deadline with no controller", tablesGone)
+		if _, err := sandbox.Restart(cfg, sandbox.ControllerComponent); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Minute, "the restarted controller to finish the experiment", finished("crash-controller"))
+		if got := getExp(t, c, "crash-controller"); got.Status.Phase != v1alpha1.PhasePassed {
+			t.Errorf("phase %s (%s), want Passed", got.Status.Phase, got.Status.Message)
+		}
+	})
+
+	t.Run("deleting the experiment mid-fault recovers it and releases the finalizer", func(t *testing.T) {
+		// A loss that leaves the agent connected, so that it hears the
+		// deletion long before the 10-minute deadline.
+		super := env.Plan.Super.Addr().As4()
+		doc := strings.Replace(partition("deleted", node, 10*time.Minute, "nodes.maxNotReadySeconds < 600"),
+			"towardAPIServer: true", fmt.Sprintf("peers: [%d.%d.99.0/24]", super[0], super[1]), 1)
+		cleanupExp(t, c, "deleted")
+		if out, code := runCLI(t, env, "run", "--wait=false", "-f", writeFile(t, doc)); code != 0 {
+			t.Fatalf("run: %d\n%s", code, out)
+		}
+		var exp *v1alpha1.Experiment
+		waitFor(t, 30*time.Second, "the fault to be in place", func() bool {
+			exp = getExp(t, c, "deleted")
+			tables, _ := netloss.Tables("/run/netns/" + env.Plan.NetnsName(node))
+			return exp.Status.Phase == v1alpha1.PhaseRunning && len(tables) == 1
+		})
+		if !controllerutil.ContainsFinalizer(exp, v1alpha1.Finalizer) {
+			t.Fatalf("finalizers %v, want %s before any injection", exp.Finalizers, v1alpha1.Finalizer)
+		}
+		if err := c.Delete(ctx, exp); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the fault to be recovered", tablesGone)
+		waitFor(t, 30*time.Second, "the experiment to be gone (finalizer released)", func() bool {
+			var e v1alpha1.Experiment
+			return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(exp), &e))
+		})
+		var fas v1alpha1.FaultAssignmentList
+		if err := c.List(ctx, &fas, client.MatchingLabels{v1alpha1.LabelExperiment: string(exp.UID)}); err != nil || len(fas.Items) > 0 {
+			t.Errorf("FaultAssignments left: %v %v", len(fas.Items), err)
+		}
+	})
+	assertNoFaultTables(t, env, node)
+}
+
+func TestSafetyRulesRefuseOrCapTargets(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	ctx := context.Background()
+	for _, ns := range []struct {
+		name  string
+		optIn bool
+	}{{"safety-closed", false}, {"safety-open", true}} {
+		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns.name}}
+		if ns.optIn {
+			n.Labels = map[string]string{v1alpha1.LabelChaosEnabled: "enabled"}
+		}
+		if err := c.Create(ctx, n); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), n) })
+		for i := range 4 {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%d", i), Namespace: ns.name, Labels: map[string]string{"app": "x"}},
+				Spec: corev1.PodSpec{NodeName: "kwok-0", Containers: []corev1.Container{{Name: "c", Image: "x"}}}}
+			if err := c.Create(ctx, p); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+		}
+	}
+	podsExp := func(name, ns, extra string) string {
+		return fmt.Sprintf(`apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: %s, namespace: default}
+spec:
+  targets: {pods: {namespaces: [%s], labelSelectors: {app: x}}}
+  faults:
+  - {name: loss, type: NetworkLoss, duration: 30s, networkLoss: {lossPercent: 10}}
+%s`, name, ns, extra)
+	}
+	tests := map[string]struct {
+		doc      string
+		wantCode int
+		want     []string
+	}{
+		"a namespace without the opt-in label is refused, saying how to opt in": {
+			doc: podsExp("closed", "safety-closed", ""), wantCode: 2,
+			want: []string{`namespace "safety-closed" has not opted in`, "kubectl label namespace safety-closed faultline.dev/chaos=enabled"},
+		},
+		"kube-system is refused unless explicitly allowed": {
+			doc: podsExp("system", "kube-system", ""), wantCode: 2, want: []string{`"kube-system" is a system namespace`, "allowSystemNamespaces"},
+		},
+		"the blast radius caps the targets (dry run)": {
+			doc: podsExp("capped", "safety-open", "  dryRun: true\n  safety: {maxTargets: 2}\n"), wantCode: 0,
+			want: []string{"blast radius: 2 of 4 matching targets kept", "dry run: would inject 1 fault(s) into safety-open/p0, safety-open/p1"},
+		},
+		"a percentage bound caps them too": {
+			doc: podsExp("pct", "safety-open", "  dryRun: true\n  safety: {maxTargetPercent: 25}\n"), wantCode: 0, want: []string{"1 of 4 matching targets kept"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			objs := strings.SplitN(strings.SplitN(tc.doc, "name: ", 2)[1], ",", 2)[0]
+			cleanupExp(t, c, objs)
+			out, code := runCLI(t, env, "run", "-f", writeFile(t, tc.doc), "--timeout", "1m")
+			if code != tc.wantCode {
+				t.Errorf("exit %d, want %d:\n%s", code, tc.wantCode, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
