@@ -20,10 +20,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -75,8 +78,27 @@ func main() {
 		logger.Error(err, "no cluster to talk to")
 		os.Exit(1)
 	}
+	logger.Info("starting faultline-agent", "ledger", filepath.Join(ledgerDir, "ledger.json"))
 	// Short timeouts: a cut-off node must not hang its agent's reports.
 	cfg.Timeout = 10 * time.Second
+	// A restarted agent on a node that is cut off cannot even start its
+	// manager (discovery fails): keep trying, while the deadline loop above
+	// goes on recovering faults by itself.
+	for {
+		err := runManager(ctx, cfg, scheme, node, metricsAddr, engine, poke)
+		if ctx.Err() != nil {
+			return
+		}
+		logger.Error(err, "cannot reach the API server; deadlines are still enforced from the ledger; retrying")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func runManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, node, metricsAddr string, engine *agent.Engine, poke chan struct{}) error {
 	mine := labels.SelectorFromSet(labels.Set{v1alpha1.LabelNode: node})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
@@ -84,19 +106,15 @@ func main() {
 		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.FaultAssignment{}: {Label: mine}}},
 	})
 	if err != nil {
-		logger.Error(err, "manager")
-		os.Exit(1)
+		return err
 	}
 	r := &reconciler{Client: mgr.GetClient(), node: node, engine: engine, poke: poke}
-	if err := ctrl.NewControllerManagedBy(mgr).Named("faultassignment").For(&v1alpha1.FaultAssignment{}).Complete(r); err != nil {
-		logger.Error(err, "controller")
-		os.Exit(1)
+	// Retries build the controller again in the same process.
+	opts := controller.Options{SkipNameValidation: ptr.To(true)}
+	if err := ctrl.NewControllerManagedBy(mgr).Named("faultassignment").For(&v1alpha1.FaultAssignment{}).WithOptions(opts).Complete(r); err != nil {
+		return err
 	}
-	logger.Info("starting faultline-agent", "ledger", filepath.Join(ledgerDir, "ledger.json"))
-	if err := mgr.Start(ctx); err != nil {
-		logger.Error(err, "manager stopped")
-		os.Exit(1)
-	}
+	return mgr.Start(ctx)
 }
 
 // reconciler turns this node's FaultAssignments into the engine's desired

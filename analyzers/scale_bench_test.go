@@ -1,0 +1,166 @@
+//go:build sandbox
+
+package analyzers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"faultline.dev/faultline/analyzers"
+	"faultline.dev/faultline/analyzers/evictions"
+	"faultline.dev/faultline/analyzers/nodes"
+	"faultline.dev/faultline/sandbox"
+	"faultline.dev/faultline/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+// BenchmarkNodesAndEvictionsAtScale runs the nodes and evictions analyzers,
+// fed by informers as in the controller, on a sandbox of 1,000 kwok nodes
+// and 30,000 pods, while 6,000 pods are churned (deleted and created). It
+// reports the heap after the churn, the CPU time the process used, and
+// the events handled per second (goal: under 300 MiB, keeping up).
+//
+//	go test -tags sandbox -run '^$' -bench NodesAndEvictionsAtScale -benchtime 1x -timeout 30m ./analyzers/
+func BenchmarkNodesAndEvictionsAtScale(b *testing.B) {
+	sandboxtest.RequireRoot(b)
+	bins, err := sandboxtest.Binaries()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := sandbox.DefaultConfig()
+	c.Name, c.SharedKwokNodes, c.IsolatedKwokNodes, c.RealNodes, c.BinDir = "scale-bench", 1000, 0, 0, bins
+	_ = sandbox.Down(c, nil)
+	st, err := sandbox.Up(context.Background(), c, sandbox.NewProgress(os.Stderr), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = sandbox.Down(c, nil) }()
+	cfg, err := clientcmd.BuildConfigFromFlags("", st.Kubeconfig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.QPS, cfg.Burst = 2000, 4000
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ctx := context.Background()
+
+	const namespaces, perNS = 30, 1000
+	pod := func(ns string, i int) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%d", i), Namespace: ns, Labels: map[string]string{"app": "scale"}},
+			Spec: corev1.PodSpec{NodeName: sandbox.SharedKwokNodeName(i % 1000),
+				Containers: []corev1.Container{{Name: "c", Image: "x", Env: []corev1.EnvVar{{Name: "PADDING", Value: fmt.Sprintf("%0200d", i)}}}}},
+		}
+	}
+	parallel := func(n int, f func(i int) error) {
+		var wg sync.WaitGroup
+		work := make(chan int)
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range work {
+					if err := f(i); err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsNotFound(err) {
+						b.Error(err)
+					}
+				}
+			}()
+		}
+		for i := range n {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+	}
+	for n := range namespaces {
+		ns := fmt.Sprintf("scale-%d", n)
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			b.Fatal(err)
+		}
+	}
+	start := time.Now()
+	parallel(namespaces*perNS, func(i int) error {
+		_, err := cs.CoreV1().Pods(fmt.Sprintf("scale-%d", i/perNS)).Create(ctx, pod(fmt.Sprintf("scale-%d", i/perNS), i%perNS), metav1.CreateOptions{})
+		return err
+	})
+	b.Logf("30,000 pods created in %s", time.Since(start).Round(time.Second))
+
+	// The analyzers, fed by informers as in the controller.
+	var before syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	b.ResetTimer()
+	var events atomic.Int64
+	factory := informers.NewSharedInformerFactory(kubernetes.NewForConfigOrDie(cfg), 0)
+	podInf := factory.Core().V1().Pods().Informer()
+	if err := podInf.SetTransform(evictions.Strip); err != nil {
+		b.Fatal(err)
+	}
+	nt, et := nodes.New(), evictions.New(time.Now())
+	if _, err := factory.Core().V1().Nodes().Informer().AddEventHandler(analyzers.Handler(func(n *corev1.Node, _ bool) {
+		events.Add(1)
+		nt.Observe(n, time.Now())
+	})); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := podInf.AddEventHandler(analyzers.Handler(func(p *corev1.Pod, _ bool) {
+		events.Add(1)
+		et.Observe(p)
+	})); err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	factory.Start(stop)
+	factory.WaitForCacheSync(stop)
+	synced := time.Now()
+
+	// Churn: delete 6,000 pods and create 6,000 new ones.
+	churnStart := time.Now()
+	parallel(6000, func(i int) error {
+		ns := fmt.Sprintf("scale-%d", i%namespaces)
+		if i%2 == 0 {
+			return cs.CoreV1().Pods(ns).Delete(ctx, fmt.Sprintf("p-%d", i/2), metav1.DeleteOptions{})
+		}
+		_, err := cs.CoreV1().Pods(ns).Create(ctx, pod(ns, perNS+i), metav1.CreateOptions{})
+		return err
+	})
+	churn := time.Since(churnStart)
+	// Keeping up: the informer's store matches the server shortly after.
+	want := namespaces*perNS - 3000 + 3000
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(podInf.GetStore().List()) != want && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	lag := time.Since(churnStart) - churn
+	b.StopTimer()
+
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	var after syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
+	elapsed := time.Since(synced)
+	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
+	b.ReportMetric(cpu.Seconds(), "cpu-s")
+	b.ReportMetric(float64(events.Load())/elapsed.Seconds(), "events/s")
+	b.ReportMetric(lag.Seconds(), "lag-after-churn-s")
+	b.Logf("pods in the informer %d (want %d); nodes tracked; %d events; churn took %s; store caught up %s after it",
+		len(podInf.GetStore().List()), want, events.Load(), churn.Round(time.Millisecond), lag.Round(time.Millisecond))
+	_ = nt.Measure(time.Now())
+	_ = et.Measure(time.Now())
+}
