@@ -12,7 +12,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // Reasons, named as the events that announce them.
@@ -42,11 +41,11 @@ type Tracker struct {
 	Since time.Time
 
 	mu   sync.Mutex
-	seen map[types.UID]Eviction
+	seen map[string]Eviction
 }
 
 func New(since time.Time) *Tracker {
-	return &Tracker{Since: since, seen: map[types.UID]Eviction{}}
+	return &Tracker{Since: since, seen: map[string]Eviction{}}
 }
 
 func (t *Tracker) Name() string { return "evictions" }
@@ -66,8 +65,11 @@ func (t *Tracker) Observe(p *corev1.Pod) {
 			reason = c.Reason
 		}
 		t.mu.Lock()
-		if _, ok := t.seen[p.UID]; !ok {
-			t.seen[p.UID] = Eviction{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName, Reason: reason, At: at}
+		// Keyed by namespace/name: a controller that restarts seeds its
+		// tracker from the status, then sees the same pods again.
+		key := p.Namespace + "/" + p.Name
+		if _, ok := t.seen[key]; !ok {
+			t.seen[key] = Eviction{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName, Reason: reason, At: at}
 		}
 		t.mu.Unlock()
 		return

@@ -108,7 +108,7 @@ func runManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, n
 	if err != nil {
 		return err
 	}
-	r := &reconciler{Client: mgr.GetClient(), node: node, engine: engine, poke: poke}
+	r := &reconciler{Client: mgr.GetClient(), node: node, engine: engine, poke: poke, unresolved: map[string]string{}}
 	// Retries build the controller again in the same process.
 	opts := controller.Options{SkipNameValidation: ptr.To(true)}
 	if err := ctrl.NewControllerManagedBy(mgr).Named("faultassignment").For(&v1alpha1.FaultAssignment{}).WithOptions(opts).Complete(r); err != nil {
@@ -124,6 +124,8 @@ type reconciler struct {
 	node   string
 	engine *agent.Engine
 	poke   chan struct{}
+	// unresolved faults (say, a pod not found on this node) and why
+	unresolved map[string]string
 }
 
 func (r *reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
@@ -140,8 +142,14 @@ func (r *reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		for _, f := range fa.Spec.Faults {
 			d, err := desiredFor(f)
 			if err != nil {
+				// Still assigned: the engine holds it as it is (a passing
+				// lookup failure must not recover a fault in place), and the
+				// report says why it is not injected.
 				errs = append(errs, err)
-				continue
+				r.unresolved[f.ID] = err.Error()
+				d.Params = nil
+			} else {
+				delete(r.unresolved, f.ID)
 			}
 			desired = append(desired, d)
 		}
@@ -206,6 +214,9 @@ func (r *reconciler) report(ctx context.Context, fa *v1alpha1.FaultAssignment) e
 	st := v1alpha1.FaultAssignmentStatus{ObservedGeneration: fa.Generation}
 	for _, f := range fa.Spec.Faults {
 		s := v1alpha1.AssignedFaultStatus{ID: f.ID, State: v1alpha1.FaultPending}
+		if why, ok := r.unresolved[f.ID]; ok && !f.StartAt.After(time.Now()) {
+			s.State, s.Error = v1alpha1.FaultFailed, why
+		}
 		if en, ok := r.engine.Ledger.Get(f.ID); ok {
 			s.State, s.Error = stateOf[en.State], en.Error
 			if en.InjectedAt != nil {

@@ -439,3 +439,82 @@ spec:
 		})
 	}
 }
+
+func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	ctx := context.Background()
+	const node = "isolated-1"
+	super := env.Plan.Super.Addr().As4()
+	// A loss toward an unused range: the agent stays connected and hears
+	// the abort at once.
+	benign := func(name string, objectives ...string) string {
+		return strings.Replace(partition(name, node, 5*time.Minute, objectives...),
+			"towardAPIServer: true", fmt.Sprintf("peers: [%d.%d.99.0/24]", super[0], super[1]), 1)
+	}
+	tablesGone := func() bool {
+		tables, err := netloss.Tables("/run/netns/" + env.Plan.NetnsName(node))
+		return err == nil && len(tables) == 0
+	}
+	runAsync := func(name, doc string) chan int {
+		cleanupExp(t, c, name)
+		done := make(chan int, 1)
+		path := writeFile(t, doc)
+		go func() { _, code := runCLI(t, env, "run", "-f", path, "--timeout", "3m"); done <- code }()
+		waitFor(t, 30*time.Second, name+" to run", func() bool {
+			var e v1alpha1.Experiment
+			return c.Get(ctx, client.ObjectKey{Namespace: "default", Name: name}, &e) == nil && e.Status.Phase == v1alpha1.PhaseRunning
+		})
+		return done
+	}
+	exitCode := func(done chan int) int {
+		select {
+		case code := <-done:
+			return code
+		case <-time.After(time.Minute):
+			t.Fatal("faultline run did not end after the abort")
+			return -1
+		}
+	}
+
+	t.Run("faultline abort", func(t *testing.T) {
+		done := runAsync("abort-cli", benign("abort-cli", "nodes.notReadySpans == 0"))
+		if out, code := runCLI(t, env, "abort", "abort-cli", "-n", "default"); code != 0 {
+			t.Fatalf("abort: %d %s", code, out)
+		}
+		if code := exitCode(done); code != 3 {
+			t.Errorf("faultline run exited %d after an abort, want 3", code)
+		}
+		waitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
+	})
+
+	t.Run("a live abort objective that is breached", func(t *testing.T) {
+		// The abort objective is breached from the first evaluation.
+		doc := benign("abort-slo", "nodes.notReadySpans == 0")
+		doc += "  - {name: never, expr: \"nodes.notReadySpans > 100\", abort: true}\n"
+		cleanupExp(t, c, "abort-slo")
+		out, code := runCLI(t, env, "run", "-f", writeFile(t, doc), "--timeout", "2m")
+		if code != 3 || !strings.Contains(out, `abort objective \"never\" breached`) && !strings.Contains(out, `abort objective "never" breached`) {
+			t.Errorf("exit %d, want 3 naming the breached abort objective:\n%s", code, out)
+		}
+		waitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
+	})
+
+	t.Run("the kill switch stops running experiments and refuses new ones", func(t *testing.T) {
+		done := runAsync("kill-running", benign("kill-running", "nodes.notReadySpans == 0"))
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.FaultlineNamespace, Name: "faultline-kill-switch"}, Data: map[string]string{"enabled": "true"}}
+		if err := c.Create(ctx, cm); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), cm) })
+		if code := exitCode(done); code != 3 {
+			t.Errorf("a running experiment exited %d under the kill switch, want 3 (aborted)", code)
+		}
+		waitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
+		cleanupExp(t, c, "kill-new")
+		out, code := runCLI(t, env, "run", "-f", writeFile(t, benign("kill-new", "nodes.notReadySpans == 0")), "--timeout", "1m")
+		if code != 2 || !strings.Contains(out, "the kill switch is on") {
+			t.Errorf("a new experiment under the kill switch: exit %d, want 2 naming the kill switch:\n%s", code, out)
+		}
+	})
+}

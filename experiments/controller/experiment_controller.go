@@ -13,12 +13,12 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,9 +26,12 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"faultline.dev/faultline/analyzers/slo"
@@ -54,8 +57,6 @@ type ExperimentReconciler struct {
 	// ReportGrace is how long past a deadline an agent may take to report
 	// its recovery before the controller records it as unreported.
 	ReportGrace time.Duration
-
-	mu sync.Mutex
 }
 
 // KillSwitch is the ConfigMap in faultline's namespace whose data
@@ -65,8 +66,16 @@ const KillSwitch = "faultline-kill-switch"
 // SetupWithManager wires the controller: Experiments, and the
 // FaultAssignments that belong to them (mapped back by label).
 func (r *ExperimentReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	// Its own status writes must not wake it: it polls each second while an
+	// experiment runs. Spec, annotation (abort), finalizer and deletion
+	// changes do.
+	specChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		return o.GetGeneration() != n.GetGeneration() || !equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
+			!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) || !o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp())
+	}}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.Experiment{}).
+		For(&v1alpha1.Experiment{}, builder.WithPredicates(specChanged)).
 		Watches(&v1alpha1.FaultAssignment{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			fa, ok := o.(*v1alpha1.FaultAssignment)
 			if !ok {
@@ -131,7 +140,7 @@ func (r *ExperimentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	before := exp.Status.DeepCopy()
 	res, err := r.step(ctx, &exp)
 	exp.Status.ObservedGeneration = exp.Generation
-	if !equalStatus(before, &exp.Status) {
+	if !equality.Semantic.DeepEqual(before, &exp.Status) {
 		if uerr := r.Status().Update(ctx, &exp); uerr != nil {
 			if apierrors.IsConflict(uerr) {
 				return ctrl.Result{Requeue: true}, nil
@@ -140,12 +149,6 @@ func (r *ExperimentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}
 	return res, err
-}
-
-func equalStatus(a, b *v1alpha1.ExperimentStatus) bool {
-	return a.Phase == b.Phase && len(a.Timeline) == len(b.Timeline) && a.Verdict == b.Verdict &&
-		fmt.Sprint(a.Records, a.Measurements, a.NodeSpans, len(a.Evictions), a.Conditions, a.Objectives, a.Message, a.Targets, a.Workloads, a.ObservedGeneration) ==
-			fmt.Sprint(b.Records, b.Measurements, b.NodeSpans, len(b.Evictions), b.Conditions, b.Objectives, b.Message, b.Targets, b.Workloads, b.ObservedGeneration)
 }
 
 func (r *ExperimentReconciler) step(ctx context.Context, exp *v1alpha1.Experiment) (ctrl.Result, error) {
@@ -162,10 +165,11 @@ func (r *ExperimentReconciler) step(ctx context.Context, exp *v1alpha1.Experimen
 	return ctrl.Result{}, nil
 }
 
+// killSwitchOn fails closed: when the switch cannot be read, it is on.
 func (r *ExperimentReconciler) killSwitchOn(ctx context.Context) bool {
 	var cm corev1.ConfigMap
-	if err := r.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: KillSwitch}, &cm); err != nil {
-		return false
+	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: KillSwitch}, &cm); err != nil {
+		return !apierrors.IsNotFound(err)
 	}
 	return cm.Data["enabled"] == "true"
 }
@@ -181,6 +185,10 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 	if exp.Status.Phase == "" {
 		r.setPhase(exp, v1alpha1.PhasePending)
 		r.note(exp, false, "Accepted", "experiment accepted: %d fault(s), %d objective(s)", len(exp.Spec.Faults), len(exp.Spec.Objectives))
+	}
+	if exp.Annotations[v1alpha1.AnnotationAbort] == "true" {
+		r.fail(exp, v1alpha1.PhaseAborted, v1alpha1.VerdictFailed, "Aborted", "aborted before any fault was injected")
+		return ctrl.Result{}, nil
 	}
 	if r.killSwitchOn(ctx) {
 		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "KillSwitch", fmt.Sprintf("the kill switch is on (ConfigMap %s/%s): no experiment may start", r.Namespace, KillSwitch))
@@ -223,7 +231,18 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		return ctrl.Result{}, err
 	}
 	exp.Status.Workloads = workloads
+	// A retry after a lost status write keeps the start (and so the
+	// deadlines) that agents may already hold.
 	start := r.now()
+	if fas, err := r.assignments(ctx, exp); err == nil {
+		for _, fa := range fas {
+			for _, f := range fa.Spec.Faults {
+				if f.StartAt.Before(&start) {
+					start = f.StartAt
+				}
+			}
+		}
+	}
 	exp.Status.StartTime = &start
 	if err := r.writeAssignments(ctx, exp, targets); err != nil {
 		return ctrl.Result{}, err
@@ -434,7 +453,7 @@ func (r *ExperimentReconciler) syncRecords(exp *v1alpha1.Experiment, fas []v1alp
 			if !current[fa.Name] {
 				allAcknowledged = false
 			}
-			if !reported || (s.State != v1alpha1.FaultRecovered && s.State != v1alpha1.FaultFailed) {
+			if !reported || s.State != v1alpha1.FaultRecovered {
 				allRecovered = false
 			}
 		}
@@ -476,7 +495,7 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 	}
 	acked, _ := r.syncRecords(exp, fas)
 	r.Analysis.Snapshot(exp, r.Clock.Now())
-	if exp.Status.Phase == v1alpha1.PhaseInjecting && acked && !r.Clock.Now().Before(exp.Status.StartTime.Time) {
+	if exp.Status.Phase == v1alpha1.PhaseInjecting && acked {
 		r.setPhase(exp, v1alpha1.PhaseRunning)
 		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Acknowledged", Status: metav1.ConditionTrue, Reason: "AgentsAcknowledged", Message: "every agent has acknowledged its faults"})
 		r.note(exp, false, "Running", "every agent has acknowledged its faults (observedGeneration)")
@@ -506,7 +525,7 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 		r.setPhase(exp, v1alpha1.PhaseRecovering)
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
-	if !r.Clock.Now().Before(lastDeadline(fas)) && len(fas) > 0 {
+	if !r.Clock.Now().Before(lastDeadline(fas)) {
 		r.setPhase(exp, v1alpha1.PhaseRecovering)
 		r.note(exp, false, "Recovering", "every fault has reached its deadline")
 	}
@@ -561,7 +580,9 @@ func (r *ExperimentReconciler) recovering(ctx context.Context, exp *v1alpha1.Exp
 			exp.Status.Verdict = v1alpha1.VerdictFailed
 		}
 		r.fail(exp, v1alpha1.PhaseAborted, exp.Status.Verdict, "Aborted", "aborted: "+why+"; "+exp.Status.Message)
-		return ctrl.Result{}, r.deleteAssignments(ctx, exp)
+		// The FaultAssignments go once this final status is saved (the
+		// IsFinal branch), so a lost write cannot lose the deadlines.
+		return ctrl.Result{Requeue: true}, nil
 	}
 	r.setPhase(exp, v1alpha1.PhaseAnalyzing)
 	r.note(exp, false, "Analyzing", "faults recovered; waiting for nodes and workloads to recover")
@@ -603,7 +624,7 @@ func (r *ExperimentReconciler) analyze(ctx context.Context, exp *v1alpha1.Experi
 		r.setPhase(exp, v1alpha1.PhaseFailed)
 	}
 	r.note(exp, v != v1alpha1.VerdictPassed, string(v), "verdict %s: %s", v, exp.Status.Message)
-	return ctrl.Result{}, r.deleteAssignments(ctx, exp)
+	return ctrl.Result{Requeue: true}, nil
 }
 
 // judgeAll evaluates every objective and sets the verdict.
@@ -623,6 +644,21 @@ func (r *ExperimentReconciler) judgeAll(exp *v1alpha1.Experiment) v1alpha1.Verdi
 		}
 	}
 	v := v1alpha1.Verdict(slo.Overall(results))
+	var broken []string
+	for _, rec := range exp.Status.Records {
+		switch {
+		case rec.Error != "":
+			broken = append(broken, fmt.Sprintf("%s on %s: %s", rec.Fault, rec.Target, rec.Error))
+		case rec.InjectedAt == nil:
+			broken = append(broken, fmt.Sprintf("%s on %s was never reported injected", rec.Fault, rec.Target))
+		}
+	}
+	if len(broken) > 0 {
+		// Objectives met without the fault prove nothing.
+		exp.Status.Verdict = v1alpha1.VerdictError
+		exp.Status.Message = "the faults did not all happen: " + strings.Join(broken, "; ")
+		return v1alpha1.VerdictError
+	}
 	exp.Status.Verdict = v
 	if len(failed) == 0 {
 		exp.Status.Message = fmt.Sprintf("all %d objective(s) held", len(results))

@@ -61,6 +61,8 @@ func BenchmarkInjectionAndRecoveryLatency(b *testing.B) {
 		sort.Float64s(s)
 		return s[int(q*float64(len(s)-1)+0.5)]
 	}
+	b.Logf("injection latencies (s): %.3f", inject)
+	b.Logf("recovery latencies (s): %.3f", recov)
 	b.ReportMetric(p(inject, 0.5), "inject-p50-s")
 	b.ReportMetric(p(inject, 0.99), "inject-p99-s")
 	b.ReportMetric(p(recov, 0.5), "recover-p50-s")

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
@@ -72,6 +70,11 @@ func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1
 	case exp.Spec.Targets.Pods != nil:
 		ps := exp.Spec.Targets.Pods
 		namespaces := ps.Namespaces
+		for ns := range ps.Pods {
+			if !contains(namespaces, ns) {
+				namespaces = append(namespaces, ns)
+			}
+		}
 		if len(namespaces) == 0 {
 			namespaces = []string{exp.Namespace}
 		}
@@ -79,16 +82,16 @@ func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1
 			if err := r.namespaceAllowed(ctx, exp, ns); err != nil {
 				return nil, nil, err
 			}
-			sel := labels.SelectorFromSet(ps.LabelSelectors)
-			for _, req := range ps.ExpressionSelectors {
-				rq, err := labels.NewRequirement(req.Key, selection.Operator(strings.ToLower(string(req.Operator))), req.Values)
-				if err != nil {
-					return nil, nil, fmt.Errorf("spec.targets.pods.expressionSelectors: %w", err)
-				}
-				sel = sel.Add(*rq)
+			sel, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: ps.LabelSelectors, MatchExpressions: ps.ExpressionSelectors})
+			if err != nil {
+				return nil, nil, fmt.Errorf("spec.targets.pods.expressionSelectors: %w", err)
+			}
+			opts := []client.ListOption{client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}}
+			if len(ps.FieldSelectors) > 0 {
+				opts = append(opts, client.MatchingFields(ps.FieldSelectors))
 			}
 			var pods corev1.PodList
-			if err := r.Reader.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+			if err := r.Reader.List(ctx, &pods, opts...); err != nil {
 				return nil, nil, err
 			}
 			for i := range pods.Items {

@@ -23,7 +23,9 @@ import (
 	"faultline.dev/faultline/injectors/ledger"
 )
 
-// Desired is one fault this node must hold.
+// Desired is one fault this node must hold. Params nil means it is still
+// assigned but cannot be resolved now: it is neither injected nor, if
+// already in place, recovered before its deadline.
 type Desired struct {
 	ID       string
 	Type     string
@@ -96,8 +98,8 @@ func (e *Engine) Reconcile(ctx context.Context, desired []Desired) (time.Time, e
 				// Never injected: record it as recovered so it never is.
 				errs = append(errs, e.put(ledger.Entry{ID: d.ID, Type: d.Type, Params: d.Params, StartAt: d.StartAt, Deadline: d.Deadline, State: ledger.Recovered, RecoveredAt: e.now(), Note: "never injected"}))
 			}
-		case now.Before(d.StartAt):
-			// Not yet.
+		case now.Before(d.StartAt) || d.Params == nil:
+			// Not yet, or not resolvable now.
 		case !known || en.State == ledger.Injecting:
 			errs = append(errs, e.inject(ctx, ledger.Entry{ID: d.ID, Type: d.Type, Params: d.Params, StartAt: d.StartAt, Deadline: d.Deadline}))
 		}

@@ -154,9 +154,8 @@ func Recover(s Spec) error {
 		errs = append(errs, recoverNetem(s))
 	}
 	err := withConn(s.Netns, func(c *nftables.Conn) error {
-		if !exists(c, s.Table()) {
-			return nil
-		}
+		// Delete without asking first: a failed listing must not pass for
+		// "already gone". Only the kernel's "no such table" is.
 		c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: s.Table()})
 		if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("delete nftables table %s: %w", s.Table(), err)
@@ -243,8 +242,8 @@ func build(c *nftables.Conn, s Spec) {
 	c.AddRule(&nftables.Rule{Table: t, Chain: loss, Exprs: lossExprs(s.LossPercent)})
 	c.AddRule(&nftables.Rule{Table: t, Chain: loss, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
 
-	// Run before ordinary filter chains so that other tables' accepts
-	// cannot hide packets from the fault.
+	// Run before ordinary filter chains: a drop anywhere wins, and an
+	// earlier drop saves the later chains' work.
 	prio := nftables.ChainPriorityRef(*nftables.ChainPriorityFilter - 10)
 	hook := func(name string, h *nftables.ChainHook) *nftables.Chain {
 		return c.AddChain(&nftables.Chain{Name: name, Table: t, Type: nftables.ChainTypeFilter, Hooknum: h, Priority: prio})
