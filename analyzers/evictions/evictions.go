@@ -33,12 +33,18 @@ var reasonOf = map[string]string{
 type Eviction struct {
 	Namespace, Pod, Node, Reason string
 	At                           time.Time
+	// ViolatedPDB names a PodDisruptionBudget that allowed no disruption
+	// of this pod when it was evicted.
+	ViolatedPDB string
 }
 
 // Tracker records evictions in a window of time.
 type Tracker struct {
 	// Since ignores disruptions that happened before it.
 	Since time.Time
+	// ViolatedPDB, when set, names a PodDisruptionBudget covering the pod
+	// that allows no disruption now, or returns "".
+	ViolatedPDB func(*corev1.Pod) string
 
 	mu   sync.Mutex
 	seen map[string]Eviction
@@ -68,11 +74,27 @@ func (t *Tracker) Observe(p *corev1.Pod) {
 		// Keyed by namespace/name: a controller that restarts seeds its
 		// tracker from the status, then sees the same pods again.
 		key := p.Namespace + "/" + p.Name
-		if _, ok := t.seen[key]; !ok {
-			t.seen[key] = Eviction{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName, Reason: reason, At: at}
-		}
+		_, known := t.seen[key]
 		t.mu.Unlock()
+		if known {
+			return
+		}
+		e := Eviction{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName, Reason: reason, At: at}
+		if t.ViolatedPDB != nil {
+			e.ViolatedPDB = t.ViolatedPDB(p)
+		}
+		t.Seed(e)
 		return
+	}
+}
+
+// Seed records an eviction directly (one saved by a controller that has
+// since restarted); a pod seen again later is not counted twice.
+func (t *Tracker) Seed(e Eviction) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.seen[e.Namespace+"/"+e.Pod]; !ok {
+		t.seen[e.Namespace+"/"+e.Pod] = e
 	}
 }
 
@@ -115,8 +137,11 @@ func (t *Tracker) Measure(now time.Time) map[string]any {
 	list := t.List()
 	byNode, byNS, reasons := map[string]any{}, map[string]any{}, map[string]any{}
 	inc := func(m map[string]any, k string) { n, _ := m[k].(int64); m[k] = n + 1 }
-	peak, j := 0, 0
+	peak, j, violations := 0, 0, 0
 	for i, e := range list {
+		if e.ViolatedPDB != "" {
+			violations++
+		}
 		inc(byNode, e.Node)
 		inc(byNS, e.Namespace)
 		inc(reasons, e.Reason)
@@ -140,5 +165,6 @@ func (t *Tracker) Measure(now time.Time) map[string]any {
 		"reasons":       reasons,
 		"nodes":         int64(len(byNode)),
 		"namespaces":    int64(len(byNS)),
+		"pdbViolations": int64(violations),
 	}
 }

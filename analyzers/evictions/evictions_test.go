@@ -61,3 +61,31 @@ func TestStripKeepsWhatTheTrackerNeeds(t *testing.T) {
 		t.Error("a stripped pod is no longer counted")
 	}
 }
+
+func TestEvictionsThatABudgetForbadeAreViolations(t *testing.T) {
+	tr := New(t0)
+	allowed := 1
+	// A budget of one disruption: the first eviction uses it, the rest break it.
+	tr.ViolatedPDB = func(*corev1.Pod) string {
+		if allowed > 0 {
+			allowed--
+			return ""
+		}
+		return "keep-two"
+	}
+	for i := range 3 {
+		tr.Observe(pod("a", fmt.Sprintf("p%d", i), "n1", "DeletionByTaintManager", time.Duration(i)*time.Second))
+	}
+	if got := tr.Measure(t0.Add(time.Minute))["pdbViolations"]; got != int64(2) {
+		t.Errorf("pdbViolations = %v, want 2", got)
+	}
+}
+
+func TestASeededEvictionIsNotCountedAgain(t *testing.T) {
+	tr := New(t0)
+	tr.Seed(Eviction{Namespace: "a", Pod: "p0", Node: "n1", Reason: TaintManagerEviction, At: t0.Add(time.Second)})
+	tr.Observe(pod("a", "p0", "n1", "DeletionByTaintManager", time.Second))
+	if got := tr.Measure(t0.Add(time.Minute))["count"]; got != int64(1) {
+		t.Errorf("count = %v, want 1", got)
+	}
+}

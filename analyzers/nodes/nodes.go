@@ -183,3 +183,19 @@ func (t *Tracker) Measure(now time.Time) map[string]any {
 		"unreachableTainted":   unreachable,
 	}
 }
+
+// Seed restores a taint change recorded earlier (by a controller that has
+// since restarted), so the change is kept and not seen as new again.
+func (t *Tracker) Seed(c TaintChange) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.taints[c.Node] == nil {
+		t.taints[c.Node] = map[string]bool{}
+	}
+	if c.Added {
+		t.taints[c.Node][c.Taint] = true
+	} else {
+		delete(t.taints[c.Node], c.Taint)
+	}
+	t.change = append(t.change, c)
+}

@@ -453,10 +453,20 @@ func describe(w io.Writer, exp *v1alpha1.Experiment) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Node, s.From.Format("15:04:05"), ts(s.To))
 		}
 	}
+	if len(st.Taints) > 0 {
+		fmt.Fprintln(tw, "\nTaints:\n  NODE\tTAINT\tCHANGE\tTIME")
+		for _, c := range st.Taints {
+			change := "removed"
+			if c.Added {
+				change = "added"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.Node, c.Taint, change, c.Time.Format("15:04:05"))
+		}
+	}
 	if len(st.Evictions) > 0 {
-		fmt.Fprintln(tw, "\nEvictions:\n  POD\tNODE\tREASON\tTIME")
+		fmt.Fprintln(tw, "\nEvictions:\n  POD\tNODE\tREASON\tTIME\tVIOLATED PDB")
 		for _, e := range st.Evictions {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.Pod, e.Node, e.Reason, e.Time.Format("15:04:05"))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Pod, e.Node, e.Reason, e.Time.Format("15:04:05"), e.ViolatedPDB)
 		}
 	}
 	keys := make([]string, 0, len(st.Measurements))

@@ -10,7 +10,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,8 +29,9 @@ import (
 // each step, and rebuilt from it (and from the objects' own timestamps)
 // when the controller restarts.
 type Analysis struct {
-	mu   sync.Mutex
-	runs map[types.NamespacedName]*run
+	mu     sync.Mutex
+	runs   map[types.NamespacedName]*run
+	reader client.Reader // the manager's cache
 }
 
 type run struct {
@@ -42,6 +45,7 @@ func NewAnalysis() *Analysis { return &Analysis{runs: map[types.NamespacedName]*
 
 // Setup registers the analyzers' handlers on the manager's informers.
 func (a *Analysis) Setup(ctx context.Context, c cache.Cache) error {
+	a.reader = c
 	ni, err := c.GetInformer(ctx, &corev1.Node{})
 	if err != nil {
 		return err
@@ -120,25 +124,16 @@ func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
 			r.nodes.Observe(n, s.To.Time)
 		}
 	}
+	for _, c := range exp.Status.Taints {
+		r.nodes.Seed(nodes.TaintChange{Node: c.Node, Taint: c.Taint, Added: c.Added, At: c.Time.Time})
+	}
 	for _, e := range exp.Status.Evictions {
 		ns, name := splitKey(e.Pod)
-		r.evictions.Observe(&corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("seed/" + e.Pod)},
-			Spec:       corev1.PodSpec{NodeName: e.Node},
-			Status:     corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: seedReason(e.Reason), LastTransitionTime: e.Time}}},
-		})
+		r.evictions.Seed(evictions.Eviction{Namespace: ns, Pod: name, Node: e.Node, Reason: e.Reason, At: e.Time.Time, ViolatedPDB: e.ViolatedPDB})
 	}
+	r.evictions.ViolatedPDB = a.violatedPDB
 	a.runs[key] = r
 	return true
-}
-
-func seedReason(r string) string {
-	for k, v := range map[string]string{"DeletionByTaintManager": evictions.TaintManagerEviction, "TerminationByKubelet": evictions.Evicted, "PreemptionByScheduler": evictions.Preempted, "EvictionByEvictionAPI": evictions.EvictionAPI} {
-		if v == r {
-			return k
-		}
-	}
-	return r
 }
 
 func splitKey(s string) (string, string) {
@@ -220,12 +215,16 @@ func (a *Analysis) Snapshot(exp *v1alpha1.Experiment, now time.Time) {
 		}
 		exp.Status.NodeSpans = append(exp.Status.NodeSpans, ns)
 	}
+	exp.Status.Taints = nil
+	for _, c := range r.nodes.TaintChanges() {
+		exp.Status.Taints = append(exp.Status.Taints, v1alpha1.TaintChange{Node: c.Node, Taint: c.Taint, Added: c.Added, Time: metav1.NewTime(c.At)})
+	}
 	exp.Status.Evictions = nil
 	for i, e := range r.evictions.List() {
 		if i == 500 {
 			break
 		}
-		exp.Status.Evictions = append(exp.Status.Evictions, v1alpha1.EvictionRecord{Pod: e.Namespace + "/" + e.Pod, Node: e.Node, Reason: e.Reason, Time: metav1.NewTime(e.At)})
+		exp.Status.Evictions = append(exp.Status.Evictions, v1alpha1.EvictionRecord{Pod: e.Namespace + "/" + e.Pod, Node: e.Node, Reason: e.Reason, Time: metav1.NewTime(e.At), ViolatedPDB: e.ViolatedPDB})
 	}
 	flat := map[string]string{}
 	for group, vals := range a.Measurements(exp, now) {
@@ -304,4 +303,27 @@ func (a *Analysis) Recovered(ctx context.Context, c client.Reader, exp *v1alpha1
 	}
 	r.recovery = map[string]any{"seconds": secs, "nodeSeconds": nodeSeconds, "workloads": int64(len(exp.Status.Workloads))}
 	return true, nil
+}
+
+// violatedPDB names a PodDisruptionBudget that covers the pod and allows no
+// disruption now: evicting it breaks the budget (the taint manager and
+// kubelet pressure evictions do not ask budgets first).
+func (a *Analysis) violatedPDB(p *corev1.Pod) string {
+	if a.reader == nil {
+		return ""
+	}
+	var pdbs policyv1.PodDisruptionBudgetList
+	if err := a.reader.List(context.Background(), &pdbs, client.InNamespace(p.Namespace)); err != nil {
+		return ""
+	}
+	for _, pdb := range pdbs.Items {
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || sel.Empty() || !sel.Matches(labels.Set(p.Labels)) {
+			continue
+		}
+		if pdb.Status.DisruptionsAllowed <= 0 {
+			return pdb.Name
+		}
+	}
+	return ""
 }

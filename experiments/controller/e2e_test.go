@@ -234,6 +234,23 @@ func TestANodeCutFromTheAPIServerForNinetySeconds(t *testing.T) {
 			t.Errorf("record %+v: want recovery at the deadline %s (the agent was cut off too)", r, deadline.Format(time.TimeOnly))
 		}
 	}
+	// The agent was cut off too: its report of the injection could only
+	// reach the API server after the partition ended.
+	for _, e := range exp.Status.Timeline {
+		if e.Reason == "Injected" && e.Time.Time.Before(deadline.Add(-time.Second)) {
+			t.Errorf("the injection was reported at %s, before the deadline: the agent was not cut off", e.Time.Format(time.TimeOnly))
+		}
+	}
+	// Both unreachable taints came and went, with their times.
+	taints := map[string]int{}
+	for _, c := range exp.Status.Taints {
+		if c.Node == node && strings.HasPrefix(c.Taint, corev1.TaintNodeUnreachable) {
+			taints[fmt.Sprint(c.Added)]++
+		}
+	}
+	if taints["true"] != 2 || taints["false"] != 2 {
+		t.Errorf("unreachable taint changes %v, want both added and both removed: %+v", taints, exp.Status.Taints)
+	}
 	if r := measurement(t, exp, "recovery.seconds"); r <= 0 {
 		t.Errorf("recovery.seconds = %v, want it measured", r)
 	}
@@ -329,8 +346,18 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, 2*time.Minute, "the restarted controller to finish the experiment", finished("crash-controller"))
-		if got := getExp(t, c, "crash-controller"); got.Status.Phase != v1alpha1.PhasePassed {
+		got := getExp(t, c, "crash-controller")
+		if got.Status.Phase != v1alpha1.PhasePassed {
 			t.Errorf("phase %s (%s), want Passed", got.Status.Phase, got.Status.Message)
+		}
+		// What the first controller measured survived the crash.
+		if len(got.Status.NodeSpans) != 1 || got.Status.NodeSpans[0].To == nil || measurement(t, got, "nodes.maxNotReadySeconds") < 1 {
+			t.Errorf("after the restart: spans %+v, measurements %v; want the NotReady span kept and closed", got.Status.NodeSpans, got.Status.Measurements)
+		}
+		for _, rec := range got.Status.Records {
+			if rec.InjectedAt == nil || rec.RecoveredAt == nil {
+				t.Errorf("record %+v lacks its injection or recovery", rec)
+			}
 		}
 	})
 

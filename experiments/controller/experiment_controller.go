@@ -494,7 +494,7 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 		return ctrl.Result{}, err
 	}
 	acked, _ := r.syncRecords(exp, fas)
-	r.Analysis.Snapshot(exp, r.Clock.Now())
+	r.snapshot(exp)
 	if exp.Status.Phase == v1alpha1.PhaseInjecting && acked {
 		r.setPhase(exp, v1alpha1.PhaseRunning)
 		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Acknowledged", Status: metav1.ConditionTrue, Reason: "AgentsAcknowledged", Message: "every agent has acknowledged its faults"})
@@ -565,7 +565,7 @@ func (r *ExperimentReconciler) recovering(ctx context.Context, exp *v1alpha1.Exp
 		return ctrl.Result{}, err
 	}
 	_, allRecovered := r.syncRecords(exp, fas)
-	r.Analysis.Snapshot(exp, r.Clock.Now())
+	r.snapshot(exp)
 	late := r.Clock.Now().After(lastDeadline(fas).Add(r.ReportGrace))
 	if !allRecovered && !late {
 		return ctrl.Result{RequeueAfter: time.Second}, nil
@@ -607,7 +607,7 @@ func (r *ExperimentReconciler) analyze(ctx context.Context, exp *v1alpha1.Experi
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	r.Analysis.Snapshot(exp, r.Clock.Now())
+	r.snapshot(exp)
 	if !recovered && r.Clock.Now().Before(end.Add(r.RecoveryTimeout)) {
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
@@ -717,4 +717,39 @@ func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Exper
 	r.Analysis.Forget(client.ObjectKeyFromObject(exp))
 	controllerutil.RemoveFinalizer(exp, v1alpha1.Finalizer)
 	return ctrl.Result{}, r.Update(ctx, exp)
+}
+
+// snapshot saves the analyzers' state in the status and notes what is new:
+// nodes going NotReady and back, taints added and removed.
+func (r *ExperimentReconciler) snapshot(exp *v1alpha1.Experiment) {
+	spans := map[string]bool{}
+	for _, s := range exp.Status.NodeSpans {
+		spans[s.Node+s.From.String()+fmt.Sprint(s.To != nil)] = true
+	}
+	taints, evicted := len(exp.Status.Taints), len(exp.Status.Evictions)
+	r.Analysis.Snapshot(exp, r.Clock.Now())
+	// The first evictions are noted one by one; the rest are counted.
+	for i := evicted; i < len(exp.Status.Evictions) && i < 20; i++ {
+		e := exp.Status.Evictions[i]
+		msg := fmt.Sprintf("pod %s evicted from %s (%s)", e.Pod, e.Node, e.Reason)
+		if e.ViolatedPDB != "" {
+			msg += ", violating PodDisruptionBudget " + e.ViolatedPDB
+		}
+		r.note(exp, true, "Evicted", "%s", msg)
+	}
+	for _, s := range exp.Status.NodeSpans {
+		if !spans[s.Node+s.From.String()+fmt.Sprint(false)] && !spans[s.Node+s.From.String()+fmt.Sprint(true)] {
+			r.note(exp, true, "NodeNotReady", "node %s NotReady since %s", s.Node, s.From.Format(time.TimeOnly))
+		}
+		if s.To != nil && !spans[s.Node+s.From.String()+fmt.Sprint(true)] {
+			r.note(exp, false, "NodeReady", "node %s Ready again at %s after %.0fs", s.Node, s.To.Format(time.TimeOnly), s.To.Sub(s.From.Time).Seconds())
+		}
+	}
+	for _, c := range exp.Status.Taints[min(taints, len(exp.Status.Taints)):] {
+		if c.Added {
+			r.note(exp, true, "Tainted", "node %s tainted %s at %s", c.Node, c.Taint, c.Time.Format(time.TimeOnly))
+		} else {
+			r.note(exp, false, "Untainted", "node %s lost taint %s at %s", c.Node, c.Taint, c.Time.Format(time.TimeOnly))
+		}
+	}
 }

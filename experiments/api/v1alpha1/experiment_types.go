@@ -275,6 +275,10 @@ type ExperimentStatus struct {
 	// +optional
 	NodeSpans []NodeSpan `json:"nodeSpans,omitempty"`
 
+	// Taints added to and removed from the target nodes, with their times.
+	// +optional
+	Taints []TaintChange `json:"taints,omitempty"`
+
 	// Evictions seen during the experiment (the first 500).
 	// +optional
 	Evictions []EvictionRecord `json:"evictions,omitempty"`
@@ -296,47 +300,83 @@ type ExperimentStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
-// NodeSpan is a NotReady period of a node; To is unset while it lasts.
+// NodeSpan is a NotReady period of a node.
 type NodeSpan struct {
-	Node string      `json:"node"`
+	// Node that was NotReady.
+	Node string `json:"node"`
+	// From is when its Ready condition left True.
 	From metav1.Time `json:"from"`
+	// To is when it was Ready again; unset while it lasts.
 	// +optional
 	To *metav1.Time `json:"to,omitempty"`
 }
 
 // EvictionRecord is one pod disrupted during the experiment.
 type EvictionRecord struct {
-	Pod    string      `json:"pod"`
-	Node   string      `json:"node,omitempty"`
-	Reason string      `json:"reason"`
-	Time   metav1.Time `json:"time"`
+	// Pod evicted, as NAMESPACE/NAME.
+	Pod string `json:"pod"`
+	// Node the pod ran on.
+	Node string `json:"node,omitempty"`
+	// Reason: TaintManagerEviction, Evicted (kubelet pressure), Preempted
+	// or EvictionAPI.
+	Reason string `json:"reason"`
+	// Time of the DisruptionTarget condition Kubernetes set on the pod.
+	Time metav1.Time `json:"time"`
+	// PodDisruptionBudget that this eviction violated, if any.
+	// +optional
+	ViolatedPDB string `json:"violatedPDB,omitempty"`
+}
+
+// TaintChange is a taint added to or removed from a target node.
+type TaintChange struct {
+	// Node changed.
+	Node string `json:"node"`
+	// Taint as KEY:EFFECT.
+	Taint string `json:"taint"`
+	// Added is true when the taint appeared, false when it went.
+	Added bool `json:"added"`
+	// Time of the change (the taint's timeAdded when it has one).
+	Time metav1.Time `json:"time"`
 }
 
 // TimelineEntry is one event of the experiment.
 type TimelineEntry struct {
-	Time    metav1.Time `json:"time"`
-	Reason  string      `json:"reason"`
-	Message string      `json:"message"`
+	// Time of the event.
+	Time metav1.Time `json:"time"`
+	// Reason, also the Kubernetes Event's reason.
+	Reason string `json:"reason"`
+	// Message says what happened.
+	Message string `json:"message"`
 }
 
 // InjectionRecord is one fault on one target.
 type InjectionRecord struct {
-	Fault  string `json:"fault"`
+	// Fault's name in the spec.
+	Fault string `json:"fault"`
+	// Target: a node's name, or a pod as NAMESPACE/NAME.
 	Target string `json:"target"`
-	Node   string `json:"node,omitempty"`
+	// Node whose agent carried the fault.
+	Node string `json:"node,omitempty"`
+	// InjectedAt is when the agent put the fault in place.
 	// +optional
 	InjectedAt *metav1.Time `json:"injectedAt,omitempty"`
+	// RecoveredAt is when the agent removed it.
 	// +optional
 	RecoveredAt *metav1.Time `json:"recoveredAt,omitempty"`
+	// Error the agent reported, if any.
 	// +optional
 	Error string `json:"error,omitempty"`
 }
 
 // ObjectiveResult is an objective's judgement.
 type ObjectiveResult struct {
-	Name    string  `json:"name"`
-	Expr    string  `json:"expr"`
+	// Name of the objective.
+	Name string `json:"name"`
+	// Expr is its CEL expression.
+	Expr string `json:"expr"`
+	// Verdict: Passed, Failed, Inconclusive (not measured) or Error.
 	Verdict Verdict `json:"verdict"`
+	// Message names the measurements the expression read, with values.
 	// +optional
 	Message string `json:"message,omitempty"`
 }
@@ -353,8 +393,10 @@ type Experiment struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// Spec is what to break and what must still hold.
+	// Spec is what to break and what must still hold. It cannot change once
+	// created: create a new experiment instead.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new experiment instead"
 	Spec ExperimentSpec `json:"spec"`
 	// Status is what happened.
 	// +optional

@@ -28,9 +28,12 @@ type FaultAssignmentSpec struct {
 
 // ExperimentRef points at the owning Experiment.
 type ExperimentRef struct {
-	Namespace string    `json:"namespace"`
-	Name      string    `json:"name"`
-	UID       types.UID `json:"uid"`
+	// Namespace of the Experiment.
+	Namespace string `json:"namespace"`
+	// Name of the Experiment.
+	Name string `json:"name"`
+	// UID of the Experiment, so that a new one of the same name is another.
+	UID types.UID `json:"uid"`
 }
 
 // AssignedFault is one fault on one target of the node, in the terms the
@@ -93,12 +96,17 @@ type FaultAssignmentStatus struct {
 
 // AssignedFaultStatus is one fault's state on the node.
 type AssignedFaultStatus struct {
-	ID    string     `json:"id"`
+	// ID of the fault in the spec.
+	ID string `json:"id"`
+	// State, from the agent's ledger.
 	State FaultState `json:"state"`
+	// InjectedAt is when the agent put the fault in place.
 	// +optional
 	InjectedAt *metav1.Time `json:"injectedAt,omitempty"`
+	// RecoveredAt is when the agent removed it.
 	// +optional
 	RecoveredAt *metav1.Time `json:"recoveredAt,omitempty"`
+	// Error the agent met, if any.
 	// +optional
 	Error string `json:"error,omitempty"`
 }
@@ -117,8 +125,10 @@ type FaultAssignment struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// Spec is what the node's agent must do, written by the controller.
 	// +required
 	Spec FaultAssignmentSpec `json:"spec"`
+	// Status is the agent's report.
 	// +optional
 	Status FaultAssignmentStatus `json:"status,omitempty"`
 }
