@@ -68,7 +68,7 @@ func TestEveryNodeIsReadyAndTheDemoAppAnswersThroughItsClusterIP(t *testing.T) {
 	t.Cleanup(func() { _ = env.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
 
 	var d *appsv1.Deployment
-	waitFor(t, 2*time.Minute, "the demo app's Deployment to be Available", func() bool {
+	sandboxtest.WaitFor(t, 2*time.Minute, "the demo app's Deployment to be Available", func() bool {
 		d, err = env.Client.AppsV1().Deployments(ns).Get(ctx, "demo-app", metav1.GetOptions{})
 		return err == nil && d.Status.AvailableReplicas == *d.Spec.Replicas
 	})
@@ -89,7 +89,7 @@ func TestEveryNodeIsReadyAndTheDemoAppAnswersThroughItsClusterIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	var body string
-	waitFor(t, 30*time.Second, "an answer through the ClusterIP "+svc.Spec.ClusterIP, func() bool {
+	sandboxtest.WaitFor(t, 30*time.Second, "an answer through the ClusterIP "+svc.Spec.ClusterIP, func() bool {
 		body, err = get("http://" + svc.Spec.ClusterIP + "/")
 		return err == nil
 	})
@@ -134,13 +134,13 @@ func TestCuttingAnIsolatedNodeFromTheAPIServerMakesItUnreachable(t *testing.T) {
 		t.Fatalf("the shared sandbox runs %s timings; this test needs fast ones (grace %s)", env.State.Config.Timings, grace)
 	}
 
-	waitFor(t, time.Minute, node+" to be Ready before the cut", func() bool {
+	sandboxtest.WaitFor(t, time.Minute, node+" to be Ready before the cut", func() bool {
 		n, err := env.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		return err == nil && sandbox.NodeReady(n) && len(unreachableTaints(n)) == 0
 	})
 	drop := dropToward(t, env.Plan.NetnsName(node), api, uint16(port))
 	cut := time.Now()
-	waitFor(t, grace+10*time.Second, node+" to be NotReady with both unreachable taints", func() bool {
+	sandboxtest.WaitFor(t, grace+10*time.Second, node+" to be NotReady with both unreachable taints", func() bool {
 		n, err := env.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		return err == nil && !sandbox.NodeReady(n) && len(unreachableTaints(n)) == 2
 	})
@@ -148,7 +148,7 @@ func TestCuttingAnIsolatedNodeFromTheAPIServerMakesItUnreachable(t *testing.T) {
 
 	drop()
 	healed := time.Now()
-	waitFor(t, 15*time.Second, node+" to be Ready again", func() bool {
+	sandboxtest.WaitFor(t, 15*time.Second, node+" to be Ready again", func() bool {
 		n, err := env.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		return err == nil && sandbox.NodeReady(n)
 	})
@@ -208,17 +208,6 @@ func dropToward(t *testing.T, netnsName string, dst netip.Addr, port uint16) fun
 	}
 	t.Cleanup(remove)
 	return remove
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }
 
 func get(u string) (string, error) {

@@ -218,7 +218,7 @@ func TestDownRemovesEverythingUpMade(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs := kubernetes.NewForConfigOrDie(cfg)
-	waitFor(t, 2*time.Minute, "demo pods to run", func() bool {
+	sandboxtest.WaitFor(t, 2*time.Minute, "demo pods to run", func() bool {
 		d, err := cs.AppsV1().Deployments("demo").Get(ctx, "demo-app", metav1.GetOptions{})
 		return err == nil && d.Status.AvailableReplicas == *d.Spec.Replicas
 	})

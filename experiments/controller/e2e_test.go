@@ -136,17 +136,6 @@ func assertNoFaultTables(t *testing.T, env *sandboxtest.Env, node string) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
 // The Kubernetes node-loss story, with fast timings: grace 20 s, then
 // NotReady and the unreachable taints, evictions 30 s later, the node back
 // after the 90 s deadline, and the workload recovered.
@@ -182,7 +171,7 @@ func TestANodeCutFromTheAPIServerForNinetySeconds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Delete(context.Background(), ns) })
-	waitFor(t, time.Minute, "the victim pods to run", func() bool {
+	sandboxtest.WaitFor(t, time.Minute, "the victim pods to run", func() bool {
 		var d appsv1.Deployment
 		return c.Get(ctx, client.ObjectKeyFromObject(dep), &d) == nil && d.Status.AvailableReplicas == 3
 	})
@@ -303,7 +292,7 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 			t.Fatalf("run: %d\n%s", code, out)
 		}
 		var exp *v1alpha1.Experiment
-		waitFor(t, 30*time.Second, "the fault to be in place", func() bool {
+		sandboxtest.WaitFor(t, 30*time.Second, "the fault to be in place", func() bool {
 			exp = getExp(t, c, name)
 			tables, _ := netloss.Tables("/run/netns/" + env.Plan.NetnsName(node))
 			return exp.Status.Phase == v1alpha1.PhaseRunning && len(tables) == 1
@@ -328,11 +317,11 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 		deadline := exp.Status.StartTime.Add(25 * time.Second)
-		waitFor(t, time.Until(deadline)+3*time.Second, "the restarted agent to recover the fault at its deadline", tablesGone)
+		sandboxtest.WaitFor(t, time.Until(deadline)+3*time.Second, "the restarted agent to recover the fault at its deadline", tablesGone)
 		if late := time.Since(deadline); late < -time.Second {
 			t.Errorf("recovered %s before the deadline", -late)
 		}
-		waitFor(t, 2*time.Minute, "the experiment to finish", finished("crash-agent"))
+		sandboxtest.WaitFor(t, 2*time.Minute, "the experiment to finish", finished("crash-agent"))
 	})
 
 	t.Run("a controller killed with -9 mid-fault: the agent recovers and the new controller finishes", func(t *testing.T) {
@@ -341,11 +330,11 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 		deadline := exp.Status.StartTime.Add(25 * time.Second)
-		waitFor(t, time.Until(deadline)+3*time.Second, "the agent to recover at the deadline with no controller", tablesGone)
+		sandboxtest.WaitFor(t, time.Until(deadline)+3*time.Second, "the agent to recover at the deadline with no controller", tablesGone)
 		if _, err := sandbox.Restart(cfg, sandbox.ControllerComponent); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 2*time.Minute, "the restarted controller to finish the experiment", finished("crash-controller"))
+		sandboxtest.WaitFor(t, 2*time.Minute, "the restarted controller to finish the experiment", finished("crash-controller"))
 		got := getExp(t, c, "crash-controller")
 		if got.Status.Phase != v1alpha1.PhasePassed {
 			t.Errorf("phase %s (%s), want Passed", got.Status.Phase, got.Status.Message)
@@ -372,7 +361,7 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 			t.Fatalf("run: %d\n%s", code, out)
 		}
 		var exp *v1alpha1.Experiment
-		waitFor(t, 30*time.Second, "the fault to be in place", func() bool {
+		sandboxtest.WaitFor(t, 30*time.Second, "the fault to be in place", func() bool {
 			exp = getExp(t, c, "deleted")
 			tables, _ := netloss.Tables("/run/netns/" + env.Plan.NetnsName(node))
 			return exp.Status.Phase == v1alpha1.PhaseRunning && len(tables) == 1
@@ -383,8 +372,8 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 		if err := c.Delete(ctx, exp); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "the fault to be recovered", tablesGone)
-		waitFor(t, 30*time.Second, "the experiment to be gone (finalizer released)", func() bool {
+		sandboxtest.WaitFor(t, 30*time.Second, "the fault to be recovered", tablesGone)
+		sandboxtest.WaitFor(t, 30*time.Second, "the experiment to be gone (finalizer released)", func() bool {
 			var e v1alpha1.Experiment
 			return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(exp), &e))
 		})
@@ -488,7 +477,7 @@ func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
 		done := make(chan int, 1)
 		path := writeFile(t, doc)
 		go func() { _, code := runCLI(t, env, "run", "-f", path, "--timeout", "3m"); done <- code }()
-		waitFor(t, 30*time.Second, name+" to run", func() bool {
+		sandboxtest.WaitFor(t, 30*time.Second, name+" to run", func() bool {
 			var e v1alpha1.Experiment
 			return c.Get(ctx, client.ObjectKey{Namespace: "default", Name: name}, &e) == nil && e.Status.Phase == v1alpha1.PhaseRunning
 		})
@@ -512,7 +501,7 @@ func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
 		if code := exitCode(done); code != 3 {
 			t.Errorf("faultline run exited %d after an abort, want 3", code)
 		}
-		waitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
+		sandboxtest.WaitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
 	})
 
 	t.Run("a live abort objective that is breached", func(t *testing.T) {
@@ -524,7 +513,7 @@ func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
 		if code != 3 || !strings.Contains(out, `abort objective \"never\" breached`) && !strings.Contains(out, `abort objective "never" breached`) {
 			t.Errorf("exit %d, want 3 naming the breached abort objective:\n%s", code, out)
 		}
-		waitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
+		sandboxtest.WaitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
 	})
 
 	t.Run("the kill switch stops running experiments and refuses new ones", func(t *testing.T) {
@@ -537,7 +526,7 @@ func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
 		if code := exitCode(done); code != 3 {
 			t.Errorf("a running experiment exited %d under the kill switch, want 3 (aborted)", code)
 		}
-		waitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
+		sandboxtest.WaitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
 		cleanupExp(t, c, "kill-new")
 		out, code := runCLI(t, env, "run", "-f", writeFile(t, benign("kill-new", "nodes.notReadySpans == 0")), "--timeout", "1m")
 		if code != 2 || !strings.Contains(out, "the kill switch is on") {

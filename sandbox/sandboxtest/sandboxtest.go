@@ -212,3 +212,16 @@ func Binaries() (string, error) {
 	})
 	return binDir, binErr
 }
+
+// WaitFor polls cond every 250 ms until it holds, or fails the test after
+// timeout naming what it waited for.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
