@@ -252,6 +252,15 @@ func desiredFor(f v1alpha1.AssignedFault) (agent.Desired, error) {
 		for _, port := range nl.Ports {
 			p.Ports = append(p.Ports, uint16(port))
 		}
+		if nl.Delay != nil || nl.CorruptPercent > 0 {
+			p.Device, p.CorruptPercent = nl.Device, float64(nl.CorruptPercent)
+			if p.Device == "" {
+				p.Device = "eth0"
+			}
+			if nl.Delay != nil {
+				p.DelayMs = nl.Delay.Milliseconds()
+			}
+		}
 		if f.PodUID != "" {
 			ns, err := podNetns(string(f.PodUID))
 			if err != nil {

@@ -7,6 +7,8 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,15 +126,24 @@ func cleanupExp(t *testing.T, c client.Client, name string) {
 	})
 }
 
-// assertNoFaultTables checks that no faultline table is left in a node.
-func assertNoFaultTables(t *testing.T, env *sandboxtest.Env, node string) {
+// assertNoFaultTables checks that no faultline table is left anywhere: in
+// the host's namespace and in every namespace of the sandbox.
+func assertNoFaultTables(t *testing.T, env *sandboxtest.Env) {
 	t.Helper()
-	tables, err := netloss.Tables("/run/netns/" + env.Plan.NetnsName(node))
-	if err != nil {
-		t.Fatal(err)
+	paths := []string{""}
+	for _, n := range env.State.Nodes {
+		if n.Netns != "" {
+			paths = append(paths, "/run/netns/"+n.Netns)
+		}
 	}
-	if len(tables) > 0 {
-		t.Errorf("left behind in %s: nftables tables %v", node, tables)
+	for _, p := range paths {
+		tables, err := netloss.Tables(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tables) > 0 {
+			t.Errorf("left behind in %q: nftables tables %v", p, tables)
+		}
 	}
 }
 
@@ -248,6 +259,23 @@ func TestANodeCutFromTheAPIServerForNinetySeconds(t *testing.T) {
 			t.Errorf("faultline run's output lacks %q", want)
 		}
 	}
+	// describe tells the same story.
+	desc, code := runCLI(t, env, "describe", name, "-n", "default")
+	for _, want := range []string{"Timeline:", "NotReady spans:", "node.kubernetes.io/unreachable:NoExecute", "TaintManagerEviction", "nodes.secondsToNotReady"} {
+		if code != 0 || !strings.Contains(desc, want) {
+			t.Errorf("faultline describe (exit %d) lacks %q:\n%s", code, want, desc)
+		}
+	}
+	// The controller's metrics counted it.
+	metrics, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", env.State.Components[sandbox.ControllerComponent].Ports[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`faultline_experiments{phase="Passed"}`, `faultline_experiment_verdicts_total{verdict="Passed"}`, "faultline_injection_latency_seconds_count", "faultline_recovery_latency_seconds_count", "faultline_active_faults"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("controller metrics lack %s", want)
+		}
+	}
 	// JUnit: one testcase per objective.
 	b, err := os.ReadFile(junit)
 	if err != nil {
@@ -264,7 +292,7 @@ func TestANodeCutFromTheAPIServerForNinetySeconds(t *testing.T) {
 	if err := xml.Unmarshal(b, &suites); err != nil || len(suites.Suites) != 1 || len(suites.Suites[0].Cases) != 3 {
 		t.Errorf("JUnit report %s: %v, want 1 suite of 3 testcases", b, err)
 	}
-	assertNoFaultTables(t, env, node)
+	assertNoFaultTables(t, env)
 
 	// The same experiment with an objective it cannot meet fails the gate.
 	const failing = "partition-fails"
@@ -276,7 +304,7 @@ func TestANodeCutFromTheAPIServerForNinetySeconds(t *testing.T) {
 	if !strings.Contains(out, "breached: nodes.maxNotReadySeconds < 1 with nodes.maxNotReadySeconds = ") {
 		t.Errorf("the verdict should name the measurement and the bound:\n%s", out)
 	}
-	assertNoFaultTables(t, env, node)
+	assertNoFaultTables(t, env)
 }
 
 func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
@@ -382,7 +410,7 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 			t.Errorf("FaultAssignments left: %v %v", len(fas.Items), err)
 		}
 	})
-	assertNoFaultTables(t, env, node)
+	assertNoFaultTables(t, env)
 }
 
 func TestSafetyRulesRefuseOrCapTargets(t *testing.T) {
@@ -533,4 +561,14 @@ func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
 			t.Errorf("a new experiment under the kill switch: exit %d, want 2 naming the kill switch:\n%s", code, out)
 		}
 	})
+}
+
+func httpGet(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }

@@ -12,20 +12,21 @@ import (
 
 // Params are a network-loss fault's parameters as the agent receives them.
 type Params struct {
-	Netns       string    `json:"netns,omitempty"`
-	LossPercent float64   `json:"lossPercent"`
-	Direction   Direction `json:"direction,omitempty"`
-	Peers       []string  `json:"peers,omitempty"`
-	Ports       []uint16  `json:"ports,omitempty"`
-	Protocol    Protocol  `json:"protocol,omitempty"`
-	DelayMs     int64     `json:"delayMs,omitempty"`
-	Device      string    `json:"device,omitempty"`
+	Netns          string    `json:"netns,omitempty"`
+	LossPercent    float64   `json:"lossPercent"`
+	Direction      Direction `json:"direction,omitempty"`
+	Peers          []string  `json:"peers,omitempty"`
+	Ports          []uint16  `json:"ports,omitempty"`
+	Protocol       Protocol  `json:"protocol,omitempty"`
+	DelayMs        int64     `json:"delayMs,omitempty"`
+	CorruptPercent float64   `json:"corruptPercent,omitempty"`
+	Device         string    `json:"device,omitempty"`
 }
 
 // Spec turns parameters into a fault spec with the given ID.
 func (p Params) Spec(id string) (Spec, error) {
 	s := Spec{ID: id, Netns: p.Netns, LossPercent: p.LossPercent, Direction: p.Direction, Ports: p.Ports,
-		Protocol: p.Protocol, Delay: time.Duration(p.DelayMs) * time.Millisecond, Device: p.Device}
+		Protocol: p.Protocol, Delay: time.Duration(p.DelayMs) * time.Millisecond, CorruptPercent: p.CorruptPercent, Device: p.Device}
 	for _, c := range p.Peers {
 		pfx, err := netip.ParsePrefix(c)
 		if err != nil {

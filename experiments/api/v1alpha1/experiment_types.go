@@ -145,6 +145,25 @@ type NetworkLoss struct {
 	// +optional
 	// +kubebuilder:validation:Enum=tcp;udp;icmp
 	Protocol string `json:"protocol,omitempty"`
+
+	// Delay adds latency to every packet the target sends, through tc
+	// netem; it needs a kernel with sch_netem, and the fault fails with a
+	// clear error where there is none. Peers, ports and protocol do not
+	// restrict it.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('10s')",message="delay: must be between 0s and 10s"
+	Delay *metav1.Duration `json:"delay,omitempty"`
+
+	// CorruptPercent corrupts that share of sent packets, through tc netem.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	CorruptPercent int32 `json:"corruptPercent,omitempty"`
+
+	// Device carrying delay and corruption; eth0 by default.
+	// +optional
+	// +kubebuilder:validation:MaxLength=15
+	Device string `json:"device,omitempty"`
 }
 
 // Objective is one SLO.

@@ -93,6 +93,12 @@ func (n *NetworkLoss) validate(p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(p.Child("peers").Index(i), c, "peers: each must be a CIDR such as 10.0.0.0/8"))
 		}
 	}
+	if n.CorruptPercent < 0 || n.CorruptPercent > 100 {
+		errs = append(errs, field.Invalid(p.Child("corruptPercent"), n.CorruptPercent, "must be between 0 and 100"))
+	}
+	if n.Delay != nil && (n.Delay.Duration < 0 || n.Delay.Duration > 10*time.Second) {
+		errs = append(errs, field.Invalid(p.Child("delay"), n.Delay.Duration.String(), "must be between 0s and 10s"))
+	}
 	for i, port := range n.Ports {
 		if port < 1 || port > 65535 {
 			errs = append(errs, field.Invalid(p.Child("ports").Index(i), port, "must be between 1 and 65535"))
