@@ -266,8 +266,12 @@ func Restart(c Config, name string) (Component, error) {
 	if !ok || comp.Bin == "" {
 		return Component{}, fmt.Errorf("sandbox %q has no restartable component %q", c.Name, name)
 	}
-	if alive(comp.PID, comp.Start) {
-		return Component{}, fmt.Errorf("component %s is still running (pid %d)", name, comp.PID)
+	// A killed process may linger a moment, and as a zombie until reaped.
+	for wait := time.Now().Add(5 * time.Second); alive(comp.PID, comp.Start) && !zombie(comp.PID); {
+		if time.Now().After(wait) {
+			return Component{}, fmt.Errorf("component %s is still running (pid %d)", name, comp.PID)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	r, err := st.start(procSpec{name: name, bin: comp.Bin, args: comp.Args, netns: comp.Netns, ports: comp.Ports})
 	if err != nil {

@@ -276,6 +276,13 @@ func (a *Analysis) Recovered(ctx context.Context, c client.Reader, exp *v1alpha1
 				ready = true
 			}
 		}
+		// Recovered means schedulable again: Ready, and the lifecycle
+		// controller's unreachable and not-ready taints gone.
+		for _, taint := range node.Spec.Taints {
+			if taint.Key == corev1.TaintNodeUnreachable || taint.Key == corev1.TaintNodeNotReady {
+				ready = false
+			}
+		}
 		if !ready {
 			return false, nil
 		}

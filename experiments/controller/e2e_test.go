@@ -500,7 +500,7 @@ func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
 		tables, err := netloss.Tables("/run/netns/" + env.Plan.NetnsName(node))
 		return err == nil && len(tables) == 0
 	}
-	runAsync := func(name, doc string) chan int {
+	runAsync := func(t *testing.T, name, doc string) chan int {
 		cleanupExp(t, c, name)
 		done := make(chan int, 1)
 		path := writeFile(t, doc)
@@ -511,7 +511,7 @@ func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
 		})
 		return done
 	}
-	exitCode := func(done chan int) int {
+	exitCode := func(t *testing.T, done chan int) int {
 		select {
 		case code := <-done:
 			return code
@@ -522,11 +522,11 @@ func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
 	}
 
 	t.Run("faultline abort", func(t *testing.T) {
-		done := runAsync("abort-cli", benign("abort-cli", "nodes.notReadySpans == 0"))
+		done := runAsync(t, "abort-cli", benign("abort-cli", "nodes.notReadySpans == 0"))
 		if out, code := runCLI(t, env, "abort", "abort-cli", "-n", "default"); code != 0 {
 			t.Fatalf("abort: %d %s", code, out)
 		}
-		if code := exitCode(done); code != 3 {
+		if code := exitCode(t, done); code != 3 {
 			t.Errorf("faultline run exited %d after an abort, want 3", code)
 		}
 		sandboxtest.WaitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
@@ -545,13 +545,13 @@ func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
 	})
 
 	t.Run("the kill switch stops running experiments and refuses new ones", func(t *testing.T) {
-		done := runAsync("kill-running", benign("kill-running", "nodes.notReadySpans == 0"))
+		done := runAsync(t, "kill-running", benign("kill-running", "nodes.notReadySpans == 0"))
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.FaultlineNamespace, Name: "faultline-kill-switch"}, Data: map[string]string{"enabled": "true"}}
 		if err := c.Create(ctx, cm); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = c.Delete(context.Background(), cm) })
-		if code := exitCode(done); code != 3 {
+		if code := exitCode(t, done); code != 3 {
 			t.Errorf("a running experiment exited %d under the kill switch, want 3 (aborted)", code)
 		}
 		sandboxtest.WaitFor(t, 10*time.Second, "the fault to be recovered", tablesGone)
