@@ -60,10 +60,20 @@ func main() {
 	engine := &agent.Engine{Ledger: l, Clock: clock.RealClock{}, Factories: map[string]injectors.Factory{string(v1alpha1.FaultNetworkLoss): netloss.New}}
 	ctx := ctrl.SetupSignalHandler()
 
+	if l.Corrupt != "" {
+		logger.Error(nil, "the ledger was corrupt and was moved aside", "file", l.Corrupt)
+	}
 	// Deadlines first, from the ledger alone: nothing below needs the API
 	// server for a fault to end on time.
 	if err := engine.Resume(ctx); err != nil {
 		logger.Error(err, "resume from the ledger")
+	}
+	// A fault table in this node's namespace that no active ledger entry
+	// knows (a lost or corrupt ledger) has no deadline anyone enforces.
+	if orphans, err := sweepOrphans(l); err != nil {
+		logger.Error(err, "sweep for faults the ledger does not know")
+	} else if len(orphans) > 0 {
+		logger.Info("removed faults the ledger did not know", "tables", orphans)
 	}
 	poke := make(chan struct{}, 1)
 	go engine.RunDeadlines(ctx, poke, func(err error) { logger.Error(err, "deadline") })
@@ -166,6 +176,10 @@ func (r *reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	default:
 	}
 	reported = r.reportAll(ctx, list.Items) && reported
+	// Recovered faults are kept a day for reports, then dropped.
+	if err := r.engine.Ledger.Forget(time.Now().Add(-24 * time.Hour)); err != nil {
+		errs = append(errs, err)
+	}
 	for _, err := range errs {
 		log.FromContext(ctx).Error(err, "reconcile")
 	}
@@ -310,4 +324,32 @@ func podNetns(uid string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no process of pod %s on this node", uid)
+}
+
+// sweepOrphans removes the faultline tables of this namespace that no
+// active ledger entry accounts for.
+func sweepOrphans(l *ledger.Ledger) ([]string, error) {
+	tables, err := netloss.Tables("")
+	if err != nil {
+		return nil, err
+	}
+	active := map[string]bool{}
+	for _, en := range l.List() {
+		if en.Active() {
+			active[netloss.TablePrefix+en.ID] = true
+		}
+	}
+	var removed []string
+	var errs []error
+	for _, t := range tables {
+		if active[t] {
+			continue
+		}
+		if err := netloss.Recover(netloss.Spec{ID: strings.TrimPrefix(t, netloss.TablePrefix)}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, t)
+	}
+	return removed, errors.Join(errs...)
 }

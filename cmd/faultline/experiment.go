@@ -246,12 +246,18 @@ func follow(ctx context.Context, c client.Client, key types.NamespacedName, time
 	start := time.Now()
 	deadline := start.Add(timeout)
 	shown, lastPhase, lastLine := 0, v1alpha1.Phase("?"), time.Time{}
-	aborting := false
+	aborting, failures := false, 0
 	for {
 		var exp v1alpha1.Experiment
 		if err := c.Get(context.WithoutCancel(ctx), key, &exp); err != nil {
-			return nil, err
+			// A passing failure (the API server restarting) is retried.
+			if failures++; failures > 30 || apierrors.IsNotFound(err) {
+				return nil, err
+			}
+			time.Sleep(time.Second)
+			continue
 		}
+		failures = 0
 		for ; shown < len(exp.Status.Timeline); shown++ {
 			e := exp.Status.Timeline[shown]
 			fmt.Fprintf(out, "  %s  %-18s %s\n", e.Time.Format("15:04:05"), e.Reason, e.Message)

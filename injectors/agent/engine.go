@@ -41,9 +41,6 @@ type Engine struct {
 	Ledger    *ledger.Ledger
 	Factories map[string]injectors.Factory
 	Clock     clock.Clock
-	// Changed is called after a fault changes state, so the caller can
-	// report it.
-	Changed func(ledger.Entry)
 
 	mu sync.Mutex // one reconcile at a time
 }
@@ -59,9 +56,6 @@ func (e *Engine) fault(en ledger.Entry) (injectors.Fault, error) {
 func (e *Engine) put(en ledger.Entry) error {
 	if err := e.Ledger.Put(en); err != nil {
 		return fmt.Errorf("ledger: %w", err)
-	}
-	if e.Changed != nil {
-		e.Changed(en)
 	}
 	return nil
 }
@@ -125,7 +119,11 @@ func (e *Engine) inject(ctx context.Context, en ledger.Entry) error {
 		}
 		return errors.Join(fmt.Errorf("inject %s: %w", en.ID, err), e.recover(ctx, en, "failed injection"))
 	}
-	en.State, en.InjectedAt, en.Error = ledger.Injected, e.now(), ""
+	// A fault put back after a restart keeps its first injection time.
+	if en.InjectedAt == nil {
+		en.InjectedAt = e.now()
+	}
+	en.State, en.Error = ledger.Injected, ""
 	return e.put(en)
 }
 

@@ -52,6 +52,9 @@ func (e Entry) Active() bool { return e.State == Injecting || e.State == Injecte
 // Ledger is a file of entries, safe for concurrent use. Only one process
 // may hold a ledger file at a time (an advisory lock enforces it).
 type Ledger struct {
+	// Corrupt names the damaged file moved aside at Open, if any.
+	Corrupt string
+
 	mu      sync.Mutex
 	path    string
 	lock    *os.File
@@ -81,8 +84,16 @@ func Open(dir string) (*Ledger, error) {
 	default:
 		var list []Entry
 		if err := json.Unmarshal(b, &list); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("ledger %s is corrupt: %w", l.path, err)
+			// Writes are atomic, so this is damage from outside. Keep the
+			// file for a person and start afresh: the agent then sweeps its
+			// node for faults no ledger knows of.
+			aside := fmt.Sprintf("%s.corrupt-%d", l.path, time.Now().Unix())
+			if rerr := os.Rename(l.path, aside); rerr != nil {
+				l.Close()
+				return nil, fmt.Errorf("ledger %s is corrupt (%v) and cannot be moved aside: %w", l.path, err, rerr)
+			}
+			l.Corrupt = aside
+			break
 		}
 		for _, e := range list {
 			l.entries[e.ID] = e
