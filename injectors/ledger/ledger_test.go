@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,7 +26,9 @@ func TestEntriesSurviveReopeningDurably(t *testing.T) {
 	}
 	defer l.Close()
 	en, ok := l.Get("a")
-	if !ok || en.State != Injected || !en.Deadline.Equal(at) || string(en.Params) != `{"lossPercent":30}` {
+	var params bytes.Buffer
+	_ = json.Compact(&params, en.Params)
+	if !ok || en.State != Injected || !en.Deadline.Equal(at) || params.String() != `{"lossPercent":30}` {
 		t.Errorf("reopened entry %+v", en)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ledger.json.tmp")); !os.IsNotExist(err) {
