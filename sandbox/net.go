@@ -215,7 +215,12 @@ func deleteLink(name string) error {
 		}
 		return err
 	}
-	return netlink.LinkDel(l)
+	// A veth goes by itself when its peer's namespace is deleted; losing
+	// that race is success.
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	return nil
 }
 
 // deleteNetns removes a named namespace; a missing one is not an error.
