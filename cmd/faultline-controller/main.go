@@ -7,7 +7,10 @@ import (
 	"os"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
@@ -69,6 +72,14 @@ func main() {
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	// Ask for every informer the controller reads now, so they sync before
+	// the first experiment rather than lazily in its way.
+	for _, obj := range []client.Object{&appsv1.ReplicaSet{}, &appsv1.Deployment{}, &discoveryv1.EndpointSlice{}, &policyv1.PodDisruptionBudget{}, &corev1.Namespace{}, &v1alpha1.FaultAssignment{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			log.Error(err, "informer")
+			os.Exit(1)
+		}
+	}
 	analysis := controller.NewAnalysis()
 	if err := analysis.Setup(ctx, mgr.GetCache()); err != nil {
 		log.Error(err, "analyzers")
