@@ -1,12 +1,14 @@
 // Package evictions measures pods evicted: by whom and why, how fast, and
 // where. It reads the DisruptionTarget condition that Kubernetes puts on a
 // pod before it deletes it for a disruption (taint manager, kubelet
-// pressure, preemption, eviction API), with its time, and keeps only a few
-// fields of each pod so that it stays cheap on big clusters.
+// pressure, preemption, eviction API), with its time, and the Events that
+// announce evictions; it keeps only a few fields of each pod so that it
+// stays cheap on big clusters.
 package evictions
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,7 +76,12 @@ func (t *Tracker) Observe(p *corev1.Pod) {
 		// Keyed by namespace/name: a controller that restarts seeds its
 		// tracker from the status, then sees the same pods again.
 		key := p.Namespace + "/" + p.Name
-		_, known := t.seen[key]
+		prev, known := t.seen[key]
+		if known && prev.Node == "" {
+			// Announced by an Event first: the pod tells where it ran.
+			prev.Node = p.Spec.NodeName
+			t.seen[key] = prev
+		}
 		t.mu.Unlock()
 		if known {
 			return
@@ -86,6 +93,33 @@ func (t *Tracker) Observe(p *corev1.Pod) {
 		t.Seed(e)
 		return
 	}
+}
+
+// ObserveEvent records the eviction an Event announces: the taint
+// manager's "Marking for deletion", the kubelet's Evicted, the scheduler's
+// Preempted. Pods seen with their DisruptionTarget condition are counted
+// once; an Event also covers a pod deleted before it was seen.
+func (t *Tracker) ObserveEvent(e *corev1.Event) {
+	if e.InvolvedObject.Kind != "Pod" {
+		return
+	}
+	reason := ""
+	switch {
+	case e.Reason == TaintManagerEviction && strings.HasPrefix(e.Message, "Marking for deletion"):
+		reason = TaintManagerEviction
+	case e.Reason == Evicted || e.Reason == Preempted:
+		reason = e.Reason
+	default:
+		return
+	}
+	at := e.EventTime.Time
+	if at.IsZero() {
+		at = e.FirstTimestamp.Time
+	}
+	if at.Before(t.Since) {
+		return
+	}
+	t.Seed(Eviction{Namespace: e.InvolvedObject.Namespace, Pod: e.InvolvedObject.Name, Reason: reason, At: at})
 }
 
 // Seed records an eviction directly (one saved by a controller that has

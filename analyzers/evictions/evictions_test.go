@@ -89,3 +89,22 @@ func TestASeededEvictionIsNotCountedAgain(t *testing.T) {
 		t.Errorf("count = %v, want 1", got)
 	}
 }
+
+func TestEventsAnnounceEvictionsOnce(t *testing.T) {
+	tr := New(t0)
+	ev := func(reason, msg, name string, at time.Duration) *corev1.Event {
+		return &corev1.Event{Reason: reason, Message: msg, FirstTimestamp: metav1.NewTime(t0.Add(at)),
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "a", Name: name}}
+	}
+	tr.ObserveEvent(ev("TaintManagerEviction", "Marking for deletion Pod a/p0", "p0", time.Second))
+	tr.ObserveEvent(ev("TaintManagerEviction", "Cancelling deletion of Pod a/p1", "p1", time.Second)) // not an eviction
+	tr.ObserveEvent(ev("Evicted", "The node was low on resource: memory.", "p2", 2*time.Second))
+	tr.ObserveEvent(ev("Preempted", "Preempted by pod x", "p3", 3*time.Second))
+	tr.ObserveEvent(ev("Scheduled", "assigned", "p4", 3*time.Second))
+	tr.Observe(pod("a", "p0", "n1", "DeletionByTaintManager", time.Second)) // the same eviction, from the pod
+	m := tr.Measure(t0.Add(time.Minute))
+	reasons := m["reasons"].(map[string]any)
+	if m["count"] != int64(3) || reasons[TaintManagerEviction] != int64(1) || reasons[Evicted] != int64(1) || reasons[Preempted] != int64(1) {
+		t.Errorf("measurements %v, want 3 evictions, one of each reason", m)
+	}
+}

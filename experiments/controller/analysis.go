@@ -63,8 +63,19 @@ func (a *Analysis) Setup(ctx context.Context, c cache.Cache) error {
 	if err != nil {
 		return err
 	}
-	_, err = pi.AddEventHandler(analyzers.Handler(func(p *corev1.Pod, _ bool) {
+	if _, err = pi.AddEventHandler(analyzers.Handler(func(p *corev1.Pod, _ bool) {
 		a.each(func(r *run) { r.evictions.Observe(p) })
+	})); err != nil {
+		return err
+	}
+	ei, err := c.GetInformer(ctx, &corev1.Event{})
+	if err != nil {
+		return err
+	}
+	_, err = ei.AddEventHandler(analyzers.Handler(func(e *corev1.Event, deleted bool) {
+		if !deleted {
+			a.each(func(r *run) { r.evictions.ObserveEvent(e) })
+		}
 	}))
 	return err
 }
