@@ -199,3 +199,16 @@ func (t *Tracker) Seed(c TaintChange) {
 	}
 	t.change = append(t.change, c)
 }
+
+// Covers reports whether a known NotReady span of the node holds the time
+// (give or take the few seconds between an Event and a condition).
+func (t *Tracker) Covers(node string, at time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.spans[node] {
+		if !at.Before(s.From.Add(-5*time.Second)) && (s.To.IsZero() || !at.After(s.To.Add(5*time.Second))) {
+			return true
+		}
+	}
+	return false
+}

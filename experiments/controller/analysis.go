@@ -164,7 +164,27 @@ func (a *Analysis) seed(ctx context.Context, c client.Reader, exp *v1alpha1.Expe
 		return nil
 	}
 	now := time.Now()
+	// A NotReady span that began while no controller watched (it crashed)
+	// is known from the node lifecycle controller's NodeNotReady Event; the
+	// node's current Ready condition then closes it.
+	targets := map[string]bool{}
 	for _, n := range targetNodes(exp) {
+		targets[n] = true
+	}
+	var events corev1.EventList
+	if err := c.List(ctx, &events); err == nil && exp.Status.StartTime != nil {
+		sort.Slice(events.Items, func(i, j int) bool { return eventTime(&events.Items[i]).Before(eventTime(&events.Items[j])) })
+		for i := range events.Items {
+			e := &events.Items[i]
+			at := eventTime(e)
+			if e.InvolvedObject.Kind != "Node" || !targets[e.InvolvedObject.Name] || e.Reason != "NodeNotReady" || at.Before(exp.Status.StartTime.Time) || r.nodes.Covers(e.InvolvedObject.Name, at) {
+				continue
+			}
+			r.nodes.Observe(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.InvolvedObject.Name}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+				{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(at)}}}}, at)
+		}
+	}
+	for n := range targets {
 		var node corev1.Node
 		if err := c.Get(ctx, client.ObjectKey{Name: n}, &node); err == nil {
 			r.nodes.Observe(&node, now)
@@ -344,4 +364,11 @@ func (a *Analysis) violatedPDB(p *corev1.Pod) string {
 		}
 	}
 	return ""
+}
+
+func eventTime(e *corev1.Event) time.Time {
+	if !e.EventTime.IsZero() {
+		return e.EventTime.Time
+	}
+	return e.FirstTimestamp.Time
 }
