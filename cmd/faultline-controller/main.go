@@ -75,8 +75,16 @@ func main() {
 	// Ask for every informer the controller reads now, so they sync before
 	// the first experiment rather than lazily in its way.
 	for _, obj := range []client.Object{&appsv1.ReplicaSet{}, &appsv1.Deployment{}, &discoveryv1.EndpointSlice{}, &policyv1.PodDisruptionBudget{}, &corev1.Namespace{}, &v1alpha1.FaultAssignment{}} {
-		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
-			log.Error(err, "informer")
+		// CRDs installed a moment ago may not be served yet: retry a while.
+		var err error
+		for try := 0; try < 30; try++ {
+			if _, err = mgr.GetCache().GetInformer(ctx, obj); err == nil {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil {
+			log.Error(err, "informer (are faultline's CRDs installed?)")
 			os.Exit(1)
 		}
 	}
