@@ -1,7 +1,6 @@
 package v1alpha1
 
 import (
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -105,13 +104,4 @@ func (n *NetworkLoss) validate(p *field.Path) field.ErrorList {
 		}
 	}
 	return errs
-}
-
-// String makes a validation error list readable on one line per error.
-func ErrorsString(errs field.ErrorList) string {
-	s := ""
-	for _, e := range errs {
-		s += fmt.Sprintf("  %s\n", e.Error())
-	}
-	return s
 }
