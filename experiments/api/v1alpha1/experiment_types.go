@@ -6,8 +6,11 @@ import (
 )
 
 // ExperimentSpec is what to break, for how long, and what must still hold.
+// +kubebuilder:validation:XValidation:rule="self.faults.all(f, f.type != 'Rollout' || has(self.targets.deployment))",message="targets.deployment: required by Rollout faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout')",message="targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"
 type ExperimentSpec struct {
-	// Targets selects the pods or the nodes that the faults act on.
+	// Targets selects the pods, the nodes or the Deployment that the faults
+	// act on.
 	// +required
 	Targets Targets `json:"targets"`
 
@@ -29,6 +32,12 @@ type ExperimentSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	Objectives []Objective `json:"objectives,omitempty"`
 
+	// Traffic drives constant-rate HTTP requests through the experiment:
+	// a baseline window before the first fault, the faults, and a recovery
+	// window after the last. Objectives read what users felt as traffic.*.
+	// +optional
+	Traffic *Traffic `json:"traffic,omitempty"`
+
 	// Safety bounds the blast radius.
 	// +optional
 	Safety Safety `json:"safety,omitempty"`
@@ -38,8 +47,8 @@ type ExperimentSpec struct {
 	DryRun bool `json:"dryRun,omitempty"`
 }
 
-// Targets selects either pods or nodes.
-// +kubebuilder:validation:XValidation:rule="has(self.pods) != has(self.nodes)",message="targets: set exactly one of pods or nodes"
+// Targets selects pods, nodes or one Deployment.
+// +kubebuilder:validation:XValidation:rule="(has(self.pods) ? 1 : 0) + (has(self.nodes) ? 1 : 0) + (has(self.deployment) ? 1 : 0) == 1",message="targets: set exactly one of pods, nodes or deployment"
 type Targets struct {
 	// Pods, in Chaos Mesh's selector shape. Their namespaces must carry the
 	// label faultline.dev/chaos=enabled.
@@ -49,6 +58,13 @@ type Targets struct {
 	// Nodes, by name or by label selector.
 	// +optional
 	Nodes *NodeTargets `json:"nodes,omitempty"`
+
+	// Deployment, by name in the experiment's namespace, for Rollout
+	// faults. The namespace must carry faultline.dev/chaos=enabled.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Deployment string `json:"deployment,omitempty"`
 }
 
 // NodeTargets selects nodes by name or by labels.
@@ -66,12 +82,15 @@ type NodeTargets struct {
 }
 
 // FaultType names a fault family.
-// +kubebuilder:validation:Enum=NetworkLoss
+// +kubebuilder:validation:Enum=NetworkLoss;Rollout
 type FaultType string
 
 const (
 	// FaultNetworkLoss drops a share of a node's or a pod's packets.
 	FaultNetworkLoss FaultType = "NetworkLoss"
+	// FaultRollout signals or deletes pods at a point of a Deployment's
+	// rolling update.
+	FaultRollout FaultType = "Rollout"
 )
 
 // MaxFaultDuration is the longest a single fault may last.
@@ -79,6 +98,9 @@ const MaxFaultDuration = "24h"
 
 // Fault is one fault of an experiment.
 // +kubebuilder:validation:XValidation:rule="self.type != 'NetworkLoss' || has(self.networkLoss)",message="networkLoss: required when type is NetworkLoss"
+// +kubebuilder:validation:XValidation:rule="self.type != 'Rollout' || has(self.rollout)",message="rollout: required when type is Rollout"
+// +kubebuilder:validation:XValidation:rule="self.type == 'NetworkLoss' || !has(self.networkLoss)",message="networkLoss: only for type NetworkLoss"
+// +kubebuilder:validation:XValidation:rule="self.type == 'Rollout' || !has(self.rollout)",message="rollout: only for type Rollout"
 // +kubebuilder:validation:XValidation:rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('24h')",message="duration: must be more than 0s and at most 24h"
 // +kubebuilder:validation:XValidation:rule="!has(self.startAfter) || (duration(self.startAfter) >= duration('0s') && duration(self.startAfter) <= duration('24h'))",message="startAfter: must be between 0s and 24h"
 type Fault struct {
@@ -104,6 +126,185 @@ type Fault struct {
 	// NetworkLoss parameters, for type NetworkLoss.
 	// +optional
 	NetworkLoss *NetworkLoss `json:"networkLoss,omitempty"`
+
+	// Rollout parameters, for type Rollout. The fault's duration bounds the
+	// whole rollout: its start, the action, and the wait for it to end.
+	// +optional
+	Rollout *Rollout `json:"rollout,omitempty"`
+}
+
+// Rollout starts a rolling update of the target Deployment, or waits for
+// one, and at a chosen point of it signals or deletes chosen pods: the
+// SIGTERM that reaches a pod before the endpoints and proxies stop sending
+// it traffic.
+// +kubebuilder:validation:XValidation:rule="has(self.trigger) != has(self.wait)",message="rollout: set exactly one of trigger (faultline starts the rollout) or wait (for one to start)"
+type Rollout struct {
+	// Trigger starts the rollout.
+	// +optional
+	Trigger *RolloutTrigger `json:"trigger,omitempty"`
+
+	// Wait waits for a rollout that something else starts (a CI deploy).
+	// +optional
+	Wait *RolloutWait `json:"wait,omitempty"`
+
+	// At is the point of the rollout where the action happens.
+	// +required
+	At RolloutPoint `json:"at"`
+
+	// Action is what happens to which pods at that point.
+	// +optional
+	Action RolloutAction `json:"action,omitempty"`
+}
+
+// RolloutTrigger changes the pod template so that the Deployment rolls.
+// +kubebuilder:validation:XValidation:rule="(has(self.restart) && self.restart ? 1 : 0) + (has(self.image) ? 1 : 0) + (has(self.env) ? 1 : 0) == 1",message="trigger: set exactly one of restart, image or env"
+type RolloutTrigger struct {
+	// Restart stamps the pod template, as `kubectl rollout restart` does.
+	// +optional
+	Restart bool `json:"restart,omitempty"`
+	// Image sets a container's image.
+	// +optional
+	Image *ContainerImage `json:"image,omitempty"`
+	// Env sets an environment variable of a container.
+	// +optional
+	Env *ContainerEnv `json:"env,omitempty"`
+}
+
+// ContainerImage is a new image for one container.
+type ContainerImage struct {
+	// Container name; the first container when empty.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// Image reference.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Image string `json:"image"`
+}
+
+// ContainerEnv is a new value of one environment variable.
+type ContainerEnv struct {
+	// Container name; the first container when empty.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// Name of the variable.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Value to set.
+	// +optional
+	Value string `json:"value,omitempty"`
+}
+
+// RolloutWait waits for a rollout to start.
+type RolloutWait struct {
+	// Timeout for the rollout to start; the fault's duration when unset.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// RolloutPoint is a moment of the rollout.
+// +kubebuilder:validation:XValidation:rule="(has(self.newReady) ? 1 : 0) + (has(self.progressPercent) ? 1 : 0) + (has(self.after) ? 1 : 0) == 1",message="at: set exactly one of newReady, progressPercent or after"
+// +kubebuilder:validation:XValidation:rule="!has(self.after) || (duration(self.after) >= duration('0s') && duration(self.after) <= duration('24h'))",message="at.after: must be between 0s and 24h"
+type RolloutPoint struct {
+	// NewReady is reached when this many pods of the new ReplicaSet are
+	// Ready.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	NewReady *int32 `json:"newReady,omitempty"`
+	// ProgressPercent is reached when this share of the desired replicas
+	// is updated and Ready.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	ProgressPercent *int32 `json:"progressPercent,omitempty"`
+	// After is a time offset from the start of the rollout.
+	// +optional
+	After *metav1.Duration `json:"after,omitempty"`
+}
+
+// RolloutAction is what happens at the point.
+// +kubebuilder:validation:XValidation:rule="self.method != 'Signal' || !has(self.gracePeriodSeconds)",message="gracePeriodSeconds: only for method Delete"
+type RolloutAction struct {
+	// Pods chooses among the old ReplicaSets' pods or the new one's.
+	// +optional
+	// +kubebuilder:default=Old
+	// +kubebuilder:validation:Enum=Old;New
+	Pods string `json:"pods,omitempty"`
+	// Count of pods acted on, at most the Ready pods of that choice.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	Count int32 `json:"count,omitempty"`
+	// Method: Signal sends the signal to the container's main process
+	// through the node's agent (the pod stays, the container restarts, as
+	// after a crash); Delete deletes the pods through the API with the
+	// grace period (the kubelet then sends SIGTERM itself).
+	// +optional
+	// +kubebuilder:default=Signal
+	// +kubebuilder:validation:Enum=Signal;Delete
+	Method string `json:"method,omitempty"`
+	// Signal for method Signal.
+	// +optional
+	// +kubebuilder:default=SIGTERM
+	// +kubebuilder:validation:Enum=SIGTERM;SIGKILL
+	Signal string `json:"signal,omitempty"`
+	// Container whose main process is signalled; the first when empty.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// GracePeriodSeconds for method Delete; the pod's own when unset.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3600
+	GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
+}
+
+// MaxTrafficRate is the highest traffic rate, in requests per second.
+const MaxTrafficRate = 20000
+
+// Traffic is constant-rate, open-loop HTTP load: requests leave on
+// schedule whether or not earlier ones have answered, so a stalled server
+// cannot hide its failures (no coordinated omission).
+// +kubebuilder:validation:XValidation:rule="self.url.startsWith('http://') || self.url.startsWith('https://')",message="traffic.url: must be an http:// or https:// URL"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || (duration(self.timeout) > duration('0s') && duration(self.timeout) <= duration('60s'))",message="traffic.timeout: must be more than 0s and at most 60s"
+// +kubebuilder:validation:XValidation:rule="!has(self.baseline) || (duration(self.baseline) >= duration('0s') && duration(self.baseline) <= duration('1h'))",message="traffic.baseline: must be between 0s and 1h"
+// +kubebuilder:validation:XValidation:rule="!has(self.recovery) || (duration(self.recovery) >= duration('0s') && duration(self.recovery) <= duration('1h'))",message="traffic.recovery: must be between 0s and 1h"
+type Traffic struct {
+	// URL requested, http or https; a ClusterIP or an ingress address.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	URL string `json:"url"`
+	// Method of the requests.
+	// +optional
+	// +kubebuilder:default=GET
+	// +kubebuilder:validation:Enum=GET;HEAD;POST;PUT;PATCH;DELETE;OPTIONS
+	Method string `json:"method,omitempty"`
+	// Headers sent with every request.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	Headers map[string]string `json:"headers,omitempty"`
+	// Rate in requests per second, 1 to 20000.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=20000
+	Rate int32 `json:"rate"`
+	// Timeout of each request; 2s when unset.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// Baseline is measured before the first fault starts; 10s when unset.
+	// The faults start that much later.
+	// +optional
+	Baseline *metav1.Duration `json:"baseline,omitempty"`
+	// Recovery is measured after the last fault ends; 10s when unset.
+	// +optional
+	Recovery *metav1.Duration `json:"recovery,omitempty"`
+	// NetworkNamespace the requests leave from, as a path such as
+	// /var/run/netns/NAME; the controller's own network when unset.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	NetworkNamespace string `json:"networkNamespace,omitempty"`
 }
 
 // NetworkLoss drops a share of packets in the target's network namespace.
@@ -302,6 +503,10 @@ type ExperimentStatus struct {
 	// +optional
 	Evictions []EvictionRecord `json:"evictions,omitempty"`
 
+	// Rollouts observed or started by Rollout faults.
+	// +optional
+	Rollouts []RolloutRecord `json:"rollouts,omitempty"`
+
 	// Measurements by name, as the objectives see them.
 	// +optional
 	Measurements map[string]string `json:"measurements,omitempty"`
@@ -317,6 +522,43 @@ type ExperimentStatus struct {
 	// Message explains the verdict or the error.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// RolloutRecord is what one Rollout fault saw of its Deployment's
+// rollout.
+type RolloutRecord struct {
+	// Fault's name in the spec.
+	Fault string `json:"fault"`
+	// Deployment as NAMESPACE/NAME.
+	Deployment string `json:"deployment"`
+	// TriggeredAt is when faultline changed the pod template.
+	// +optional
+	TriggeredAt *metav1.Time `json:"triggeredAt,omitempty"`
+	// Generation of the Deployment that the rollout rolls to.
+	// +optional
+	Generation int64 `json:"generation,omitempty"`
+	// StartedAt is when the new ReplicaSet was seen.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// NewReplicaSet is the ReplicaSet rolled to.
+	// +optional
+	NewReplicaSet string `json:"newReplicaSet,omitempty"`
+	// OldReplicaSets are the ReplicaSets rolled from.
+	// +optional
+	OldReplicaSets []string `json:"oldReplicaSets,omitempty"`
+	// PointAt is when the chosen point of the rollout was reached.
+	// +optional
+	PointAt *metav1.Time `json:"pointAt,omitempty"`
+	// Progress is the last seen updated and Ready replicas over desired.
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// StalledAt is when Kubernetes reported the rollout stalled
+	// (ProgressDeadlineExceeded).
+	// +optional
+	StalledAt *metav1.Time `json:"stalledAt,omitempty"`
+	// CompletedAt is when every replica was updated and available.
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
 }
 
 // NodeSpan is a NotReady period of a node.
@@ -376,6 +618,10 @@ type InjectionRecord struct {
 	Target string `json:"target"`
 	// Node whose agent carried the fault.
 	Node string `json:"node,omitempty"`
+	// Action taken on the target, such as "SIGTERM to the main process of
+	// container app" or "delete with grace 0s".
+	// +optional
+	Action string `json:"action,omitempty"`
 	// InjectedAt is when the agent put the fault in place.
 	// +optional
 	InjectedAt *metav1.Time `json:"injectedAt,omitempty"`

@@ -69,6 +69,25 @@ type AssignedFault struct {
 	// NetworkLoss parameters, with the API server preset resolved.
 	// +optional
 	NetworkLoss *NetworkLoss `json:"networkLoss,omitempty"`
+
+	// Signal to send, for type Rollout: to the main process of one
+	// container of the target pod.
+	// +optional
+	Signal *ContainerSignal `json:"signal,omitempty"`
+}
+
+// ContainerSignal names a container by its runtime ID and the signal its
+// main process gets.
+type ContainerSignal struct {
+	// ContainerID as the kubelet reports it, such as containerd://ABC...
+	// +kubebuilder:validation:MinLength=1
+	ContainerID string `json:"containerID"`
+	// Container's name, for the record.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// Signal: SIGTERM or SIGKILL.
+	// +kubebuilder:validation:Enum=SIGTERM;SIGKILL
+	Signal string `json:"signal"`
 }
 
 // FaultState is where one assigned fault is on the node.

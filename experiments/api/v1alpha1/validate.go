@@ -1,7 +1,9 @@
 package v1alpha1
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -17,8 +19,14 @@ func (e *Experiment) Validate() field.ErrorList {
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
 	t := spec.Child("targets")
-	if (e.Spec.Targets.Pods == nil) == (e.Spec.Targets.Nodes == nil) {
-		errs = append(errs, field.Invalid(t, "", "targets: set exactly one of pods or nodes"))
+	set := 0
+	for _, b := range []bool{e.Spec.Targets.Pods != nil, e.Spec.Targets.Nodes != nil, e.Spec.Targets.Deployment != ""} {
+		if b {
+			set++
+		}
+	}
+	if set != 1 {
+		errs = append(errs, field.Invalid(t, "", "targets: set exactly one of pods, nodes or deployment"))
 	}
 	if n := e.Spec.Targets.Nodes; n != nil && (len(n.Names) == 0) == (n.Selector == nil) {
 		errs = append(errs, field.Invalid(t.Child("nodes"), "", "targets.nodes: set exactly one of names or selector"))
@@ -37,6 +45,12 @@ func (e *Experiment) Validate() field.ErrorList {
 		if f.Name == "" {
 			errs = append(errs, field.Required(p.Child("name"), ""))
 		}
+		if f.Type != FaultNetworkLoss && f.NetworkLoss != nil {
+			errs = append(errs, field.Invalid(p, "", "networkLoss: only for type NetworkLoss"))
+		}
+		if f.Type != FaultRollout && f.Rollout != nil {
+			errs = append(errs, field.Invalid(p, "", "rollout: only for type Rollout"))
+		}
 		switch f.Type {
 		case FaultNetworkLoss:
 			if f.NetworkLoss == nil {
@@ -44,10 +58,22 @@ func (e *Experiment) Validate() field.ErrorList {
 			} else {
 				errs = append(errs, f.NetworkLoss.validate(p.Child("networkLoss"))...)
 			}
+			if e.Spec.Targets.Deployment != "" {
+				errs = append(errs, field.Invalid(t.Child("deployment"), e.Spec.Targets.Deployment, "targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"))
+			}
+		case FaultRollout:
+			if f.Rollout == nil {
+				errs = append(errs, field.Required(p.Child("rollout"), "rollout: required when type is Rollout"))
+			} else {
+				errs = append(errs, f.Rollout.validate(p.Child("rollout"))...)
+			}
+			if e.Spec.Targets.Deployment == "" {
+				errs = append(errs, field.Required(t.Child("deployment"), "targets.deployment: required by Rollout faults"))
+			}
 		case "":
 			errs = append(errs, field.Required(p.Child("type"), ""))
 		default:
-			errs = append(errs, field.NotSupported(p.Child("type"), f.Type, []FaultType{FaultNetworkLoss}))
+			errs = append(errs, field.NotSupported(p.Child("type"), f.Type, []FaultType{FaultNetworkLoss, FaultRollout}))
 		}
 		if f.Duration.Duration == 0 {
 			errs = append(errs, field.Required(p.Child("duration"), "duration: must be more than 0s and at most "+MaxFaultDuration))
@@ -62,6 +88,9 @@ func (e *Experiment) Validate() field.ErrorList {
 		if o.Expr == "" {
 			errs = append(errs, field.Required(spec.Child("objectives").Index(i).Child("expr"), "a CEL expression over the measurements, such as evictions.count == 0"))
 		}
+	}
+	if tr := e.Spec.Traffic; tr != nil {
+		errs = append(errs, tr.validate(spec.Child("traffic"))...)
 	}
 	if s := e.Spec.Safety; s.MaxTargetPercent != nil && (*s.MaxTargetPercent < 1 || *s.MaxTargetPercent > 100) {
 		errs = append(errs, field.Invalid(spec.Child("safety", "maxTargetPercent"), *s.MaxTargetPercent, "must be between 1 and 100"))
@@ -104,4 +133,107 @@ func (n *NetworkLoss) validate(p *field.Path) field.ErrorList {
 		}
 	}
 	return errs
+}
+
+func (r *Rollout) validate(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if (r.Trigger == nil) == (r.Wait == nil) {
+		errs = append(errs, field.Invalid(p, "", "rollout: set exactly one of trigger (faultline starts the rollout) or wait (for one to start)"))
+	}
+	if tr := r.Trigger; tr != nil {
+		n := 0
+		for _, b := range []bool{tr.Restart, tr.Image != nil, tr.Env != nil} {
+			if b {
+				n++
+			}
+		}
+		if n != 1 {
+			errs = append(errs, field.Invalid(p.Child("trigger"), "", "trigger: set exactly one of restart, image or env"))
+		}
+		if tr.Image != nil && tr.Image.Image == "" {
+			errs = append(errs, field.Required(p.Child("trigger", "image", "image"), "an image reference"))
+		}
+		if tr.Env != nil && tr.Env.Name == "" {
+			errs = append(errs, field.Required(p.Child("trigger", "env", "name"), "a variable name"))
+		}
+	}
+	at := r.At
+	n := 0
+	for _, b := range []bool{at.NewReady != nil, at.ProgressPercent != nil, at.After != nil} {
+		if b {
+			n++
+		}
+	}
+	if n != 1 {
+		errs = append(errs, field.Invalid(p.Child("at"), "", "at: set exactly one of newReady, progressPercent or after"))
+	}
+	if at.NewReady != nil && (*at.NewReady < 1 || *at.NewReady > 10000) {
+		errs = append(errs, field.Invalid(p.Child("at", "newReady"), *at.NewReady, "must be between 1 and 10000"))
+	}
+	if at.ProgressPercent != nil && (*at.ProgressPercent < 1 || *at.ProgressPercent > 100) {
+		errs = append(errs, field.Invalid(p.Child("at", "progressPercent"), *at.ProgressPercent, "must be between 1 and 100"))
+	}
+	if at.After != nil && (at.After.Duration < 0 || at.After.Duration > maxFault) {
+		errs = append(errs, field.Invalid(p.Child("at"), "", "at.after: must be between 0s and 24h"))
+	}
+	a := r.Action
+	switch a.Pods {
+	case "", "Old", "New":
+	default:
+		errs = append(errs, field.NotSupported(p.Child("action", "pods"), a.Pods, []string{"Old", "New"}))
+	}
+	switch a.Method {
+	case "", "Signal", "Delete":
+	default:
+		errs = append(errs, field.NotSupported(p.Child("action", "method"), a.Method, []string{"Signal", "Delete"}))
+	}
+	switch a.Signal {
+	case "", "SIGTERM", "SIGKILL":
+	default:
+		errs = append(errs, field.NotSupported(p.Child("action", "signal"), a.Signal, []string{"SIGTERM", "SIGKILL"}))
+	}
+	if a.Count != 0 && (a.Count < 1 || a.Count > 100) {
+		errs = append(errs, field.Invalid(p.Child("action", "count"), a.Count, "must be between 1 and 100"))
+	}
+	if a.Method != "Delete" && a.Method != "" && a.GracePeriodSeconds != nil {
+		errs = append(errs, field.Invalid(p.Child("action"), "", "gracePeriodSeconds: only for method Delete"))
+	}
+	return errs
+}
+
+func (t *Traffic) validate(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if !strings.HasPrefix(t.URL, "http://") && !strings.HasPrefix(t.URL, "https://") {
+		errs = append(errs, field.Invalid(p, "", "traffic.url: must be an http:// or https:// URL"))
+	}
+	if t.Rate < 1 || t.Rate > MaxTrafficRate {
+		errs = append(errs, field.Invalid(p.Child("rate"), t.Rate, fmt.Sprintf("must be between 1 and %d requests per second", MaxTrafficRate)))
+	}
+	switch t.Method {
+	case "", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+	default:
+		errs = append(errs, field.NotSupported(p.Child("method"), t.Method, []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}))
+	}
+	if t.Timeout != nil && (t.Timeout.Duration <= 0 || t.Timeout.Duration > time.Minute) {
+		errs = append(errs, field.Invalid(p, "", "traffic.timeout: must be more than 0s and at most 60s"))
+	}
+	if t.Baseline != nil && (t.Baseline.Duration < 0 || t.Baseline.Duration > time.Hour) {
+		errs = append(errs, field.Invalid(p, "", "traffic.baseline: must be between 0s and 1h"))
+	}
+	if t.Recovery != nil && (t.Recovery.Duration < 0 || t.Recovery.Duration > time.Hour) {
+		errs = append(errs, field.Invalid(p, "", "traffic.recovery: must be between 0s and 1h"))
+	}
+	return errs
+}
+
+// TrafficWindows are the traffic's baseline and recovery, with defaults.
+func (t *Traffic) TrafficWindows() (baseline, recovery time.Duration) {
+	baseline, recovery = 10*time.Second, 10*time.Second
+	if t.Baseline != nil {
+		baseline = t.Baseline.Duration
+	}
+	if t.Recovery != nil {
+		recovery = t.Recovery.Duration
+	}
+	return baseline, recovery
 }

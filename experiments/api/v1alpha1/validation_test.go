@@ -62,32 +62,65 @@ spec:
   - {name: short outage, expr: "nodes.maxNotReadySeconds <= 60"}
 `
 
+// validRollout is a rollout experiment the API server accepts.
+const validRollout = `
+apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: roll, namespace: default}
+spec:
+  targets: {deployment: demo-app}
+  traffic: {url: "http://10.200.16.10/", rate: 200}
+  faults:
+  - name: sigterm
+    type: Rollout
+    duration: 60s
+    rollout:
+      trigger: {restart: true}
+      at: {newReady: 1}
+      action: {pods: Old, signal: SIGTERM}
+  objectives:
+  - {name: no 502, expr: "traffic.status['502'] == 0"}
+`
+
 func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 	env := sandboxtest.Get(t)
 	installCRDs(t, env)
 	dyn := dynamic.NewForConfigOrDie(env.RESTConfig)
 	tests := map[string]struct {
+		rollout  bool   // start from validRollout instead of valid
 		from, to string // a replacement in the valid experiment
 		want     []string
 	}{
-		"a valid experiment is accepted":                {},
-		"a loss share above 100 is refused":             {from: "lossPercent: 100", to: "lossPercent: 101", want: []string{"lossPercent", "less than or equal to 100"}},
-		"a negative loss share is refused":              {from: "lossPercent: 100", to: "lossPercent: -5", want: []string{"lossPercent", "greater than or equal to 0"}},
-		"a missing duration is refused":                 {from: "    duration: 90s\n", to: "", want: []string{"duration", "Required value"}},
-		"an unknown fault type is refused":              {from: "type: NetworkLoss", to: "type: Meteor", want: []string{"type", "Unsupported value", "NetworkLoss"}},
-		"a duration over the maximum is refused":        {from: "duration: 90s", to: "duration: 25h", want: []string{"duration: must be more than 0s and at most 24h"}},
-		"a zero duration is refused":                    {from: "duration: 90s", to: "duration: 0s", want: []string{"duration: must be more than 0s"}},
-		"a fault without its parameters is refused":     {from: "    networkLoss: {lossPercent: 100, towardAPIServer: true}\n", to: "", want: []string{"networkLoss: required when type is NetworkLoss"}},
-		"both pods and nodes as targets are refused":    {from: "targets: {nodes: {names: [isolated-0]}}", to: "targets: {nodes: {names: [isolated-0]}, pods: {namespaces: [demo]}}", want: []string{"targets: set exactly one of pods or nodes"}},
-		"a peer that is not a CIDR is refused":          {from: "towardAPIServer: true", to: "peers: [10.0.0.300/8]", want: []string{"peers: each must be a CIDR"}},
-		"port 0 is refused":                             {from: "towardAPIServer: true", to: "ports: [0]", want: []string{"ports", "greater than or equal to 1"}},
-		"an unknown direction is refused":               {from: "towardAPIServer: true", to: "direction: sideways", want: []string{"direction", "Unsupported value"}},
-		"an objective without an expression is refused": {from: `expr: "nodes.maxNotReadySeconds <= 60"`, to: `expr: ""`, want: []string{"expr", "at least 1"}},
-		"no faults at all are refused":                  {from: "  faults:\n  - name: cut\n    type: NetworkLoss\n    duration: 90s\n    networkLoss: {lossPercent: 100, towardAPIServer: true}\n", to: "  faults: []\n", want: []string{"faults", "at least 1"}},
+		"a valid rollout experiment is accepted":                 {rollout: true},
+		"a traffic rate of 0 is refused":                         {rollout: true, from: "rate: 200", to: "rate: 0", want: []string{"rate", "greater than or equal to 1"}},
+		"a traffic rate above the maximum is refused":            {rollout: true, from: "rate: 200", to: "rate: 20001", want: []string{"rate", "less than or equal to 20000"}},
+		"a traffic URL that is not http or https is refused":     {rollout: true, from: `url: "http://10.200.16.10/"`, to: `url: "ftp://10.200.16.10/"`, want: []string{"traffic.url: must be an http:// or https:// URL"}},
+		"a rollout with both a trigger and a wait is refused":    {rollout: true, from: "trigger: {restart: true}", to: "trigger: {restart: true}\n      wait: {timeout: 30s}", want: []string{"rollout: set exactly one of trigger"}},
+		"a rollout with neither trigger nor wait is refused":     {rollout: true, from: "      trigger: {restart: true}\n", to: "", want: []string{"rollout: set exactly one of trigger"}},
+		"a rollout point set two ways is refused":                {rollout: true, from: "at: {newReady: 1}", to: "at: {newReady: 1, progressPercent: 50}", want: []string{"at: set exactly one of newReady"}},
+		"a rollout fault without a deployment target is refused": {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {nodes: {names: [real-0]}}", want: []string{"targets.deployment: required by Rollout faults"}},
+		"an unknown signal is refused":                           {rollout: true, from: "signal: SIGTERM", to: "signal: SIGHUP", want: []string{"signal", "Unsupported value"}},
+		"a valid experiment is accepted":                         {},
+		"a loss share above 100 is refused":                      {from: "lossPercent: 100", to: "lossPercent: 101", want: []string{"lossPercent", "less than or equal to 100"}},
+		"a negative loss share is refused":                       {from: "lossPercent: 100", to: "lossPercent: -5", want: []string{"lossPercent", "greater than or equal to 0"}},
+		"a missing duration is refused":                          {from: "    duration: 90s\n", to: "", want: []string{"duration", "Required value"}},
+		"an unknown fault type is refused":                       {from: "type: NetworkLoss", to: "type: Meteor", want: []string{"type", "Unsupported value", "NetworkLoss"}},
+		"a duration over the maximum is refused":                 {from: "duration: 90s", to: "duration: 25h", want: []string{"duration: must be more than 0s and at most 24h"}},
+		"a zero duration is refused":                             {from: "duration: 90s", to: "duration: 0s", want: []string{"duration: must be more than 0s"}},
+		"a fault without its parameters is refused":              {from: "    networkLoss: {lossPercent: 100, towardAPIServer: true}\n", to: "", want: []string{"networkLoss: required when type is NetworkLoss"}},
+		"both pods and nodes as targets are refused":             {from: "targets: {nodes: {names: [isolated-0]}}", to: "targets: {nodes: {names: [isolated-0]}, pods: {namespaces: [demo]}}", want: []string{"targets: set exactly one of pods, nodes or deployment"}},
+		"a peer that is not a CIDR is refused":                   {from: "towardAPIServer: true", to: "peers: [10.0.0.300/8]", want: []string{"peers: each must be a CIDR"}},
+		"port 0 is refused":                                      {from: "towardAPIServer: true", to: "ports: [0]", want: []string{"ports", "greater than or equal to 1"}},
+		"an unknown direction is refused":                        {from: "towardAPIServer: true", to: "direction: sideways", want: []string{"direction", "Unsupported value"}},
+		"an objective without an expression is refused":          {from: `expr: "nodes.maxNotReadySeconds <= 60"`, to: `expr: ""`, want: []string{"expr", "at least 1"}},
+		"no faults at all are refused":                           {from: "  faults:\n  - name: cut\n    type: NetworkLoss\n    duration: 90s\n    networkLoss: {lossPercent: 100, towardAPIServer: true}\n", to: "  faults: []\n", want: []string{"faults", "at least 1"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			doc := valid
+			if tc.rollout {
+				doc = validRollout
+			}
 			if tc.from != "" {
 				if !strings.Contains(doc, tc.from) {
 					t.Fatalf("test bug: %q not in the valid experiment", tc.from)
@@ -137,6 +170,8 @@ func TestKubectlExplainTeachesEveryField(t *testing.T) {
 		"experiment.spec.faults.duration":                "recovers it at an absolute deadline",
 		"experiment.spec.faults.networkLoss.lossPercent": "share of matching packets dropped",
 		"experiment.spec.objectives.expr":                "CEL expression",
+		"experiment.spec.faults.rollout.action.method":   "main process",
+		"experiment.spec.traffic.rate":                   "requests per second",
 		"experiment.status.phase":                        "where the experiment is in its life",
 		"faultassignment.spec.faults.deadline":           "by its own clock",
 	} {
