@@ -95,24 +95,38 @@ func main() {
 	stopped := make(chan struct{})
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// Every signal is logged, duplicates too: tests count what reached the
+	// main process.
 	go func() {
-		s := <-sigs
-		log.Printf("received %s (shutdown mode %s)", s, *mode)
-		if *signalLog != "" {
-			if f, err := os.OpenFile(*signalLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
-				fmt.Fprintf(f, "%s pid=%d\n", s, os.Getpid())
-				f.Close()
+		first := true
+		for s := range sigs {
+			log.Printf("received %s (shutdown mode %s)", s, *mode)
+			if *signalLog != "" {
+				if f, err := os.OpenFile(*signalLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+					fmt.Fprintf(f, "%s pid=%d\n", s, os.Getpid())
+					f.Close()
+				}
 			}
+			if !first {
+				continue
+			}
+			first = false
+			if *mode == "fragile" {
+				os.Exit(0)
+			}
+			go func() {
+				draining.Store(true)
+				// Connections kept alive through the Service stick to this
+				// pod after the endpoints drop it: close each after its
+				// next answer, so clients reconnect to a pod that stays.
+				srv.SetKeepAlivesEnabled(false)
+				time.Sleep(drain)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(ctx)
+				close(stopped)
+			}()
 		}
-		if *mode == "fragile" {
-			os.Exit(0)
-		}
-		draining.Store(true)
-		time.Sleep(drain)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		close(stopped)
 	}()
 	log.Printf("demo-app listening on %s, shutdown mode %s, drain %s", *addr, *mode, drain)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

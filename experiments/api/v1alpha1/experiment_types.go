@@ -271,7 +271,9 @@ const MaxTrafficRate = 20000
 // +kubebuilder:validation:XValidation:rule="!has(self.baseline) || (duration(self.baseline) >= duration('0s') && duration(self.baseline) <= duration('1h'))",message="traffic.baseline: must be between 0s and 1h"
 // +kubebuilder:validation:XValidation:rule="!has(self.recovery) || (duration(self.recovery) >= duration('0s') && duration(self.recovery) <= duration('1h'))",message="traffic.recovery: must be between 0s and 1h"
 type Traffic struct {
-	// URL requested, http or https; a ClusterIP or an ingress address.
+	// URL requested, http or https: an ingress address, a ClusterIP, or a
+	// Service as NAME.NAMESPACE.svc, which the controller resolves to its
+	// ClusterIP through the API (so it works without cluster DNS).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
@@ -502,6 +504,10 @@ type ExperimentStatus struct {
 	// Evictions seen during the experiment (the first 500).
 	// +optional
 	Evictions []EvictionRecord `json:"evictions,omitempty"`
+
+	// TrafficURL is the URL the traffic went to, a Service name resolved.
+	// +optional
+	TrafficURL string `json:"trafficURL,omitempty"`
 
 	// Rollouts observed or started by Rollout faults.
 	// +optional
