@@ -23,3 +23,13 @@ type Fault interface {
 // Factory builds a fault of a family from its parameters, or refuses them
 // with an error naming the bad field.
 type Factory func(id string, params json.RawMessage) (Fault, error)
+
+// Once is implemented by a fault that acts at one instant and holds nothing
+// in place, such as a signal: once injected it cannot be undone, and an
+// agent restarted after injecting it does not inject it again (it would act
+// a second time). A Once fault caught mid-injection by a crash is still
+// retried: its Inject must tell by itself whether the first attempt acted.
+type Once interface {
+	Fault
+	Once()
+}

@@ -36,7 +36,14 @@ import (
 	"faultline.dev/faultline/injectors/agent"
 	"faultline.dev/faultline/injectors/ledger"
 	"faultline.dev/faultline/injectors/netloss"
+	"faultline.dev/faultline/injectors/rollout"
 )
+
+// factories are the fault families this agent carries, by fault type.
+var factories = map[string]injectors.Factory{
+	string(v1alpha1.FaultNetworkLoss): netloss.New,
+	string(v1alpha1.FaultRollout):     rollout.New,
+}
 
 func main() {
 	var node, ledgerDir, metricsAddr string
@@ -57,7 +64,7 @@ func main() {
 		logger.Error(err, "ledger")
 		os.Exit(1)
 	}
-	engine := &agent.Engine{Ledger: l, Clock: clock.RealClock{}, Factories: map[string]injectors.Factory{string(v1alpha1.FaultNetworkLoss): netloss.New}}
+	engine := &agent.Engine{Ledger: l, Clock: clock.RealClock{}, Factories: factories}
 	ctx := ctrl.SetupSignalHandler()
 
 	if l.Corrupt != "" {
@@ -150,7 +157,7 @@ func (r *reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 			continue
 		}
 		for _, f := range fa.Spec.Faults {
-			d, err := desiredFor(f)
+			d, err := desiredFor(f, time.Now(), r.engine.Ledger.Get)
 			if err != nil {
 				// Still assigned: the engine holds it as it is (a passing
 				// lookup failure must not recover a fault in place), and the
@@ -252,9 +259,10 @@ func (r *reconciler) report(ctx context.Context, fa *v1alpha1.FaultAssignment) e
 }
 
 // desiredFor turns an assigned fault into the engine's terms: the
-// injector's parameters, with the pod's network namespace found on this
-// node.
-func desiredFor(f v1alpha1.AssignedFault) (agent.Desired, error) {
+// injector's parameters, with the pod's network namespace, or the
+// container's main process, found on this node. known is the ledger's
+// entry for a fault ID.
+func desiredFor(f v1alpha1.AssignedFault, now time.Time, known func(id string) (ledger.Entry, bool)) (agent.Desired, error) {
 	d := agent.Desired{ID: f.ID, Type: string(f.Type), StartAt: f.StartAt.Time, Deadline: f.Deadline.Time, Recover: f.Recover}
 	switch f.Type {
 	case v1alpha1.FaultNetworkLoss:
@@ -281,6 +289,42 @@ func desiredFor(f v1alpha1.AssignedFault) (agent.Desired, error) {
 				return d, fmt.Errorf("fault %s on pod %s: %w", f.ID, f.Target, err)
 			}
 			p.Netns = ns
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return d, err
+		}
+		d.Params = b
+	case v1alpha1.FaultRollout:
+		s := f.Signal
+		if s == nil {
+			return d, fmt.Errorf("fault %s: signal missing", f.ID)
+		}
+		// A signal's target is fixed when it is first injected, and kept in
+		// the ledger: the process that got, or may have got, the signal. It
+		// is never looked up again. After the signal the container restarts
+		// with a new main process, which is not the target; and a container
+		// gone since must not make a fault already in place unresolved.
+		if en, ok := known(f.ID); ok && en.Type == string(f.Type) {
+			d.Params = en.Params
+			return d, nil
+		}
+		// The process is looked up in the reconcile that injects it, not
+		// before: until the start, it may still change (or not be there).
+		if now.Before(d.StartAt) {
+			return d, nil
+		}
+		id, err := rollout.BareContainerID(s.ContainerID)
+		if err != nil {
+			return d, fmt.Errorf("fault %s: %w", f.ID, err)
+		}
+		p := rollout.Params{ContainerID: id, Signal: s.Signal}
+		p.PID, p.StartTime, err = rollout.FindMainProcess(id)
+		if err != nil {
+			return d, fmt.Errorf("fault %s on pod %s, container %q: %w", f.ID, f.Target, s.Container, err)
+		}
+		if _, err := p.Validate(); err != nil {
+			return d, fmt.Errorf("fault %s: %w", f.ID, err)
 		}
 		b, err := json.Marshal(p)
 		if err != nil {

@@ -19,12 +19,17 @@ import (
 	"faultline.dev/faultline/injectors"
 	"faultline.dev/faultline/injectors/ledger"
 	"faultline.dev/faultline/injectors/netloss"
+	"faultline.dev/faultline/injectors/rollout"
+	"faultline.dev/faultline/injectors/rollout/rollouttest"
 )
 
 // The test binary doubles as a minimal agent: FAULTLINE_TEST_AGENT=inject
 // injects one network-loss fault and waits to be killed; =resume resumes
-// from the ledger and enforces deadlines until nothing is active.
+// from the ledger and enforces deadlines until nothing is active. The
+// rollout-* modes inject a signal fault (crash_rollout_root_test.go). It
+// also stands in for a container's main process (rollouttest).
 func init() {
+	rollouttest.RunTargetIfAsked()
 	mode := os.Getenv("FAULTLINE_TEST_AGENT")
 	if mode == "" {
 		return
@@ -38,8 +43,11 @@ func testAgent(mode, dir, netns, deadline string) int {
 		fmt.Println("error:", err)
 		return 1
 	}
-	e := &Engine{Ledger: l, Clock: clock.RealClock{}, Factories: map[string]injectors.Factory{"NetworkLoss": netloss.New}}
+	e := &Engine{Ledger: l, Clock: clock.RealClock{}, Factories: map[string]injectors.Factory{"NetworkLoss": netloss.New, "Rollout": rollout.New}}
 	ctx := context.Background()
+	if strings.HasPrefix(mode, "rollout-") {
+		return testRolloutAgent(ctx, e, mode, os.Getenv("FAULTLINE_TEST_PARAMS"), deadline)
+	}
 	switch mode {
 	case "inject":
 		dl, _ := time.Parse(time.RFC3339Nano, deadline)
@@ -74,11 +82,12 @@ func testAgent(mode, dir, netns, deadline string) int {
 	return 2
 }
 
-func startTestAgent(t *testing.T, mode, dir, ns string, deadline time.Time) (*exec.Cmd, *bufio.Scanner) {
+func startTestAgent(t *testing.T, mode, dir, ns string, deadline time.Time, env ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "FAULTLINE_TEST_AGENT="+mode, "FAULTLINE_TEST_LEDGER="+dir,
 		"FAULTLINE_TEST_NETNS="+ns, "FAULTLINE_TEST_DEADLINE="+deadline.Format(time.RFC3339Nano))
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

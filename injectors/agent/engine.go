@@ -92,8 +92,16 @@ func (e *Engine) Reconcile(ctx context.Context, desired []Desired) (time.Time, e
 				// Never injected: record it as recovered so it never is.
 				errs = append(errs, e.put(ledger.Entry{ID: d.ID, Type: d.Type, Params: d.Params, StartAt: d.StartAt, Deadline: d.Deadline, State: ledger.Recovered, RecoveredAt: e.now(), Note: "never injected"}))
 			}
-		case now.Before(d.StartAt) || d.Params == nil:
-			// Not yet, or not resolvable now.
+		case now.Before(d.StartAt):
+			// Not yet.
+		case known && en.State == ledger.Injecting && e.once(en):
+			// A Once fault cut short mid-injection is retried on the target
+			// the ledger recorded before the first attempt (say, the process
+			// that may have got a signal), never on whatever the assignment
+			// resolves to now (the process of the restarted container).
+			errs = append(errs, e.inject(ctx, en))
+		case d.Params == nil:
+			// Not resolvable now.
 		case !known || en.State == ledger.Injecting:
 			errs = append(errs, e.inject(ctx, ledger.Entry{ID: d.ID, Type: d.Type, Params: d.Params, StartAt: d.StartAt, Deadline: d.Deadline}))
 		}
@@ -192,6 +200,15 @@ func (e *Engine) EnforceDeadlines(ctx context.Context) (time.Time, error) {
 // Resume is called once when the agent starts: faults past their deadline
 // are recovered, and the others are put back in place (idempotently: a
 // crash may have come between the ledger write and the injection).
+//
+// A Once fault (injectors.Once) that the ledger records as Injected has
+// acted and holds nothing in place: it is not injected again, and stays
+// Injected until its deadline or recovery. One caught Injecting is retried,
+// its Inject telling whether the first attempt acted (a signal's target
+// that already exited is not signalled again). The one double action left
+// is a crash in the instant between the act (kill(2)) and the ledger's
+// write of Injected, when the act's target survived it (a process still
+// shutting down on SIGTERM is signalled a second time).
 func (e *Engine) Resume(ctx context.Context) error {
 	if _, err := e.EnforceDeadlines(ctx); err != nil {
 		return err
@@ -200,13 +217,27 @@ func (e *Engine) Resume(ctx context.Context) error {
 	defer e.mu.Unlock()
 	var errs []error
 	for _, en := range e.Ledger.List() {
-		if en.State == ledger.Injecting || en.State == ledger.Injected {
+		switch {
+		case en.State == ledger.Injected && e.once(en):
+			// Acted already; nothing to put back.
+		case en.State == ledger.Injecting || en.State == ledger.Injected:
 			errs = append(errs, e.inject(ctx, en))
-		} else if en.State == ledger.Failed {
+		case en.State == ledger.Failed:
 			errs = append(errs, e.recover(ctx, en, "failed before the restart"))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// once reports whether en's fault acts at one instant (injectors.Once). A
+// fault that cannot be built is not: injecting it fails, and is recorded.
+func (e *Engine) once(en ledger.Entry) bool {
+	f, err := e.fault(en)
+	if err != nil {
+		return false
+	}
+	_, ok := f.(injectors.Once)
+	return ok
 }
 
 // RunDeadlines enforces deadlines until ctx ends, waking at the earliest

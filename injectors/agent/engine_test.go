@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -227,3 +228,186 @@ func TestTheLedgerIsHeldByOneAgentAtATime(t *testing.T) {
 		t.Fatal("a second agent opened the same ledger")
 	}
 }
+
+// calls is a log of the injections made by counting faults, as "ID params".
+type calls struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (c *calls) add(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.log = append(c.log, s)
+}
+
+func (c *calls) get() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.log...)
+}
+
+// countingFault logs its injections with its parameters; onceFault is the
+// same, acting at one instant (a signal).
+type countingFault struct {
+	id, params string
+	c          *calls
+}
+
+func (f countingFault) Inject(context.Context) error         { f.c.add(f.id + " " + f.params); return nil }
+func (f countingFault) Recover(context.Context) error        { return nil }
+func (f countingFault) Verify(context.Context) (bool, error) { return true, nil }
+
+type onceFault struct{ countingFault }
+
+func (onceFault) Once() {}
+
+var _ injectors.Once = onceFault{}
+
+// countingEngine is an engine over dir's ledger whose families Hold and
+// Once log their injections to c; params are JSON strings.
+func countingEngine(t *testing.T, dir string, c *calls, clk *clocktesting.FakeClock) *Engine {
+	t.Helper()
+	e := engine(t, dir, &node{in: map[string]bool{}}, clk)
+	e.Factories["Hold"] = func(id string, raw json.RawMessage) (injectors.Fault, error) {
+		var p string
+		err := json.Unmarshal(raw, &p)
+		return countingFault{id, p, c}, err
+	}
+	e.Factories["Once"] = func(id string, raw json.RawMessage) (injectors.Fault, error) {
+		var p string
+		err := json.Unmarshal(raw, &p)
+		return onceFault{countingFault{id, p, c}}, err
+	}
+	return e
+}
+
+func entry(typ string, st ledger.State, params string, deadline time.Duration) ledger.Entry {
+	en := ledger.Entry{ID: "a", Type: typ, Params: json.RawMessage(`"` + params + `"`), StartAt: t0, Deadline: t0.Add(deadline), State: st}
+	if st == ledger.Injected {
+		at := t0
+		en.InjectedAt = &at
+	}
+	return en
+}
+
+func TestOnceFaultsAfterARestart(t *testing.T) {
+	tests := map[string]struct {
+		before    ledger.Entry  // what the crashed agent left in the ledger
+		at        time.Duration // restart time, from t0
+		wantCalls []string      // injections by the restarted agent
+		wantState ledger.State
+	}{
+		"an injected Once fault is not injected again": {
+			before: entry("Once", ledger.Injected, "pid-1", time.Hour), wantState: ledger.Injected,
+		},
+		"a Once fault caught mid-injection is retried once, on the target it recorded": {
+			before: entry("Once", ledger.Injecting, "pid-1", time.Hour), wantCalls: []string{"a pid-1"}, wantState: ledger.Injected,
+		},
+		"an injected Once fault past its deadline is recovered, not injected": {
+			before: entry("Once", ledger.Injected, "pid-1", time.Minute), at: 2 * time.Minute, wantState: ledger.Recovered,
+		},
+		"a Once fault caught mid-injection past its deadline is recovered, not injected": {
+			before: entry("Once", ledger.Injecting, "pid-1", time.Minute), at: 2 * time.Minute, wantState: ledger.Recovered,
+		},
+		"an injected fault that holds something in place is still put back": {
+			before: entry("Hold", ledger.Injected, "pid-1", time.Hour), wantCalls: []string{"a pid-1"}, wantState: ledger.Injected,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			l, err := ledger.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Put(tc.before); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+
+			c := &calls{}
+			clk := clocktesting.NewFakeClock(t0.Add(tc.at))
+			e := countingEngine(t, dir, c, clk)
+			ctx := context.Background()
+			if err := e.Resume(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// The assignment is still there; its target now resolves to
+			// another process (the restarted container's).
+			d := Desired{ID: "a", Type: tc.before.Type, Params: json.RawMessage(`"pid-2"`), StartAt: t0, Deadline: tc.before.Deadline}
+			if _, err := e.Reconcile(ctx, []Desired{d}); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.get(); !slices.Equal(got, tc.wantCalls) {
+				t.Errorf("injections %q, want %q", got, tc.wantCalls)
+			}
+			en, _ := e.Ledger.Get("a")
+			if en.State != tc.wantState {
+				t.Fatalf("state %s, want %s (%+v)", en.State, tc.wantState, en)
+			}
+			if en.State == ledger.Injected {
+				if en.InjectedAt == nil {
+					t.Error("Injected with no injection time")
+				}
+				clk.SetTime(tc.before.Deadline)
+				if _, err := e.EnforceDeadlines(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if en, _ := e.Ledger.Get("a"); en.State != ledger.Recovered {
+					t.Errorf("at the deadline: %s, want Recovered", en.State)
+				}
+				if got := c.get(); !slices.Equal(got, tc.wantCalls) {
+					t.Errorf("injections after the deadline %q, want %q", got, tc.wantCalls)
+				}
+			}
+		})
+	}
+}
+
+func TestOnceFaultsInReconcile(t *testing.T) {
+	tests := map[string]struct {
+		before    *ledger.Entry   // in the ledger before the reconciles, if any
+		params    json.RawMessage // the desired fault's, as resolved now
+		rounds    int
+		wantCalls []string
+	}{
+		"an injected Once fault is not injected again by later reconciles": {
+			params: json.RawMessage(`"pid-1"`), rounds: 3, wantCalls: []string{"a pid-1"},
+		},
+		"a Once fault caught mid-injection is retried on the target the ledger recorded, not the one resolved now": {
+			before: ptr(entry("Once", ledger.Injecting, "pid-1", time.Hour)), params: json.RawMessage(`"pid-2"`), rounds: 2, wantCalls: []string{"a pid-1"},
+		},
+		"a Once fault caught mid-injection is retried even when its target cannot be resolved now": {
+			before: ptr(entry("Once", ledger.Injecting, "pid-1", time.Hour)), rounds: 2, wantCalls: []string{"a pid-1"},
+		},
+		"an injected Once fault whose target cannot be resolved now stays injected": {
+			before: ptr(entry("Once", ledger.Injected, "pid-1", time.Hour)), rounds: 2,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := &calls{}
+			e := countingEngine(t, t.TempDir(), c, clocktesting.NewFakeClock(t0))
+			if tc.before != nil {
+				if err := e.Ledger.Put(*tc.before); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d := Desired{ID: "a", Type: "Once", Params: tc.params, StartAt: t0, Deadline: t0.Add(time.Hour)}
+			for range tc.rounds {
+				if _, err := e.Reconcile(context.Background(), []Desired{d}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := c.get(); !slices.Equal(got, tc.wantCalls) {
+				t.Errorf("injections %q, want %q", got, tc.wantCalls)
+			}
+			if en, _ := e.Ledger.Get("a"); en.State != ledger.Injected {
+				t.Errorf("state %s, want Injected", en.State)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
