@@ -9,7 +9,7 @@ GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 
 # Debian packages the sandbox runs (containerd, runc, CNI plugins, nftables,
 # iptables, iproute2, prometheus) and curl for humans.
-DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus curl util-linux
+DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus nginx-light curl util-linux wrk hey
 
 .PHONY: all generate deps tools build demo test test-unit vet fmt clean help
 
@@ -22,9 +22,17 @@ generate:
 
 ## deps: install the Debian packages the sandbox needs (skipped when present)
 deps:
+	@# Packages' postinst scripts start their services (nginx on port 80,
+	@# prometheus, containerd): a policy-rc.d that exits 101 forbids it for the
+	@# duration of the install. One that already exists is left as it is.
 	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	    printf '#!/bin/sh\n# made by faultline make deps: start no service while installing\nexit 101\n' >/usr/sbin/policy-rc.d; \
+	    chmod 755 /usr/sbin/policy-rc.d; \
+	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: all present"; fi
 
@@ -45,7 +53,7 @@ demo: deps tools build
 TEST_SANDBOX := test
 test: deps tools build
 	@$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) >/dev/null 2>&1 || true
-	$(BIN)/faultline sandbox up --name $(TEST_SANDBOX) --timings fast --prometheus --faultline
+	$(BIN)/faultline sandbox up --name $(TEST_SANDBOX) --timings fast --prometheus --faultline --ingress
 	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) $(GO) test -count=1 -tags root,sandbox -p 1 -timeout 80m ./... || rc=$$?; \
 	$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) || rc=1; \
 	exit $$rc

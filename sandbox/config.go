@@ -43,7 +43,12 @@ type Config struct {
 	// host and an agent per isolated and real node, inside the node's
 	// network namespace (so cutting a node's link cuts its agent too).
 	Faultline bool
-	Timings   Timings
+	// Ingress runs Debian's nginx on the sandbox bridge as a reverse proxy
+	// in front of the ready endpoints of every Service annotated with
+	// IngressPathAnnotation (see ingress.go), so that a refused upstream
+	// becomes a real 502 as a user behind an ingress sees it.
+	Ingress bool
+	Timings Timings
 	// BinDir holds faultline's static binaries: faultline itself, and
 	// demo-app and pause, which become the real nodes' images. Empty means
 	// the directory of the running program.

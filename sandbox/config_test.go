@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -87,6 +88,25 @@ func TestToolVersionsMatchTheBuildScript(t *testing.T) {
 	}
 	if !strings.Contains(string(k8s), "k8s.io/kubernetes "+KubernetesVersion) {
 		t.Errorf("tools/kubernetes/go.mod does not require k8s.io/kubernetes %s", KubernetesVersion)
+	}
+}
+
+// Every Debian package that Preflight can ask for is one `make deps`
+// installs, or `make test` would fail where `make deps` said all is present.
+func TestMakeDepsInstallsEveryPackagePreflightNeeds(t *testing.T) {
+	b, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^DEPS := (.*)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("the Makefile has no DEPS := line")
+	}
+	deps := strings.Fields(string(m[1]))
+	for _, r := range hostPrograms {
+		if !slices.Contains(deps, r.pkg) {
+			t.Errorf("Preflight asks for package %s (for %s), which the Makefile's DEPS lack", r.pkg, r.path)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,16 +54,21 @@ func Down(c Config, progress *Progress) error {
 		}
 	}
 
-	// 1. Processes: the recorded components and anything pointing into the
-	// directory (a component started just before a kill -9 of `up`, and
-	// containerd's shims).
-	procs := make([]Component, 0, len(st.Components))
+	// 1. Processes: the recorded components, anything carrying the
+	// sandbox's marker (a component started just before a kill -9 of `up`,
+	// and containerd's shims) and what stayed in the components' sessions
+	// (nginx's workers, whose environment nginx overwrites). The leaders
+	// come first, so that nginx's master is told to stop before its workers
+	// exit and it would start new ones.
+	recorded := make([]Component, 0, len(st.Components))
 	for _, comp := range st.Components {
-		procs = append(procs, comp)
+		recorded = append(recorded, comp)
 	}
 	swept := processesMarked(dir)
 	shims := shimSockets(swept)
-	procs = append(procs, swept...)
+	procs := append(slices.Clone(recorded), swept...)
+	leaders := append(slices.Clone(recorded), swept...)
+	procs = append(procs, sessionMembers(leaders)...)
 	survivors := stopProcesses(procs, 3*time.Second)
 	// Containers are not children of anything recorded: they are found in
 	// the nodes' cgroups.
@@ -70,7 +76,7 @@ func Down(c Config, progress *Progress) error {
 		keep(killCgroupTree(cg))
 	}
 	// A shim can be forked by containerd during the first round.
-	survivors = append(survivors, stopProcesses(processesMarked(dir), time.Second)...)
+	survivors = append(survivors, stopProcesses(append(processesMarked(dir), sessionMembers(leaders)...), time.Second)...)
 	for _, p := range survivors {
 		keep(fmt.Errorf("process %d (%s) survived SIGKILL", p.PID, p.Name))
 	}

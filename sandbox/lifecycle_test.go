@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,7 +33,7 @@ func execCommand(name string, args ...string) (string, error) {
 // machine is what a sandbox can leave on the machine, read with the
 // system's own tools rather than with the sandbox's code.
 type machine struct {
-	netns, links, routes, nftTables, iptables, mounts, cgroups, shimSockets, sysctls, cniResults []string
+	netns, links, routes, nftTables, iptables, mounts, cgroups, shimSockets, sysctls, cniResults, listeners []string
 }
 
 func lines(t *testing.T, name string, args ...string) []string {
@@ -86,6 +87,13 @@ func readMachine(t *testing.T) machine {
 	for _, h := range dirNames("/sys/fs/cgroup") {
 		for _, d := range dirNames("/sys/fs/cgroup/" + h) {
 			m.cgroups = append(m.cgroups, h+"/"+d)
+		}
+	}
+	// A process that outlived down (an nginx worker) keeps its socket
+	// bound to the sandbox's bridge address after the bridge is gone.
+	for _, l := range lines(t, "ss", "-Hltn") {
+		if f := strings.Fields(l); len(f) > 3 {
+			m.listeners = append(m.listeners, f[3])
 		}
 	}
 	m.shimSockets = dirNames("/run/containerd/s")
@@ -143,6 +151,7 @@ func assertNothingLeft(t *testing.T, before machine, c sandbox.Config, index int
 		// Loopback results are named by pod sandbox ID only; the network's
 		// results carry the node's namespace name.
 		{"CNI results", before.cniResults, after.cniResults, mine},
+		{"listening sockets", before.listeners, after.listeners, mine},
 	}
 	for _, ck := range checks {
 		if left := added(ck.before, ck.after, ck.keep); len(left) > 0 {
@@ -165,12 +174,49 @@ func assertNothingLeft(t *testing.T, before machine, c sandbox.Config, index int
 			t.Errorf("left behind: process %d is still running: %s", pid, b)
 		}
 	}
+	// Every component leads a session of its own: what it forked and did
+	// not detach stays in it, even orphaned. nginx's workers are such: nginx
+	// overwrites its environment, so they carry no sandbox marker, and their
+	// command line names no directory.
+	for _, pid := range pids {
+		for _, m := range sessionOf(pid) {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", m))
+			what := "process"
+			if strings.TrimSpace(string(comm)) == "nginx" {
+				what = "nginx process (of the ingress)"
+			}
+			t.Errorf("left behind: %s %d (%s) in the session of component pid %d", what, m, strings.TrimSpace(string(comm)), pid)
+		}
+	}
 	if out, _ := execCommand("pgrep", "-af", c.Dir()+"/"); strings.TrimSpace(out) != "" {
 		t.Errorf("left behind: processes mentioning %s:\n%s", c.Dir(), out)
 	}
 	if _, err := os.Stat(c.Dir()); !os.IsNotExist(err) {
 		t.Errorf("left behind: directory %s", c.Dir())
 	}
+}
+
+// sessionOf lists the live processes, other than its leader, of a session
+// (zombies are dead: orphans reparented to a PID 1 that never reaps stay so).
+func sessionOf(sid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == sid {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		i := strings.LastIndexByte(string(b), ')')
+		if err != nil || i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 3 && f[0] != "Z" && f[3] == strconv.Itoa(sid) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 func smallConfig(t *testing.T, name string) sandbox.Config {
@@ -180,6 +226,9 @@ func smallConfig(t *testing.T, name string) sandbox.Config {
 	}
 	c := sandbox.DefaultConfig()
 	c.Name, c.SharedKwokNodes, c.IsolatedKwokNodes, c.RealNodes, c.BinDir = name, 1, 1, 1, bins
+	// nginx starts in a moment, and its workers are what down most easily
+	// leaves behind.
+	c.Ingress = true
 	return c
 }
 
@@ -265,7 +314,7 @@ func TestDownAfterUpWasKilledHalfwayRemovesEverything(t *testing.T) {
 		_ = sandbox.Down(c, nil)
 		before := readMachine(t)
 		cmd := exec.Command(filepath.Join(bins, "faultline"), "sandbox", "up", "--name", c.Name,
-			"--kwok-nodes=1", "--isolated-nodes=1", "--real-nodes=1", "--bin-dir", bins)
+			"--kwok-nodes=1", "--isolated-nodes=1", "--real-nodes=1", "--ingress", "--bin-dir", bins)
 		cmd.Env = append(os.Environ(), fmt.Sprintf("FAULTLINE_SANDBOX_DIE_AFTER_SAVES=%d", n))
 		out, err := cmd.CombinedOutput()
 		if err == nil {

@@ -206,28 +206,94 @@ const markerEnv = "FAULTLINE_SANDBOX_DIR"
 
 // processesMarked finds the processes whose environment carries the
 // sandbox's marker: its components and what they started (containerd's
-// shims), even when `up` was killed before it could record a PID.
+// shims), even when `up` was killed before it could record a PID. nginx
+// writes its process title over its environment, so the ingress's master
+// is known by its title instead, which names its configuration (and its
+// workers by their session: see sessionMembers).
 func processesMarked(dir string) []Component {
 	entries, _ := os.ReadDir("/proc")
 	self := os.Getpid()
 	needle := []byte("\x00" + markerEnv + "=" + dir + "\x00")
+	nginxTitle := []byte("nginx: master process ")
+	nginxConf := []byte(" -c " + newIngressLayout(dir).conf())
 	var out []Component
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
 			continue
 		}
-		environ, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(append([]byte{0}, environ...), needle) {
-			continue
-		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if len(cmdline) == 0 {
 			continue // a zombie or a kernel thread
 		}
+		environ, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		ours := err == nil && bytes.Contains(append([]byte{0}, environ...), needle)
+		if !ours && !(bytes.HasPrefix(cmdline, nginxTitle) && bytes.Contains(cmdline, nginxConf)) {
+			continue
+		}
 		out = append(out, Component{Name: string(bytes.SplitN(cmdline, []byte{0}, 2)[0]), PID: pid, Start: procStart(pid)})
 	}
 	return out
+}
+
+// procStat reads a process's session ID and start time from /proc/PID/stat.
+func procStat(pid int) (sid int, start uint64, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, 0, false
+	}
+	sid, _ = strconv.Atoi(f[3])
+	start, _ = strconv.ParseUint(f[19], 10, 64)
+	return sid, start, true
+}
+
+// sessionMembers finds the processes in the sessions that the components
+// lead (start makes each one a session leader): what they forked and kept,
+// such as nginx's workers. The marker does not find those: nginx writes its
+// process title over its environment. And they outlive a master killed with
+// SIGKILL, still in its session. A member started before its leader, or
+// after a reused PID's new process, is someone else's.
+func sessionMembers(comps []Component) []Component {
+	leaders := map[int]Component{}
+	for _, c := range comps {
+		if c.Name != upComponent && c.PID > 0 && c.Start != 0 {
+			leaders[c.PID] = c
+		}
+	}
+	if len(leaders) == 0 {
+		return nil
+	}
+	entries, _ := os.ReadDir("/proc")
+	var out []Component
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		sid, start, ok := procStat(pid)
+		leader, led := leaders[sid]
+		if !ok || !led || pid == sid || start < leader.Start {
+			continue
+		}
+		if now := procStart(sid); now != 0 && now != leader.Start && start >= now {
+			continue // the leader's PID was reused by a session leader since
+		}
+		out = append(out, Component{Name: fmt.Sprintf("%s (session of %s)", procComm(pid), leader.Name), PID: pid, Start: start})
+	}
+	return out
+}
+
+func procComm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b))
 }
 
 var errNotRoot = errors.New("faultline sandbox must run as root: it creates network namespaces, links, routes and cgroups, and runs containerd and the kubelet (try: sudo)")
@@ -271,6 +337,15 @@ func Restart(c Config, name string) (Component, error) {
 			return Component{}, fmt.Errorf("component %s is still running (pid %d)", name, comp.PID)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// nginx's workers outlive a master killed with SIGKILL and keep its
+	// port, so a new master could not listen: they go first. (Not so for
+	// every component: containerd's shims, in its session too, are meant to
+	// outlive a containerd restart.)
+	if name == IngressComponent {
+		if left := stopProcesses(sessionMembers([]Component{comp}), 3*time.Second); len(left) > 0 {
+			return Component{}, fmt.Errorf("component %s: process %d (%s) of its session survived SIGKILL", name, left[0].PID, left[0].Name)
+		}
 	}
 	r, err := st.start(procSpec{name: name, bin: comp.Bin, args: comp.Args, netns: comp.Netns, ports: comp.Ports})
 	if err != nil {

@@ -26,9 +26,11 @@ type State struct {
 	Kubeconfig string    `json:"kubeconfig"`
 	Server     string    `json:"server"`
 	// PrometheusURL is empty unless --prometheus was given.
-	PrometheusURL string               `json:"prometheusURL,omitempty"`
-	Components    map[string]Component `json:"components"`
-	Nodes         []NodeInfo           `json:"nodes"`
+	PrometheusURL string `json:"prometheusURL,omitempty"`
+	// IngressURL is empty unless --ingress was given.
+	IngressURL string               `json:"ingressURL,omitempty"`
+	Components map[string]Component `json:"components"`
+	Nodes      []NodeInfo           `json:"nodes"`
 	// Netns, Links and Cgroups are recorded before they are created.
 	Netns   []string `json:"netns"`
 	Links   []string `json:"links"`

@@ -39,6 +39,9 @@ func (s *State) Print(ctx context.Context, w io.Writer) {
 	if s.PrometheusURL != "" {
 		fmt.Fprintf(w, "  prometheus:  %s\n", s.PrometheusURL)
 	}
+	if s.IngressURL != "" {
+		fmt.Fprintf(w, "  ingress:     %s (Services annotated %s: /PATH)\n", s.IngressURL, IngressPathAnnotation)
+	}
 	fmt.Fprintf(w, "  addresses:   %s (services %s)\n\n", NewPlan(s.Index).Super, NewPlan(s.Index).ServiceCIDR())
 
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

@@ -57,6 +57,7 @@ var hostPrograms = []requiredPackage{
 	{path: "nsenter", pkg: "util-linux"},
 	{path: "ip", pkg: "iproute2"},
 	{path: "prometheus", pkg: "prometheus", when: func(c Config) bool { return c.Prometheus }},
+	{path: nginxBinary, pkg: "nginx-light", when: func(c Config) bool { return c.Ingress }},
 }
 
 func needsRealNodes(c Config) bool { return c.RealNodes > 0 }

@@ -217,6 +217,16 @@ func (s *State) up(ctx context.Context, progress *Progress) error {
 		}
 		progress.Printf("prometheus ready at %s", url)
 	}
+	if c.Ingress {
+		url, err := s.startIngress(ctx, p)
+		if err != nil {
+			return err
+		}
+		if err := s.update(func(s *State) { s.IngressURL = url }); err != nil {
+			return err
+		}
+		progress.Printf("ingress (nginx) ready at %s: annotate a Service with %s: /PATH", url, IngressPathAnnotation)
+	}
 	if err := s.waitNodesReady(ctx, cs, 3*time.Minute, progress); err != nil {
 		return err
 	}

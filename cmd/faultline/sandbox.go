@@ -37,12 +37,14 @@ binaries (make tools) with nothing pulled from a registry:
   - real nodes: each a network namespace with containerd, runc, a CNI bridge,
     a kubelet and kube-proxy (nftables), running real pods from images built
     from local Go binaries (imagePullPolicy: Never);
-  - optionally Prometheus, scraping etcd, the API server, kubelets and pods.
+  - optionally Prometheus, scraping etcd, the API server, kubelets and pods;
+  - optionally an ingress: nginx on the sandbox bridge in front of the ready
+    endpoints of Services annotated ` + "`" + sandbox.IngressPathAnnotation + `: /PATH` + "`" + `.
 
 Every sandbox range lives in 10.(200+N).0.0/16 and is routed to the sandbox's
 own bridge, so no packet leaves the machine. 'down' removes everything 'up'
 made, even after an 'up' that was killed halfway.`,
-		Example: `  sudo faultline sandbox up --timings fast --prometheus
+		Example: `  sudo faultline sandbox up --timings fast --prometheus --ingress
   kubectl --kubeconfig "$(faultline sandbox kubeconfig)" get nodes
   sudo faultline sandbox status
   sudo faultline sandbox down`,
@@ -64,6 +66,10 @@ made, even after an 'up' that was killed halfway.`,
 			if st.PrometheusURL != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "  prometheus: %s\n", st.PrometheusURL)
 			}
+			if st.IngressURL != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "  ingress: %s (annotate a Service with %s: /PATH, then GET %s/PATH/)\n",
+					st.IngressURL, sandbox.IngressPathAnnotation, st.IngressURL)
+			}
 			return nil
 		},
 	}
@@ -73,6 +79,10 @@ made, even after an 'up' that was killed halfway.`,
 	up.Flags().IntVar(&f.cfg.RealNodes, "real-nodes", f.cfg.RealNodes, "real nodes with containerd, kubelet and kube-proxy")
 	up.Flags().BoolVar(&f.cfg.Prometheus, "prometheus", false, "also run Prometheus (Debian's package) scraping the cluster")
 	up.Flags().BoolVar(&f.cfg.Faultline, "faultline", false, "also install faultline's CRDs and run its controller and an agent per isolated and real node")
+	up.Flags().BoolVar(&f.cfg.Ingress, "ingress", false,
+		"also run an ingress, Debian's nginx on the sandbox bridge (its URL is in the output and in status), in front of\n"+
+			"the ready endpoints of each Service annotated "+sandbox.IngressPathAnnotation+": /PATH; GET URL/PATH/x reaches /x.\n"+
+			"No ready endpoint: 503. One endpoint per request, no retry: a refused endpoint is a real 502 from nginx")
 	up.Flags().StringVar(&f.timings, "timings", string(sandbox.TimingsUpstream),
 		"node-lifecycle timings: upstream (grace 50s, tolerations 300s, Kubernetes' defaults) or fast (grace 20s, tolerations 30s, for CI)")
 	up.Flags().BoolVar(&f.retain, "retain", false, "keep what was made when bring-up fails, to debug it (remove it with down)")
@@ -147,6 +157,22 @@ made, even after an 'up' that was killed halfway.`,
 	}
 	readiness.Flags().StringVar(&readinessKubeconfig, "kubeconfig", "", "kubeconfig of the sandbox")
 
-	cmd.AddCommand(up, down, status, kubeconfig, targets, readiness)
+	var ingressSync sandbox.IngressSyncOptions
+	syncCmd := &cobra.Command{
+		Use:    "ingress-sync",
+		Short:  "Keep the sandbox ingress's nginx.conf in step with annotated Services (a sandbox component)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return sandbox.SyncIngress(cmd.Context(), ingressSync)
+		},
+	}
+	syncCmd.Flags().StringVar(&ingressSync.Kubeconfig, "kubeconfig", "", "kubeconfig of the sandbox")
+	syncCmd.Flags().StringVar(&ingressSync.SandboxDir, "sandbox-dir", "", "the sandbox's directory: its state names nginx's master process")
+	syncCmd.Flags().StringVar(&ingressSync.Ingress, "ingress", "", "HOST:PORT nginx listens on")
+	syncCmd.Flags().StringVar(&ingressSync.Listen, "listen", "127.0.0.1:0", "address to serve /readyz on")
+	syncCmd.Flags().StringVar(&ingressSync.Nginx, "nginx", "/usr/sbin/nginx", "nginx binary, for nginx -t")
+
+	cmd.AddCommand(up, down, status, kubeconfig, targets, readiness, syncCmd)
 	return cmd
 }

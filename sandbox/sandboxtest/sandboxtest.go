@@ -44,7 +44,9 @@ var (
 )
 
 // Config is the shared sandbox's configuration: fast timings so node-loss
-// timelines fit a test run, and Prometheus for the analyzers.
+// timelines fit a test run, Prometheus for the analyzers, faultline itself,
+// and the ingress (nginx) for tests that need real 502s and 503s as users
+// behind an ingress see them. `make test` brings it up with the same flags.
 func Config() sandbox.Config {
 	c := sandbox.DefaultConfig()
 	c.Name = "test"
@@ -54,6 +56,7 @@ func Config() sandbox.Config {
 	c.Timings = sandbox.TimingsFast
 	c.Prometheus = true
 	c.Faultline = true
+	c.Ingress = true
 	return c
 }
 
