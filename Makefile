@@ -11,7 +11,7 @@ GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 # iptables, iproute2, prometheus) and curl for humans.
 DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus nginx-light curl util-linux wrk hey
 
-.PHONY: all generate deps tools build demo test test-unit vet fmt clean help
+.PHONY: all generate deps tools build demo test gate-validity test-unit vet fmt clean help
 
 all: build
 
@@ -57,6 +57,18 @@ test: deps tools build
 	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) $(GO) test -count=1 -tags root,sandbox -p 1 -timeout 80m ./... || rc=$$?; \
 	$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) || rc=1; \
 	exit $$rc
+
+## gate-validity: run the rollout gate against the fragile and the hardened app
+## GATE_RUNS times each (5 by default), through the ClusterIP and the ingress,
+## on a sandbox of its own, and print how often each verdict was right
+GATE_RUNS ?= 5
+gate-validity: deps tools build
+	@$(BIN)/faultline sandbox down --name gate >/dev/null 2>&1 || true
+	$(BIN)/faultline sandbox up --name gate --timings fast --faultline --ingress
+	@rc=0; FAULTLINE_TEST_SANDBOX=gate FAULTLINE_GATE_RUNS=$(GATE_RUNS) FAULTLINE_GATE_TABLE=$(CURDIR)/bin/gate-validity.txt \
+	  $(GO) test -count=1 -tags root,sandbox -timeout 180m -v -run 'TestTheRolloutGate' ./experiments/controller/ || rc=$$?; \
+	$(BIN)/faultline sandbox down --name gate || rc=1; \
+	cat $(CURDIR)/bin/gate-validity.txt 2>/dev/null; exit $$rc
 
 ## test-unit: the unit tier alone (no root, no cluster)
 test-unit:

@@ -292,7 +292,7 @@ func follow(ctx context.Context, c client.Client, key types.NamespacedName, time
 func keyFigures(exp *v1alpha1.Experiment) string {
 	m := exp.Status.Measurements
 	var parts []string
-	for _, k := range []string{"nodes.notReadyNodes", "nodes.maxNotReadySeconds", "evictions.count", "recovery.seconds"} {
+	for _, k := range []string{"nodes.notReadyNodes", "nodes.maxNotReadySeconds", "evictions.count", "traffic.requests", "traffic.errors", "traffic.status.502", "traffic.latency.p99", "recovery.seconds"} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, k+"="+v)
 		}

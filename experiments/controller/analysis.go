@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -21,6 +23,7 @@ import (
 	"faultline.dev/faultline/analyzers/evictions"
 	"faultline.dev/faultline/analyzers/nodes"
 	"faultline.dev/faultline/analyzers/slo"
+	"faultline.dev/faultline/analyzers/traffic"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
 
@@ -39,6 +42,52 @@ type run struct {
 	evictions *evictions.Tracker
 	// recovery, once measured
 	recovery map[string]any
+	// traffic, when the experiment drives it; stopTraffic ends it.
+	traffic     *traffic.Prober
+	stopTraffic context.CancelFunc
+	// trafficPartial: the prober started after the faults had (a
+	// controller restart), so its baseline and early fault are missing.
+	trafficPartial bool
+}
+
+// TrafficConfig turns the experiment's traffic into the prober's settings:
+// the windows are the baseline before the faults, the faults, and the
+// recovery after them.
+func TrafficConfig(exp *v1alpha1.Experiment) (traffic.Config, time.Time) {
+	tr := exp.Spec.Traffic
+	baseline, recovery := tr.TrafficWindows()
+	start := time.Now().Add(baseline)
+	if exp.Status.StartTime != nil {
+		start = exp.Status.StartTime.Time
+	}
+	var end time.Time
+	for i := range exp.Spec.Faults {
+		f := &exp.Spec.Faults[i]
+		at := start
+		if f.StartAfter != nil {
+			at = at.Add(f.StartAfter.Duration)
+		}
+		if e := at.Add(f.Duration.Duration); e.After(end) {
+			end = e
+		}
+	}
+	url := tr.URL
+	if exp.Status.TrafficURL != "" {
+		url = exp.Status.TrafficURL
+	}
+	cfg := traffic.Config{URL: url, Method: tr.Method, Headers: tr.Headers, Rate: float64(tr.Rate), Netns: tr.NetworkNamespace, NewConnections: !tr.KeepAlive,
+		Windows: []traffic.Window{{Name: "baseline", Start: start.Add(-baseline)}, {Name: "fault", Start: start}, {Name: "recovery", Start: end}}}
+	if tr.Timeout != nil {
+		cfg.Timeout = tr.Timeout.Duration
+	}
+	return cfg, end.Add(recovery)
+}
+
+// StopTraffic ends the experiment's traffic, keeping what it measured.
+func (a *Analysis) StopTraffic(exp *v1alpha1.Experiment) {
+	if r := a.get(exp); r != nil && r.stopTraffic != nil {
+		r.stopTraffic()
+	}
 }
 
 func NewAnalysis() *Analysis { return &Analysis{runs: map[types.NamespacedName]*run{}} }
@@ -143,6 +192,18 @@ func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
 		r.evictions.Seed(evictions.Eviction{Namespace: ns, Pod: name, Node: e.Node, Reason: e.Reason, At: e.Time.Time, ViolatedPDB: e.ViolatedPDB})
 	}
 	r.evictions.ViolatedPDB = a.violatedPDB
+	if exp.Spec.Traffic != nil && !exp.Status.Phase.IsFinal() {
+		cfg, until := TrafficConfig(exp)
+		// Checked at plan time; an error here means the cluster changed
+		// (say, the network namespace went away): no traffic, and the
+		// objectives that read it are Inconclusive.
+		if p, err := traffic.New(cfg, clock.RealClock{}); err == nil {
+			ctx, cancel := context.WithDeadline(context.Background(), until)
+			r.traffic, r.stopTraffic = p, cancel
+			r.trafficPartial = exp.Status.StartTime != nil && time.Now().After(exp.Status.StartTime.Time)
+			go func() { _ = p.Run(ctx) }()
+		}
+	}
 	a.runs[key] = r
 	return true
 }
@@ -210,6 +271,9 @@ func (a *Analysis) get(exp *v1alpha1.Experiment) *run {
 func (a *Analysis) Forget(key types.NamespacedName) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if r := a.runs[key]; r != nil && r.stopTraffic != nil {
+		r.stopTraffic()
+	}
 	delete(a.runs, key)
 }
 
@@ -227,6 +291,11 @@ func (a *Analysis) Measurements(exp *v1alpha1.Experiment, now time.Time) slo.Mea
 	}
 	if r.recovery != nil {
 		m["recovery"] = r.recovery
+	}
+	if r.traffic != nil {
+		t := r.traffic.Measure(now)
+		t["partial"] = r.trafficPartial
+		m["traffic"] = t
 	}
 	return m
 }
@@ -276,7 +345,8 @@ func flatten(out map[string]string, prefix string, v any) {
 			flatten(out, prefix+"."+k, x[k])
 		}
 	case float64:
-		out[prefix] = strconv.FormatFloat(x, 'f', 1, 64)
+		// Six decimals: latencies are seconds, ratios are small.
+		out[prefix] = strconv.FormatFloat(math.Round(x*1e6)/1e6, 'f', -1, 64)
 	default:
 		out[prefix] = fmt.Sprint(x)
 	}

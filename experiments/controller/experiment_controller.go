@@ -10,7 +10,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -83,6 +85,12 @@ func (r *ExperimentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: fa.Spec.Experiment.Namespace, Name: fa.Spec.Experiment.Name}}}
 		})).
+		// A rollout's point (say, the first new pod Ready) lasts as long as
+		// the Deployment controller takes to scale the old pods down: the
+		// experiments that follow a Deployment wake on its changes and its
+		// ReplicaSets', not only on the second's poll.
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.rolloutExperiments)).
+		Watches(&appsv1.ReplicaSet{}, handler.EnqueueRequestsFromMapFunc(r.rolloutExperiments)).
 		Complete(r)
 }
 
@@ -202,7 +210,24 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
 		return ctrl.Result{}, nil
 	}
-	targets, notes, err := r.resolveTargets(ctx, exp)
+	var targets []target
+	var notes []string
+	var err error
+	if exp.Spec.Targets.Deployment != "" {
+		var d *appsv1.Deployment
+		if d, notes, err = r.resolveDeployment(ctx, exp); err == nil {
+			exp.Status.Targets = []string{"Deployment " + d.Namespace + "/" + d.Name}
+			exp.Status.Workloads = []string{d.Namespace + "/" + d.Name}
+		}
+	} else {
+		targets, notes, err = r.resolveTargets(ctx, exp)
+		if err == nil {
+			exp.Status.Targets = nil
+			for _, t := range targets {
+				exp.Status.Targets = append(exp.Status.Targets, t.String())
+			}
+		}
+	}
 	var se *SafetyError
 	if errors.As(err, &se) {
 		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Refused", se.Error())
@@ -215,9 +240,18 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 	for _, n := range notes {
 		r.note(exp, true, "BlastRadius", "%s", n)
 	}
-	exp.Status.Targets = nil
-	for _, t := range targets {
-		exp.Status.Targets = append(exp.Status.Targets, t.String())
+	if exp.Spec.Traffic != nil {
+		u, err := r.resolveServiceURL(ctx, exp.Spec.Traffic.URL)
+		if err != nil {
+			r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", "spec.traffic.url: "+err.Error())
+			return ctrl.Result{}, nil
+		}
+		exp.Status.TrafficURL = u
+		cfg, _ := TrafficConfig(exp)
+		if err := cfg.Validate(); err != nil {
+			r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", "spec.traffic."+err.Error())
+			return ctrl.Result{}, nil
+		}
 	}
 	if exp.Spec.DryRun {
 		r.setPhase(exp, v1alpha1.PhasePassed)
@@ -226,14 +260,21 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		r.note(exp, false, "DryRun", "%s", exp.Status.Message)
 		return ctrl.Result{}, nil
 	}
-	workloads, err := r.workloadsOn(ctx, targets)
-	if err != nil {
-		return ctrl.Result{}, err
+	if len(targets) > 0 {
+		workloads, err := r.workloadsOn(ctx, targets)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		exp.Status.Workloads = workloads
 	}
-	exp.Status.Workloads = workloads
 	// A retry after a lost status write keeps the start (and so the
-	// deadlines) that agents may already hold.
+	// deadlines) that agents may already hold. Traffic measures a baseline
+	// before the faults start.
 	start := r.now()
+	if tr := exp.Spec.Traffic; tr != nil {
+		baseline, _ := tr.TrafficWindows()
+		start = metav1.NewTime(start.Add(baseline))
+	}
 	if fas, err := r.assignments(ctx, exp); err == nil {
 		for _, fa := range fas {
 			for _, f := range fa.Spec.Faults {
@@ -251,7 +292,10 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		return ctrl.Result{}, err
 	}
 	r.setPhase(exp, v1alpha1.PhaseInjecting)
-	r.note(exp, false, "Injecting", "%d fault(s) assigned on %d node(s) for %s", len(exp.Spec.Faults), len(nodesOf(targets)), strings.Join(exp.Status.Targets, ", "))
+	if exp.Spec.Traffic != nil {
+		r.note(exp, false, "TrafficStarted", "traffic at %d req/s to %s; baseline until %s", exp.Spec.Traffic.Rate, exp.Spec.Traffic.URL, start.Format(time.TimeOnly))
+	}
+	r.note(exp, false, "Injecting", "%d fault(s) planned on %s from %s", len(exp.Spec.Faults), strings.Join(exp.Status.Targets, ", "), start.Format(time.TimeOnly))
 	return ctrl.Result{RequeueAfter: time.Second}, nil
 }
 
@@ -358,6 +402,9 @@ func (r *ExperimentReconciler) writeAssignments(ctx context.Context, exp *v1alph
 	byNode := map[string][]v1alpha1.AssignedFault{}
 	exp.Status.Records = nil
 	for _, f := range exp.Spec.Faults {
+		if f.Type == v1alpha1.FaultRollout {
+			continue // assigned at the point of the rollout
+		}
 		at := start
 		if f.StartAfter != nil {
 			at = at.Add(f.StartAfter.Duration)
@@ -471,8 +518,15 @@ func (r *ExperimentReconciler) record(exp *v1alpha1.Experiment, fault, target, n
 	return &exp.Status.Records[len(exp.Status.Records)-1]
 }
 
-func lastDeadline(fas []v1alpha1.FaultAssignment) time.Time {
+// faultsEnd is when the last fault ends: the latest deadline of the spec
+// and of the assignments (which agents hold, whatever the spec says).
+func faultsEnd(exp *v1alpha1.Experiment, fas []v1alpha1.FaultAssignment) time.Time {
 	var t time.Time
+	for i := range exp.Spec.Faults {
+		if _, end := faultWindow(exp, &exp.Spec.Faults[i]); end.After(t) {
+			t = end
+		}
+	}
 	for _, fa := range fas {
 		for _, f := range fa.Spec.Faults {
 			if f.Deadline.After(t) {
@@ -492,6 +546,19 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 	}
 	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
 		return ctrl.Result{}, err
+	}
+	var rolloutErr error
+	if exp.Annotations[v1alpha1.AnnotationAbort] != "true" {
+		rolloutErr = r.driveRollouts(ctx, exp)
+		if rolloutErr != nil {
+			if n := len(exp.Status.Timeline); n == 0 || exp.Status.Timeline[n-1].Message != rolloutErr.Error() {
+				r.note(exp, true, "RolloutError", "%v", rolloutErr)
+			}
+		}
+		// New assignments may have been written at the point.
+		if fas, err = r.assignments(ctx, exp); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	acked, _ := r.syncRecords(exp, fas)
 	r.snapshot(exp)
@@ -525,7 +592,7 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 		r.setPhase(exp, v1alpha1.PhaseRecovering)
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
-	if !r.Clock.Now().Before(lastDeadline(fas)) {
+	if !r.Clock.Now().Before(faultsEnd(exp, fas)) {
 		r.setPhase(exp, v1alpha1.PhaseRecovering)
 		r.note(exp, false, "Recovering", "every fault has reached its deadline")
 	}
@@ -566,7 +633,7 @@ func (r *ExperimentReconciler) recovering(ctx context.Context, exp *v1alpha1.Exp
 	}
 	_, allRecovered := r.syncRecords(exp, fas)
 	r.snapshot(exp)
-	late := r.Clock.Now().After(lastDeadline(fas).Add(r.ReportGrace))
+	late := r.Clock.Now().After(faultsEnd(exp, fas).Add(r.ReportGrace))
 	if !allRecovered && !late {
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
@@ -599,7 +666,7 @@ func (r *ExperimentReconciler) analyze(ctx context.Context, exp *v1alpha1.Experi
 	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
 		return ctrl.Result{}, err
 	}
-	end := lastDeadline(fas)
+	end := faultsEnd(exp, fas)
 	if end.IsZero() {
 		end = r.Clock.Now()
 	}
@@ -611,6 +678,14 @@ func (r *ExperimentReconciler) analyze(ctx context.Context, exp *v1alpha1.Experi
 	if !recovered && r.Clock.Now().Before(end.Add(r.RecoveryTimeout)) {
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
+	// Traffic measures its recovery window in full before the verdict.
+	if tr := exp.Spec.Traffic; tr != nil && !r.aborted(exp) {
+		_, recovery := tr.TrafficWindows()
+		if wait := end.Add(recovery).Sub(r.Clock.Now()); wait > 0 {
+			return ctrl.Result{RequeueAfter: min(wait, time.Second)}, nil
+		}
+	}
+	r.Analysis.StopTraffic(exp)
 	if !recovered {
 		r.note(exp, true, "NotRecovered", "nodes or workloads not recovered %s after the faults ended", r.RecoveryTimeout)
 	}
@@ -651,6 +726,15 @@ func (r *ExperimentReconciler) judgeAll(exp *v1alpha1.Experiment) v1alpha1.Verdi
 			broken = append(broken, fmt.Sprintf("%s on %s: %s", rec.Fault, rec.Target, rec.Error))
 		case rec.InjectedAt == nil:
 			broken = append(broken, fmt.Sprintf("%s on %s was never reported injected", rec.Fault, rec.Target))
+		}
+	}
+	for i := range exp.Spec.Faults {
+		f := &exp.Spec.Faults[i]
+		if f.Type != v1alpha1.FaultRollout {
+			continue
+		}
+		if rec := rolloutRecord(exp, f); rec.PointAt == nil {
+			broken = append(broken, fmt.Sprintf("%s: the point of the rollout of %s was never reached", f.Name, rec.Deployment))
 		}
 	}
 	if len(broken) > 0 {
@@ -706,7 +790,7 @@ func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Exper
 			return ctrl.Result{}, err
 		}
 		_, allRecovered := r.syncRecords(exp, fas)
-		late := r.Clock.Now().After(lastDeadline(fas).Add(r.ReportGrace))
+		late := r.Clock.Now().After(faultsEnd(exp, fas).Add(r.ReportGrace))
 		if !allRecovered && !late {
 			return ctrl.Result{RequeueAfter: time.Second}, nil
 		}
@@ -752,4 +836,32 @@ func (r *ExperimentReconciler) snapshot(exp *v1alpha1.Experiment) {
 			r.note(exp, false, "Untainted", "node %s lost taint %s at %s", c.Node, c.Taint, c.Time.Format(time.TimeOnly))
 		}
 	}
+}
+
+// resolveServiceURL replaces a host of the form NAME.NAMESPACE.svc (or
+// .svc.cluster.local) by the Service's ClusterIP, so that the traffic needs
+// no cluster DNS where the controller runs. Other URLs are kept.
+func (r *ExperimentReconciler) resolveServiceURL(ctx context.Context, raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("%q: %w", raw, err)
+	}
+	host := strings.TrimSuffix(u.Hostname(), ".cluster.local")
+	parts := strings.Split(host, ".")
+	if len(parts) != 3 || parts[2] != "svc" {
+		return raw, nil
+	}
+	var svc corev1.Service
+	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: parts[1], Name: parts[0]}, &svc); err != nil {
+		return "", fmt.Errorf("Service %s/%s: %w", parts[1], parts[0], err)
+	}
+	if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return "", fmt.Errorf("Service %s/%s has no ClusterIP", parts[1], parts[0])
+	}
+	if p := u.Port(); p != "" {
+		u.Host = net.JoinHostPort(svc.Spec.ClusterIP, p)
+	} else {
+		u.Host = svc.Spec.ClusterIP
+	}
+	return u.String(), nil
 }

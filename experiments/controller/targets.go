@@ -79,7 +79,7 @@ func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1
 			namespaces = []string{exp.Namespace}
 		}
 		for _, ns := range namespaces {
-			if err := r.namespaceAllowed(ctx, exp, ns); err != nil {
+			if err := r.namespaceAllowed(ctx, exp, ns, "spec.targets.pods.namespaces"); err != nil {
 				return nil, nil, err
 			}
 			sel, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: ps.LabelSelectors, MatchExpressions: ps.ExpressionSelectors})
@@ -150,16 +150,16 @@ func metav1LabelSelector(nt *v1alpha1.NodeTargets) (labels.Selector, error) {
 }
 
 // namespaceAllowed applies the namespace rules.
-func (r *ExperimentReconciler) namespaceAllowed(ctx context.Context, exp *v1alpha1.Experiment, ns string) error {
+func (r *ExperimentReconciler) namespaceAllowed(ctx context.Context, exp *v1alpha1.Experiment, ns, field string) error {
 	if (ns == "kube-system" || ns == r.Namespace) && !exp.Spec.Safety.AllowSystemNamespaces {
-		return &SafetyError{fmt.Sprintf("spec.targets.pods.namespaces: %q is a system namespace; set spec.safety.allowSystemNamespaces: true to target it on purpose", ns)}
+		return &SafetyError{fmt.Sprintf("%s: %q is a system namespace; set spec.safety.allowSystemNamespaces: true to target it on purpose", field, ns)}
 	}
 	var n corev1.Namespace
 	if err := r.Get(ctx, client.ObjectKey{Name: ns}, &n); err != nil {
-		return fmt.Errorf("spec.targets.pods.namespaces: namespace %q: %w", ns, err)
+		return fmt.Errorf("%s: namespace %q: %w", field, ns, err)
 	}
 	if n.Labels[v1alpha1.LabelChaosEnabled] != "enabled" {
-		return &SafetyError{fmt.Sprintf("spec.targets.pods.namespaces: namespace %q has not opted in to chaos experiments; label it first: kubectl label namespace %s %s=enabled", ns, ns, v1alpha1.LabelChaosEnabled)}
+		return &SafetyError{fmt.Sprintf("%s: namespace %q has not opted in to chaos experiments; label it first: kubectl label namespace %s %s=enabled", field, ns, ns, v1alpha1.LabelChaosEnabled)}
 	}
 	return nil
 }

@@ -302,6 +302,13 @@ type Traffic struct {
 	// Recovery is measured after the last fault ends; 10s when unset.
 	// +optional
 	Recovery *metav1.Duration `json:"recovery,omitempty"`
+	// KeepAlive reuses connections between requests, as one client with a
+	// pool does. Off (the default), each request opens its own connection,
+	// as many independent users do, so that kube-proxy or an ingress places
+	// every request anew and a dying endpoint cannot hide behind a few
+	// pinned connections.
+	// +optional
+	KeepAlive bool `json:"keepAlive,omitempty"`
 	// NetworkNamespace the requests leave from, as a path such as
 	// /var/run/netns/NAME; the controller's own network when unset.
 	// +optional

@@ -1,0 +1,296 @@
+//go:build sandbox
+
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"faultline.dev/faultline/deploy"
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/sandbox"
+	"faultline.dev/faultline/sandbox/sandboxtest"
+)
+
+// example reads a file of deploy/examples with the rollout namespace
+// renamed, so that runs do not wait for each other's namespaces to go.
+func example(t *testing.T, file, ns string) string {
+	t.Helper()
+	b, err := deploy.Files.ReadFile("examples/" + file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.ReplaceAll(string(b), "name: rollout\n", "name: "+ns+"\n")
+	s = strings.ReplaceAll(s, "namespace: rollout\n", "namespace: "+ns+"\n")
+	// One ingress path per namespace: namespaces of earlier runs may still
+	// be going away with their Services.
+	s = strings.ReplaceAll(s, "ingress-path: /web\n", "ingress-path: /"+ns+"\n")
+	return strings.ReplaceAll(s, "web.rollout.svc", "web."+ns+".svc")
+}
+
+// deployVariant applies rollout-VARIANT.yaml into ns and waits until its
+// three replicas are available.
+func deployVariant(t *testing.T, env *sandboxtest.Env, c client.Client, variant, ns string) {
+	t.Helper()
+	if err := deploy.Apply(context.Background(), env.RESTConfig, []byte(example(t, "rollout-"+variant+".yaml", ns))); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	})
+	sandboxtest.WaitFor(t, 2*time.Minute, "the "+variant+" Deployment to be available", func() bool {
+		var d appsv1.Deployment
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "web"}, &d); err != nil {
+			return false
+		}
+		return d.Status.AvailableReplicas == 3 && d.Status.UpdatedReplicas == 3 && d.Status.Replicas == 3
+	})
+}
+
+var createdRE = regexp.MustCompile(`experiment (\S+)/(\S+) created`)
+
+// runExperiment runs the experiment document with the CLI and returns the
+// final Experiment and the CLI's exit code.
+func runExperiment(t *testing.T, env *sandboxtest.Env, c client.Client, doc string) (*v1alpha1.Experiment, int, string) {
+	t.Helper()
+	out, code := runCLI(t, env, "run", "--timeout", "6m", "-f", writeFile(t, doc))
+	m := createdRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("run did not create an experiment (exit %d):\n%s", code, out)
+	}
+	var exp v1alpha1.Experiment
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: m[1], Name: m[2]}, &exp); err != nil {
+		t.Fatal(err)
+	}
+	return &exp, code, out
+}
+
+func num(exp *v1alpha1.Experiment, key string) float64 {
+	f, err := strconv.ParseFloat(exp.Status.Measurements[key], 64)
+	if err != nil {
+		return -1
+	}
+	return f
+}
+
+// gateRuns is how many times each case of the gate runs: 1 in CI, more
+// with `make gate-validity`.
+func gateRuns(t *testing.T) int {
+	n := 1
+	if v := os.Getenv("FAULTLINE_GATE_RUNS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("FAULTLINE_GATE_RUNS=%q: want a count of at least 1", v)
+		}
+	}
+	return n
+}
+
+func TestTheRolloutGateFailsTheFragileAppAndPassesTheHardenedOne(t *testing.T) {
+	env := sandboxtest.Get(t)
+	if env.State.IngressURL == "" {
+		t.Fatal("the test sandbox runs without --ingress; start it as `make test` does")
+	}
+	c := kube(t, env)
+	type result struct {
+		code                int
+		errors, s502, ratio float64
+		classes             string
+	}
+	cases := []struct {
+		name       string
+		variant    string
+		viaIngress bool
+		wantExit   int
+	}{
+		{"the fragile app fails through its ClusterIP, its failed requests counted and classified, and run exits 1", "fragile", false, 1},
+		{"the fragile app fails through the ingress, which answers 502, and run exits 1", "fragile", true, 1},
+		{"the hardened app passes through its ClusterIP with no failed request, and run exits 0", "hardened", false, 0},
+		{"the hardened app passes through the ingress with no failed request, and run exits 0", "hardened", true, 0},
+	}
+	runs := gateRuns(t)
+	table := map[string][]result{}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := 0; i < runs; i++ {
+				ns := fmt.Sprintf("rollout-%s-%s", tc.variant, rand.String(5))
+				deployVariant(t, env, c, tc.variant, ns)
+				doc := example(t, "rollout-sigterm.yaml", ns)
+				if tc.viaIngress {
+					doc = strings.Replace(doc, "http://web."+ns+".svc/", env.State.IngressURL+"/"+ns+"/", 1)
+					// The ingress routes by the Service's endpoints: wait
+					// until it serves the new namespace's app.
+					sandboxtest.WaitFor(t, time.Minute, "the ingress to serve the app", func() bool {
+						body, err := httpGet(env.State.IngressURL + "/" + ns + "/")
+						return err == nil && strings.Contains(body, "hello from web-")
+					})
+				}
+				exp, code, out := runExperiment(t, env, c, doc)
+				res := result{code: code, errors: num(exp, "traffic.errors"), s502: num(exp, "traffic.status.502"), ratio: num(exp, "traffic.errorRatio")}
+				for _, k := range []string{"refused", "reset", "timeout", "overload", "other", "http502", "http503", "http504", "http5xx"} {
+					if v := num(exp, "traffic.errorsByClass."+k); v > 0 {
+						res.classes += fmt.Sprintf("%s=%.0f ", k, v)
+					}
+				}
+				table[tc.name] = append(table[tc.name], res)
+				t.Logf("run %d: exit %d, %.0f failed of %s requests (%s), 502s %.0f; %s", i+1, code, res.errors, exp.Status.Measurements["traffic.requests"], res.classes, res.s502, exp.Status.Message)
+				if code != tc.wantExit {
+					t.Errorf("run %d: exit %d, want %d\n%s", i+1, code, tc.wantExit, out)
+				}
+				// The rollout was seen from start to end, and the signal was
+				// delivered through the agent.
+				if len(exp.Status.Rollouts) != 1 || exp.Status.Rollouts[0].StartedAt == nil || exp.Status.Rollouts[0].PointAt == nil || exp.Status.Rollouts[0].CompletedAt == nil {
+					t.Errorf("run %d: rollout record %+v, want started, point reached and completed", i+1, exp.Status.Rollouts)
+				}
+				for _, rec := range exp.Status.Records {
+					if rec.InjectedAt == nil || rec.Error != "" || !strings.Contains(rec.Action, "SIGTERM to the main process") {
+						t.Errorf("run %d: record %+v, want a delivered SIGTERM", i+1, rec)
+					}
+				}
+				if num(exp, "traffic.requests") < 200*50 {
+					t.Errorf("run %d: only %s requests measured", i+1, exp.Status.Measurements["traffic.requests"])
+				}
+				switch {
+				case tc.variant == "hardened" && res.errors != 0:
+					t.Errorf("run %d: %.0f failed requests (%s), want none", i+1, res.errors, res.classes)
+				case tc.variant == "fragile" && (res.errors < 1 || res.classes == ""):
+					t.Errorf("run %d: %.0f failed requests, classes %q; want failures counted and classified", i+1, res.errors, res.classes)
+				case tc.variant == "fragile" && tc.viaIngress && res.s502 < 1:
+					t.Errorf("run %d: no 502 through the ingress (%s)", i+1, res.classes)
+				}
+			}
+		})
+	}
+	// The gate's validity table, for `make gate-validity`.
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-100s %-6s %s\n", "case", "right", "exit codes; failed requests; 502s")
+	for _, tc := range cases {
+		right, detail := 0, ""
+		for _, r := range table[tc.name] {
+			if r.code == tc.wantExit {
+				right++
+			}
+			detail += fmt.Sprintf("[%d; %.0f; %.0f] ", r.code, r.errors, r.s502)
+		}
+		fmt.Fprintf(&b, "%-100s %d/%-4d %s\n", tc.name, right, len(table[tc.name]), detail)
+	}
+	t.Log(b.String())
+	if p := os.Getenv("FAULTLINE_GATE_TABLE"); p != "" {
+		if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestTheSignalReachesTheContainersMainProcessOnceThroughAnAgentKill(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	cs := kubernetes.NewForConfigOrDie(env.RESTConfig)
+	ctx := context.Background()
+	ns := "rollout-signal-" + rand.String(5)
+	// The hardened app drains for 12 s after SIGTERM, and logs every signal
+	// it gets: a second delivery would show.
+	deployVariant(t, env, c, "hardened", ns)
+	doc := fmt.Sprintf(`apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: signal-once, namespace: %s}
+spec:
+  targets: {deployment: web}
+  faults:
+  - name: sigterm-new
+    type: Rollout
+    duration: 45s
+    rollout:
+      trigger: {env: {name: ROLL, value: "1"}}
+      at: {newReady: 1}
+      action: {pods: New, count: 1, signal: SIGTERM}
+`, ns)
+	if out, code := runCLI(t, env, "run", "--wait=false", "-f", writeFile(t, doc)); code != 0 {
+		t.Fatalf("run: %d\n%s", code, out)
+	}
+	// Kill the agent of the node as soon as it is handed the signal.
+	var fa v1alpha1.FaultAssignment
+	sandboxtest.WaitFor(t, 2*time.Minute, "the signal to be assigned to a node", func() bool {
+		var list v1alpha1.FaultAssignmentList
+		if err := c.List(ctx, &list); err != nil {
+			return false
+		}
+		for _, x := range list.Items {
+			if x.Spec.Experiment.Namespace == ns {
+				fa = x
+				return true
+			}
+		}
+		return false
+	})
+	cfg := env.State.Config
+	agent := sandbox.AgentComponent(fa.Spec.NodeName)
+	if err := sandbox.Kill(cfg, agent, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := sandbox.Restart(cfg, agent); err != nil {
+		t.Fatal(err)
+	}
+	var exp v1alpha1.Experiment
+	sandboxtest.WaitFor(t, 3*time.Minute, "the experiment to finish", func() bool {
+		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "signal-once"}, &exp) == nil && exp.Status.Phase.IsFinal()
+	})
+	if exp.Status.Phase != v1alpha1.PhasePassed || len(exp.Status.Records) != 1 {
+		t.Fatalf("phase %s (%s), records %+v; want Passed with one record", exp.Status.Phase, exp.Status.Message, exp.Status.Records)
+	}
+	rec := exp.Status.Records[0]
+	if rec.InjectedAt == nil || rec.RecoveredAt == nil || rec.Error != "" || !strings.Contains(rec.Action, "SIGTERM to the main process of container web (containerd://") {
+		t.Errorf("record %+v, want the SIGTERM delivered and the fault recovered", rec)
+	}
+	pod := strings.TrimPrefix(rec.Target, ns+"/")
+	var p corev1.Pod
+	sandboxtest.WaitFor(t, time.Minute, "the signalled container to restart after its drain", func() bool {
+		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod}, &p) == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 1
+	})
+	if n := p.Status.ContainerStatuses[0].RestartCount; n != 1 {
+		t.Errorf("restart count %d, want 1", n)
+	}
+	logs, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "web", Previous: true}).DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(logs), "received terminated"); n != 1 {
+		t.Errorf("the main process logged %d SIGTERMs, want exactly 1:\n%s", n, logs)
+	}
+	// Nothing is left: the assignments go with the verdict.
+	sandboxtest.WaitFor(t, 30*time.Second, "the FaultAssignments to be deleted", func() bool {
+		var list v1alpha1.FaultAssignmentList
+		return c.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelExperiment: string(exp.UID)}) == nil && len(list.Items) == 0
+	})
+	_ = c.Delete(ctx, &exp)
+}
+
+func TestARolloutOfAMissingDeploymentIsRefusedNamingTheField(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	ns := "rollout-missing-" + rand.String(5)
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{v1alpha1.LabelChaosEnabled: "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}) })
+	doc := strings.Replace(example(t, "rollout-sigterm.yaml", ns), "deployment: web", "deployment: nowhere", 1)
+	exp, code, out := runExperiment(t, env, c, doc)
+	if code != 2 || exp.Status.Phase != v1alpha1.PhaseError || !strings.Contains(out, `spec.targets.deployment: Deployment "nowhere" not found`) {
+		t.Errorf("exit %d, phase %s, output:\n%s\nwant exit 2 naming spec.targets.deployment", code, exp.Status.Phase, out)
+	}
+}

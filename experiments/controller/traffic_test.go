@@ -1,0 +1,64 @@
+package controller
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+func TestTrafficWindowsFrameTheFaults(t *testing.T) {
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	dur := func(s string) *metav1.Duration { d, _ := time.ParseDuration(s); return &metav1.Duration{Duration: d} }
+	fault := func(after, d string) v1alpha1.Fault {
+		f := v1alpha1.Fault{Name: "f", Duration: *dur(d)}
+		if after != "" {
+			f.StartAfter = dur(after)
+		}
+		return f
+	}
+	tests := map[string]struct {
+		traffic         v1alpha1.Traffic
+		faults          []v1alpha1.Fault
+		resolved        string
+		baseline, fault time.Time
+		recovery, until time.Time
+		wantURL         string
+	}{
+		"the defaults measure 10 s before and 10 s after one fault": {
+			traffic: v1alpha1.Traffic{URL: "http://svc/", Rate: 10}, faults: []v1alpha1.Fault{fault("", "60s")},
+			baseline: start.Add(-10 * time.Second), fault: start, recovery: start.Add(time.Minute), until: start.Add(70 * time.Second), wantURL: "http://svc/",
+		},
+		"the recovery window starts when the last of several faults ends": {
+			traffic: v1alpha1.Traffic{URL: "http://svc/", Rate: 10, Baseline: dur("30s"), Recovery: dur("5s")}, faults: []v1alpha1.Fault{fault("", "20s"), fault("15s", "30s")},
+			baseline: start.Add(-30 * time.Second), fault: start, recovery: start.Add(45 * time.Second), until: start.Add(50 * time.Second), wantURL: "http://svc/",
+		},
+		"a Service name resolved at plan time is what the prober requests": {
+			traffic: v1alpha1.Traffic{URL: "http://web.shop.svc/x", Rate: 10}, faults: []v1alpha1.Fault{fault("", "10s")}, resolved: "http://10.200.16.7/x",
+			baseline: start.Add(-10 * time.Second), fault: start, recovery: start.Add(10 * time.Second), until: start.Add(20 * time.Second), wantURL: "http://10.200.16.7/x",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			st := metav1.NewTime(start)
+			exp := &v1alpha1.Experiment{Spec: v1alpha1.ExperimentSpec{Traffic: &tc.traffic, Faults: tc.faults}, Status: v1alpha1.ExperimentStatus{StartTime: &st, TrafficURL: tc.resolved}}
+			cfg, until := TrafficConfig(exp)
+			if len(cfg.Windows) != 3 || cfg.Windows[0].Name != "baseline" || cfg.Windows[1].Name != "fault" || cfg.Windows[2].Name != "recovery" {
+				t.Fatalf("windows %+v", cfg.Windows)
+			}
+			for i, want := range []time.Time{tc.baseline, tc.fault, tc.recovery} {
+				if !cfg.Windows[i].Start.Equal(want) {
+					t.Errorf("window %s starts %s, want %s", cfg.Windows[i].Name, cfg.Windows[i].Start, want)
+				}
+			}
+			if !until.Equal(tc.until) {
+				t.Errorf("traffic ends %s, want %s", until, tc.until)
+			}
+			if cfg.URL != tc.wantURL || cfg.Rate != float64(tc.traffic.Rate) {
+				t.Errorf("url %s rate %v", cfg.URL, cfg.Rate)
+			}
+		})
+	}
+}
