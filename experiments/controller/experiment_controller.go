@@ -435,20 +435,30 @@ func (r *ExperimentReconciler) writeAssignments(ctx context.Context, exp *v1alph
 		}
 	}
 	for node, faults := range byNode {
-		fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: assignmentName(exp, node)}}
-		_, err := controllerutil.CreateOrUpdate(ctx, r.Client, fa, func() error {
-			if fa.Labels == nil {
-				fa.Labels = map[string]string{}
-			}
-			fa.Labels[v1alpha1.LabelNode] = node
-			fa.Labels[v1alpha1.LabelExperiment] = string(exp.UID)
-			fa.Spec = v1alpha1.FaultAssignmentSpec{NodeName: node, Faults: faults,
-				Experiment: v1alpha1.ExperimentRef{Namespace: exp.Namespace, Name: exp.Name, UID: exp.UID}}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("write FaultAssignment for node %s: %w", node, err)
+		if err := r.writeAssignment(ctx, exp, node, func(fa *v1alpha1.FaultAssignment) { fa.Spec.Faults = faults }); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// writeAssignment creates or updates the experiment's FaultAssignment of a
+// node: its labels, node and owner, then the faults as set sets them.
+func (r *ExperimentReconciler) writeAssignment(ctx context.Context, exp *v1alpha1.Experiment, node string, set func(*v1alpha1.FaultAssignment)) error {
+	fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: assignmentName(exp, node)}}
+	_, err := controllerutil.CreateOrUpdate(ctx, r.Client, fa, func() error {
+		if fa.Labels == nil {
+			fa.Labels = map[string]string{}
+		}
+		fa.Labels[v1alpha1.LabelNode] = node
+		fa.Labels[v1alpha1.LabelExperiment] = string(exp.UID)
+		fa.Spec.NodeName = node
+		fa.Spec.Experiment = v1alpha1.ExperimentRef{Namespace: exp.Namespace, Name: exp.Name, UID: exp.UID}
+		set(fa)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write FaultAssignment for node %s: %w", node, err)
 	}
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
@@ -466,26 +465,14 @@ func podReady(p *corev1.Pod) bool {
 // returning it).
 func (r *ExperimentReconciler) addAssignedFault(ctx context.Context, exp *v1alpha1.Experiment, node string, af v1alpha1.AssignedFault) (v1alpha1.AssignedFault, error) {
 	placed := af
-	fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: assignmentName(exp, node)}}
-	_, err := controllerutil.CreateOrUpdate(ctx, r.Client, fa, func() error {
-		if fa.Labels == nil {
-			fa.Labels = map[string]string{}
-		}
-		fa.Labels[v1alpha1.LabelNode] = node
-		fa.Labels[v1alpha1.LabelExperiment] = string(exp.UID)
-		fa.Spec.NodeName = node
-		fa.Spec.Experiment = v1alpha1.ExperimentRef{Namespace: exp.Namespace, Name: exp.Name, UID: exp.UID}
+	err := r.writeAssignment(ctx, exp, node, func(fa *v1alpha1.FaultAssignment) {
 		for _, f := range fa.Spec.Faults {
 			if f.ID == af.ID {
 				placed = f
-				return nil
+				return
 			}
 		}
 		fa.Spec.Faults = append(fa.Spec.Faults, af)
-		return nil
 	})
-	if err != nil {
-		return placed, fmt.Errorf("write FaultAssignment for node %s: %w", node, err)
-	}
-	return placed, nil
+	return placed, err
 }
