@@ -45,8 +45,8 @@ type run struct {
 	// traffic, when the experiment drives it; stopTraffic ends it.
 	traffic     *traffic.Prober
 	stopTraffic context.CancelFunc
-	// trafficPartial: the prober started after the faults had (a
-	// controller restart), so its baseline and early fault are missing.
+	// trafficPartial: the controller restarted after the faults began, so
+	// the run's traffic was not measured whole.
 	trafficPartial bool
 }
 
@@ -192,16 +192,22 @@ func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
 		r.evictions.Seed(evictions.Eviction{Namespace: ns, Pod: name, Node: e.Node, Reason: e.Reason, At: e.Time.Time, ViolatedPDB: e.ViolatedPDB})
 	}
 	r.evictions.ViolatedPDB = a.violatedPDB
+	// Traffic starts with the plan, before the faults. A controller that
+	// restarts once the plan is made cannot measure the run whole: it
+	// starts none, and says so.
 	if exp.Spec.Traffic != nil && !exp.Status.Phase.IsFinal() {
-		cfg, until := TrafficConfig(exp)
-		// Checked at plan time; an error here means the cluster changed
-		// (say, the network namespace went away): no traffic, and the
-		// objectives that read it are Inconclusive.
-		if p, err := traffic.New(cfg, clock.RealClock{}); err == nil {
-			ctx, cancel := context.WithDeadline(context.Background(), until)
-			r.traffic, r.stopTraffic = p, cancel
-			r.trafficPartial = exp.Status.StartTime != nil && time.Now().After(exp.Status.StartTime.Time)
-			go func() { _ = p.Run(ctx) }()
+		if p := exp.Status.Phase; p != "" && p != v1alpha1.PhasePending {
+			r.trafficPartial = true
+		} else {
+			cfg, until := TrafficConfig(exp)
+			// Checked at plan time; an error here means the cluster
+			// changed (the network namespace went away): no traffic, and
+			// the objectives that read it are Inconclusive.
+			if p, err := traffic.New(cfg, clock.RealClock{}); err == nil {
+				ctx, cancel := context.WithDeadline(context.Background(), until)
+				r.traffic, r.stopTraffic = p, cancel
+				go func() { _ = p.Run(ctx) }()
+			}
 		}
 	}
 	a.runs[key] = r
@@ -292,10 +298,13 @@ func (a *Analysis) Measurements(exp *v1alpha1.Experiment, now time.Time) slo.Mea
 	if r.recovery != nil {
 		m["recovery"] = r.recovery
 	}
-	if r.traffic != nil {
-		t := r.traffic.Measure(now)
-		t["partial"] = r.trafficPartial
-		m["traffic"] = t
+	switch {
+	case r.trafficPartial:
+		// Judging on part of the run could pass a run nobody watched:
+		// objectives on traffic are Inconclusive instead.
+		m["traffic"] = map[string]any{"partial": true}
+	case r.traffic != nil:
+		m["traffic"] = r.traffic.Measure(now)
 	}
 	return m
 }

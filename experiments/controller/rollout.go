@@ -135,7 +135,8 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 		return nil
 	}
 	rec := rolloutRecord(exp, f)
-	if rec.CompletedAt != nil && rec.PointAt != nil {
+	// Done: acted and the rollout ended, or no rollout came at all.
+	if rec.CompletedAt != nil && (rec.PointAt != nil || rec.StartedAt == nil) {
 		return nil
 	}
 	var d appsv1.Deployment
@@ -228,9 +229,12 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 				return err
 			}
 		} else if !now.Before(end) {
-			t := metav1.NewTime(now)
-			rec.PointAt = nil
-			rec.CompletedAt = &t
+			// hold drives rollouts no more once the faults' end has come,
+			// so this is said once.
+			if rec.CompletedAt == nil {
+				t := metav1.NewTime(now)
+				rec.CompletedAt = &t
+			}
 			r.note(exp, true, "RolloutPointNotReached", "fault %s: the point of the rollout was not reached before the fault's end (%s)", f.Name, progress)
 			return nil
 		}

@@ -294,3 +294,69 @@ func TestARolloutOfAMissingDeploymentIsRefusedNamingTheField(t *testing.T) {
 		t.Errorf("exit %d, phase %s, output:\n%s\nwant exit 2 naming spec.targets.deployment", code, exp.Status.Phase, out)
 	}
 }
+
+func TestARolloutStartedBySomeoneElseIsWaitedForAndItsPodsDeletedThroughTheAPI(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	ctx := context.Background()
+	ns := "rollout-wait-" + rand.String(5)
+	deployVariant(t, env, c, "fragile", ns)
+	doc := fmt.Sprintf(`apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: wait-delete, namespace: %s}
+spec:
+  targets: {deployment: web}
+  faults:
+  - name: delete-new
+    type: Rollout
+    duration: 40s
+    rollout:
+      wait: {timeout: 30s}
+      at: {after: 2s}
+      action: {pods: New, count: 1, method: Delete, gracePeriodSeconds: 0}
+`, ns)
+	if out, code := runCLI(t, env, "run", "--wait=false", "-f", writeFile(t, doc)); code != 0 {
+		t.Fatalf("run: %d\n%s", code, out)
+	}
+	var exp v1alpha1.Experiment
+	key := client.ObjectKey{Namespace: ns, Name: "wait-delete"}
+	sandboxtest.WaitFor(t, time.Minute, "the experiment to wait for a rollout", func() bool {
+		if c.Get(ctx, key, &exp) != nil {
+			return false
+		}
+		for _, e := range exp.Status.Timeline {
+			if e.Reason == "RolloutWaiting" {
+				return true
+			}
+		}
+		return false
+	})
+	// Someone else's deploy: a new value in the pod template.
+	var d appsv1.Deployment
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	d.Spec.Template.Spec.Containers[0].Env = append(d.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: "RELEASE", Value: "2"})
+	if err := c.Update(ctx, &d); err != nil {
+		t.Fatal(err)
+	}
+	sandboxtest.WaitFor(t, 2*time.Minute, "the experiment to finish", func() bool {
+		return c.Get(ctx, key, &exp) == nil && exp.Status.Phase.IsFinal()
+	})
+	if exp.Status.Phase != v1alpha1.PhasePassed || len(exp.Status.Records) != 1 || len(exp.Status.Rollouts) != 1 {
+		t.Fatalf("phase %s (%s), records %+v, rollouts %+v; want Passed with one record", exp.Status.Phase, exp.Status.Message, exp.Status.Records, exp.Status.Rollouts)
+	}
+	ro, rec := exp.Status.Rollouts[0], exp.Status.Records[0]
+	if ro.TriggeredAt != nil || ro.StartedAt == nil || ro.PointAt == nil || ro.CompletedAt == nil || ro.PointAt.Sub(ro.StartedAt.Time) < 2*time.Second {
+		t.Errorf("rollout %+v: want a rollout not triggered by faultline, started, acted on 2s or more after its start, completed", ro)
+	}
+	if rec.InjectedAt == nil || rec.Action != "delete through the API with grace 0s" {
+		t.Errorf("record %+v, want a deletion with grace 0s", rec)
+	}
+	var p corev1.Pod
+	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: strings.TrimPrefix(rec.Target, ns+"/")}, &p)
+	if err == nil && p.DeletionTimestamp == nil {
+		t.Errorf("pod %s is still there, not deleting", rec.Target)
+	}
+	_ = c.Delete(ctx, &exp)
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
@@ -58,6 +59,38 @@ func TestTrafficWindowsFrameTheFaults(t *testing.T) {
 			}
 			if cfg.URL != tc.wantURL || cfg.Rate != float64(tc.traffic.Rate) {
 				t.Errorf("url %s rate %v", cfg.URL, cfg.Rate)
+			}
+		})
+	}
+}
+
+func TestARestartedControllerDoesNotJudgeTrafficItDidNotWatchWhole(t *testing.T) {
+	for name, tc := range map[string]struct {
+		phase       v1alpha1.Phase
+		wantProber  bool
+		wantPartial bool
+	}{
+		"a plan in progress starts the traffic":                           {v1alpha1.PhasePending, true, false},
+		"a controller restarted while the faults run measures no traffic": {v1alpha1.PhaseRunning, false, true},
+		"a controller restarted while analyzing measures no traffic":      {v1alpha1.PhaseAnalyzing, false, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := metav1.NewTime(time.Now().Add(time.Hour))
+			exp := &v1alpha1.Experiment{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "x"},
+				Spec:       v1alpha1.ExperimentSpec{Traffic: &v1alpha1.Traffic{URL: "http://127.0.0.1:9/", Rate: 1}, Faults: []v1alpha1.Fault{{Name: "f", Duration: metav1.Duration{Duration: time.Minute}}}},
+				Status:     v1alpha1.ExperimentStatus{Phase: tc.phase, StartTime: &st},
+			}
+			a := NewAnalysis()
+			a.create(exp)
+			defer a.Forget(client.ObjectKeyFromObject(exp))
+			r := a.get(exp)
+			if (r.traffic != nil) != tc.wantProber || r.trafficPartial != tc.wantPartial {
+				t.Fatalf("prober %v partial %v; want prober %v partial %v", r.traffic != nil, r.trafficPartial, tc.wantProber, tc.wantPartial)
+			}
+			m := a.Measurements(exp, time.Now())["traffic"]
+			if _, has := m["errorRatio"]; has == tc.wantPartial {
+				t.Errorf("traffic measurements %v", m)
 			}
 		})
 	}
