@@ -443,7 +443,7 @@ func describe(w io.Writer, exp *v1alpha1.Experiment) {
 	for _, e := range st.Timeline {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", e.Time.Format("15:04:05"), e.Reason, e.Message)
 	}
-	fmt.Fprintln(tw, "\nRecords:\n  FAULT\tTARGET\tNODE\tINJECTED\tRECOVERED\tERROR")
+	fmt.Fprintln(tw, "\nRecords:\n  FAULT\tTARGET\tNODE\tINJECTED\tRECOVERED\tACTION\tERROR")
 	ts := func(t *metav1.Time) string {
 		if t == nil {
 			return "-"
@@ -451,7 +451,37 @@ func describe(w io.Writer, exp *v1alpha1.Experiment) {
 		return t.Format("15:04:05")
 	}
 	for _, r := range st.Records {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", r.Fault, r.Target, r.Node, ts(r.InjectedAt), ts(r.RecoveredAt), r.Error)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Fault, r.Target, r.Node, ts(r.InjectedAt), ts(r.RecoveredAt), r.Action, r.Error)
+	}
+	for _, ro := range st.Rollouts {
+		fmt.Fprintf(tw, "\nRollout of %s (fault %s):\n  triggered\t%s\n  started\t%s (new %s, old %s)\n  point\t%s\n  stalled\t%s\n  completed\t%s\n  progress\t%s\n",
+			ro.Deployment, ro.Fault, ts(ro.TriggeredAt), ts(ro.StartedAt), ro.NewReplicaSet, strings.Join(ro.OldReplicaSets, ","), ts(ro.PointAt), ts(ro.StalledAt), ts(ro.CompletedAt), ro.Progress)
+	}
+	// Traffic: the periods where something failed, so a clean run is one
+	// line and a bad one shows when and how.
+	if len(st.Traffic) > 0 {
+		var sent, failed int64
+		for _, b := range st.Traffic {
+			sent += b.Sent
+			for _, n := range b.Errors {
+				failed += n
+			}
+		}
+		fmt.Fprintf(tw, "\nTraffic to %s: %d sent, %d failed, over %d period(s)\n", st.TrafficURL, sent, failed, len(st.Traffic))
+		if failed > 0 {
+			fmt.Fprintln(tw, "  FROM\tSECONDS\tSENT\tFAILED BY CLASS\tP99")
+		}
+		for _, b := range st.Traffic {
+			if len(b.Errors) == 0 {
+				continue
+			}
+			classes := make([]string, 0, len(b.Errors))
+			for c, n := range b.Errors {
+				classes = append(classes, fmt.Sprintf("%s=%d", c, n))
+			}
+			sort.Strings(classes)
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\n", b.Start.Format("15:04:05"), b.Seconds, b.Sent, strings.Join(classes, " "), b.LatencyP99)
+		}
 	}
 	if len(st.NodeSpans) > 0 {
 		fmt.Fprintln(tw, "\nNotReady spans:\n  NODE\tFROM\tTO")

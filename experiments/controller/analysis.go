@@ -335,6 +335,9 @@ func (a *Analysis) Snapshot(exp *v1alpha1.Experiment, now time.Time) {
 		}
 		exp.Status.Evictions = append(exp.Status.Evictions, v1alpha1.EvictionRecord{Pod: e.Namespace + "/" + e.Pod, Node: e.Node, Reason: e.Reason, Time: metav1.NewTime(e.At), ViolatedPDB: e.ViolatedPDB})
 	}
+	if r.traffic != nil {
+		exp.Status.Traffic = trafficBuckets(r.traffic.Timeline(), 900)
+	}
 	flat := map[string]string{}
 	for group, vals := range a.Measurements(exp, now) {
 		flatten(flat, group, vals)
@@ -450,4 +453,34 @@ func eventTime(e *corev1.Event) time.Time {
 		return e.EventTime.Time
 	}
 	return e.FirstTimestamp.Time
+}
+
+// trafficBuckets folds the prober's seconds into at most max buckets, so a
+// long run's timeline still fits in the status.
+func trafficBuckets(secs []traffic.Second, max int) []v1alpha1.TrafficBucket {
+	if len(secs) == 0 {
+		return nil
+	}
+	width := (len(secs) + max - 1) / max
+	var out []v1alpha1.TrafficBucket
+	for i := 0; i < len(secs); i += width {
+		b := v1alpha1.TrafficBucket{Start: metav1.NewTime(secs[i].Start), Status: map[string]int64{}, Errors: map[string]int64{}}
+		p99 := 0.0
+		for _, s := range secs[i:min(i+width, len(secs))] {
+			b.Seconds++
+			b.Sent += int64(s.Sent)
+			for code, n := range s.Status {
+				b.Status[strconv.Itoa(code)] += int64(n)
+			}
+			for c, n := range s.Errors {
+				b.Errors[c] += int64(n)
+			}
+			p99 = math.Max(p99, s.LatencyP99)
+		}
+		if p99 > 0 {
+			b.LatencyP99 = time.Duration(p99 * float64(time.Second)).Round(time.Microsecond).String()
+		}
+		out = append(out, b)
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"faultline.dev/faultline/analyzers/traffic"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
 
@@ -91,6 +92,50 @@ func TestARestartedControllerDoesNotJudgeTrafficItDidNotWatchWhole(t *testing.T)
 			m := a.Measurements(exp, time.Now())["traffic"]
 			if _, has := m["errorRatio"]; has == tc.wantPartial {
 				t.Errorf("traffic measurements %v", m)
+			}
+		})
+	}
+}
+
+func TestTrafficBucketsFitTheStatus(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	secs := func(n int) []traffic.Second {
+		var out []traffic.Second
+		for i := range n {
+			out = append(out, traffic.Second{Start: t0.Add(time.Duration(i) * time.Second), Sent: 10, Status: map[int]int{200: 9}, Errors: map[string]int{"refused": 1}, LatencyP99: float64(i+1) / 1000})
+		}
+		return out
+	}
+	for name, tc := range map[string]struct {
+		secs        []traffic.Second
+		max         int
+		wantBuckets int
+		wantWidth   int32
+		wantLastP99 string
+	}{
+		"no traffic yet is no bucket":                          {nil, 900, 0, 0, ""},
+		"a short run keeps one bucket per second":              {secs(90), 900, 90, 1, "90ms"},
+		"a long run folds seconds into wider buckets":          {secs(2000), 900, 667, 3, "2s"},
+		"counts are summed and the worst p99 kept in a bucket": {secs(10), 5, 5, 2, "10ms"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := trafficBuckets(tc.secs, tc.max)
+			if len(got) != tc.wantBuckets {
+				t.Fatalf("%d buckets, want %d", len(got), tc.wantBuckets)
+			}
+			if len(got) == 0 {
+				return
+			}
+			var sent, refused int64
+			for _, b := range got {
+				sent += b.Sent
+				refused += b.Errors["refused"]
+			}
+			if sent != int64(10*len(tc.secs)) || refused != int64(len(tc.secs)) || got[0].Seconds != tc.wantWidth {
+				t.Errorf("sent %d refused %d width %d", sent, refused, got[0].Seconds)
+			}
+			if last := got[len(got)-1]; last.LatencyP99 != tc.wantLastP99 {
+				t.Errorf("last bucket p99 %q, want %q", last.LatencyP99, tc.wantLastP99)
 			}
 		})
 	}

@@ -516,6 +516,12 @@ type ExperimentStatus struct {
 	// +optional
 	TrafficURL string `json:"trafficURL,omitempty"`
 
+	// Traffic is what the traffic met over time: one bucket per second, or
+	// per several seconds on runs longer than 15 minutes.
+	// +optional
+	// +kubebuilder:validation:MaxItems=900
+	Traffic []TrafficBucket `json:"traffic,omitempty"`
+
 	// Rollouts observed or started by Rollout faults.
 	// +optional
 	Rollouts []RolloutRecord `json:"rollouts,omitempty"`
@@ -535,6 +541,27 @@ type ExperimentStatus struct {
 	// Message explains the verdict or the error.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// TrafficBucket is the traffic of one period, by scheduled send time.
+type TrafficBucket struct {
+	// Start of the period.
+	Start metav1.Time `json:"start"`
+	// Seconds the period covers.
+	Seconds int32 `json:"seconds"`
+	// Sent requests.
+	Sent int64 `json:"sent"`
+	// Status counts answers by HTTP status code.
+	// +optional
+	Status map[string]int64 `json:"status,omitempty"`
+	// Errors counts failed requests by class: refused, reset, timeout,
+	// overload, other, http502, http503, http504, http5xx.
+	// +optional
+	Errors map[string]int64 `json:"errors,omitempty"`
+	// LatencyP99 of the answered requests, as a duration such as 12ms;
+	// the highest second's over a period of several.
+	// +optional
+	LatencyP99 string `json:"latencyP99,omitempty"`
 }
 
 // RolloutRecord is what one Rollout fault saw of its Deployment's

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+func TestDescribeShowsTheRolloutAndWhenTrafficFailed(t *testing.T) {
+	at := func(s int) *metav1.Time { m := metav1.NewTime(time.Date(2026, 11, 22, 10, 0, s, 0, time.UTC)); return &m }
+	exp := &v1alpha1.Experiment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "gate"},
+		Status: v1alpha1.ExperimentStatus{
+			Phase: v1alpha1.PhaseFailed, TrafficURL: "http://10.200.16.9/",
+			Records: []v1alpha1.InjectionRecord{{Fault: "sigterm", Target: "shop/web-1", Node: "real-0", InjectedAt: at(12), Action: "SIGTERM to the main process of container web (containerd://abc) through the node's agent"}},
+			Rollouts: []v1alpha1.RolloutRecord{{Fault: "sigterm", Deployment: "shop/web", TriggeredAt: at(10), StartedAt: at(10), PointAt: at(12), CompletedAt: at(20),
+				NewReplicaSet: "web-2", OldReplicaSets: []string{"web-1"}, Progress: "3/3 new Ready"}},
+			Traffic: []v1alpha1.TrafficBucket{
+				{Start: *at(11), Seconds: 1, Sent: 200, Status: map[string]int64{"200": 200}},
+				{Start: *at(12), Seconds: 1, Sent: 200, Status: map[string]int64{"200": 150, "502": 40}, Errors: map[string]int64{"http502": 40, "refused": 10}, LatencyP99: "2ms"},
+			},
+		},
+	}
+	var b bytes.Buffer
+	describe(&b, exp)
+	out := b.String()
+	for _, want := range []string{
+		"SIGTERM to the main process of container web",
+		"Rollout of shop/web (fault sigterm):",
+		"started    10:00:10 (new web-2, old web-1)",
+		"Traffic to http://10.200.16.9/: 400 sent, 50 failed, over 2 period(s)",
+		"10:00:12  1        200   http502=40 refused=10",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("describe lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "10:00:11  1") {
+		t.Errorf("a period without failures is listed:\n%s", out)
+	}
+}
