@@ -12,7 +12,10 @@ import (
 )
 
 func TestDescribeShowsTheRolloutAndWhenTrafficFailed(t *testing.T) {
-	at := func(s int) *metav1.Time { m := metav1.NewTime(time.Date(2026, 11, 22, 10, 0, s, 0, time.UTC)); return &m }
+	at := func(s int) *metav1.Time {
+		m := metav1.NewTime(time.Date(2026, 11, 22, 10, 0, s, 0, time.UTC))
+		return &m
+	}
 	exp := &v1alpha1.Experiment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "gate"},
 		Status: v1alpha1.ExperimentStatus{
