@@ -166,7 +166,12 @@ Exit codes, for CI gates:
 Ctrl-C asks the controller to abort the experiment, which recovers every
 fault at once, and waits for that.`,
 		Example: `  faultline run -f deploy/examples/node-partition.yaml --junit report.xml
-  faultline run -f exp.yaml --timeout 15m -o json > result.json`,
+  faultline run -f exp.yaml --timeout 15m -o json > result.json
+
+  # A CI gate on rolling updates: SIGTERM in a rollout under 200 req/s;
+  # exit 1 while the app drops requests, 0 once it drains gracefully.
+  kubectl apply -f deploy/examples/rollout-fragile.yaml
+  faultline run -f deploy/examples/rollout-sigterm.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exp, err := readExperiment(file)
