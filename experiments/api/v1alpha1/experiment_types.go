@@ -8,6 +8,7 @@ import (
 // ExperimentSpec is what to break, for how long, and what must still hold.
 // +kubebuilder:validation:XValidation:rule="self.faults.all(f, f.type != 'Rollout' || has(self.targets.deployment))",message="targets.deployment: required by Rollout faults"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout')",message="targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"
+// +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' || has(f.diskLatency.process))",message="diskLatency.process: required for node targets (the process to slow on each node)"
 type ExperimentSpec struct {
 	// Targets selects the pods, the nodes or the Deployment that the faults
 	// act on.
@@ -82,7 +83,7 @@ type NodeTargets struct {
 }
 
 // FaultType names a fault family.
-// +kubebuilder:validation:Enum=NetworkLoss;Rollout
+// +kubebuilder:validation:Enum=NetworkLoss;Rollout;DiskLatency
 type FaultType string
 
 const (
@@ -91,6 +92,9 @@ const (
 	// FaultRollout signals or deletes pods at a point of a Deployment's
 	// rolling update.
 	FaultRollout FaultType = "Rollout"
+	// FaultDiskLatency delays a process's fsync and fdatasync (etcd's WAL)
+	// at syscall level.
+	FaultDiskLatency FaultType = "DiskLatency"
 )
 
 // MaxFaultDuration is the longest a single fault may last.
@@ -101,6 +105,8 @@ const MaxFaultDuration = "24h"
 // +kubebuilder:validation:XValidation:rule="self.type != 'Rollout' || has(self.rollout)",message="rollout: required when type is Rollout"
 // +kubebuilder:validation:XValidation:rule="self.type == 'NetworkLoss' || !has(self.networkLoss)",message="networkLoss: only for type NetworkLoss"
 // +kubebuilder:validation:XValidation:rule="self.type == 'Rollout' || !has(self.rollout)",message="rollout: only for type Rollout"
+// +kubebuilder:validation:XValidation:rule="self.type != 'DiskLatency' || has(self.diskLatency)",message="diskLatency: required when type is DiskLatency"
+// +kubebuilder:validation:XValidation:rule="self.type == 'DiskLatency' || !has(self.diskLatency)",message="diskLatency: only for type DiskLatency"
 // +kubebuilder:validation:XValidation:rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('24h')",message="duration: must be more than 0s and at most 24h"
 // +kubebuilder:validation:XValidation:rule="!has(self.startAfter) || (duration(self.startAfter) >= duration('0s') && duration(self.startAfter) <= duration('24h'))",message="startAfter: must be between 0s and 24h"
 type Fault struct {
@@ -131,6 +137,76 @@ type Fault struct {
 	// whole rollout: its start, the action, and the wait for it to end.
 	// +optional
 	Rollout *Rollout `json:"rollout,omitempty"`
+
+	// DiskLatency parameters, for type DiskLatency.
+	// +optional
+	DiskLatency *DiskLatency `json:"diskLatency,omitempty"`
+}
+
+// DiskLatency slows a process's disk syscalls where the process makes
+// them: the agent traces it (ptrace) and holds the chosen calls at their
+// entry, with no kernel module, no FUSE mount and no restart. Pointed at
+// etcd, it is the slow disk that stalls the WAL.
+// +kubebuilder:validation:XValidation:rule="!has(self.jitter) || duration(self.jitter) <= duration(self.delay)",message="diskLatency.jitter: must be at most the delay"
+// +kubebuilder:validation:XValidation:rule="duration(self.delay) >= duration('0s') && duration(self.delay) <= duration('10s')",message="diskLatency.delay: must be between 0s and 10s"
+type DiskLatency struct {
+	// Process on each target node, for node targets (etcd run outside
+	// Kubernetes, or the sandbox's). Pod targets use the main process of
+	// the pod's container instead (a static etcd pod).
+	// +optional
+	Process *ProcessSelector `json:"process,omitempty"`
+
+	// Container of pod targets whose main process is traced; the first
+	// when empty.
+	// +optional
+	Container string `json:"container,omitempty"`
+
+	// Syscalls delayed: fsync and fdatasync when empty.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5
+	// +kubebuilder:validation:items:Enum=fsync;fdatasync;write;pwrite64;sync_file_range
+	Syscalls []string `json:"syscalls,omitempty"`
+
+	// Delay of each delayed call, at most 10s.
+	// +required
+	Delay metav1.Duration `json:"delay"`
+
+	// Jitter adds up to this much at random to each delay.
+	// +optional
+	Jitter *metav1.Duration `json:"jitter,omitempty"`
+
+	// Percent of the matching calls delayed, 0 to 100.
+	// +optional
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent,omitempty"`
+
+	// PathPrefix restricts the delay to calls on files under this
+	// directory, such as etcd's WAL directory.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	PathPrefix string `json:"pathPrefix,omitempty"`
+}
+
+// ProcessSelector finds one process on a node.
+// +kubebuilder:validation:XValidation:rule="has(self.name) != has(self.pid)",message="process: set exactly one of name or pid"
+type ProcessSelector struct {
+	// Name of the process (its comm, such as etcd); it must match exactly
+	// one process, with commandLineContains if several share the name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=15
+	Name string `json:"name,omitempty"`
+	// CommandLineContains narrows processes by name to those whose command
+	// line contains this text (say, the data directory).
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	CommandLineContains string `json:"commandLineContains,omitempty"`
+	// PID of the process.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	PID int32 `json:"pid,omitempty"`
 }
 
 // Rollout starts a rolling update of the target Deployment, or waits for

@@ -74,6 +74,14 @@ type AssignedFault struct {
 	// container of the target pod.
 	// +optional
 	Signal *ContainerSignal `json:"signal,omitempty"`
+
+	// DiskLatency parameters, for type DiskLatency; for a pod target,
+	// ContainerID names the container whose main process is traced.
+	// +optional
+	DiskLatency *DiskLatency `json:"diskLatency,omitempty"`
+	// ContainerID of the pod target's container, for DiskLatency.
+	// +optional
+	ContainerID string `json:"containerID,omitempty"`
 }
 
 // ContainerSignal names a container by its runtime ID and the signal its

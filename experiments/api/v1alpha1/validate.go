@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,6 +52,9 @@ func (e *Experiment) Validate() field.ErrorList {
 		if f.Type != FaultRollout && f.Rollout != nil {
 			errs = append(errs, field.Invalid(p, "", "rollout: only for type Rollout"))
 		}
+		if f.Type != FaultDiskLatency && f.DiskLatency != nil {
+			errs = append(errs, field.Invalid(p, "", "diskLatency: only for type DiskLatency"))
+		}
 		switch f.Type {
 		case FaultNetworkLoss:
 			if f.NetworkLoss == nil {
@@ -70,10 +74,22 @@ func (e *Experiment) Validate() field.ErrorList {
 			if e.Spec.Targets.Deployment == "" {
 				errs = append(errs, field.Required(t.Child("deployment"), "targets.deployment: required by Rollout faults"))
 			}
+		case FaultDiskLatency:
+			if f.DiskLatency == nil {
+				errs = append(errs, field.Required(p.Child("diskLatency"), "diskLatency: required when type is DiskLatency"))
+			} else {
+				errs = append(errs, f.DiskLatency.validate(p.Child("diskLatency"))...)
+				if e.Spec.Targets.Nodes != nil && f.DiskLatency.Process == nil {
+					errs = append(errs, field.Required(p.Child("diskLatency", "process"), "diskLatency.process: required for node targets (the process to slow on each node)"))
+				}
+			}
+			if e.Spec.Targets.Deployment != "" {
+				errs = append(errs, field.Invalid(t.Child("deployment"), e.Spec.Targets.Deployment, "targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"))
+			}
 		case "":
 			errs = append(errs, field.Required(p.Child("type"), ""))
 		default:
-			errs = append(errs, field.NotSupported(p.Child("type"), f.Type, []FaultType{FaultNetworkLoss, FaultRollout}))
+			errs = append(errs, field.NotSupported(p.Child("type"), f.Type, []FaultType{FaultNetworkLoss, FaultRollout, FaultDiskLatency}))
 		}
 		if f.Duration.Duration == 0 {
 			errs = append(errs, field.Required(p.Child("duration"), "duration: must be more than 0s and at most "+MaxFaultDuration))
@@ -236,4 +252,27 @@ func (t *Traffic) TrafficWindows() (baseline, recovery time.Duration) {
 		recovery = t.Recovery.Duration
 	}
 	return baseline, recovery
+}
+
+func (d *DiskLatency) validate(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if d.Delay.Duration < 0 || d.Delay.Duration > 10*time.Second {
+		errs = append(errs, field.Invalid(p, "", "diskLatency.delay: must be between 0s and 10s"))
+	}
+	if d.Jitter != nil && d.Jitter.Duration > d.Delay.Duration {
+		errs = append(errs, field.Invalid(p, "", "diskLatency.jitter: must be at most the delay"))
+	}
+	if d.Percent < 0 || d.Percent > 100 {
+		errs = append(errs, field.Invalid(p.Child("percent"), d.Percent, "must be between 0 and 100"))
+	}
+	allowed := []string{"fsync", "fdatasync", "write", "pwrite64", "sync_file_range"}
+	for i, s := range d.Syscalls {
+		if !slices.Contains(allowed, s) {
+			errs = append(errs, field.NotSupported(p.Child("syscalls").Index(i), s, allowed))
+		}
+	}
+	if pr := d.Process; pr != nil && (pr.Name == "") == (pr.PID == 0) {
+		errs = append(errs, field.Invalid(p.Child("process"), "", "process: set exactly one of name or pid"))
+	}
+	return errs
 }

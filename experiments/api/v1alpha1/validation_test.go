@@ -82,12 +82,30 @@ spec:
   - {name: no 502, expr: "traffic.status['502'] == 0"}
 `
 
+// validDisk is a disk latency experiment the API server accepts.
+const validDisk = `
+apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: disk, namespace: default}
+spec:
+  targets: {nodes: {names: [real-0]}}
+  faults:
+  - name: slow-wal
+    type: DiskLatency
+    duration: 60s
+    diskLatency:
+      process: {name: etcd}
+      delay: 100ms
+      percent: 100
+`
+
 func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 	env := sandboxtest.Get(t)
 	installCRDs(t, env)
 	dyn := dynamic.NewForConfigOrDie(env.RESTConfig)
 	tests := map[string]struct {
 		rollout  bool   // start from validRollout instead of valid
+		disk     bool   // start from validDisk
 		from, to string // a replacement in the valid experiment
 		want     []string
 	}{
@@ -120,6 +138,9 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 			doc := valid
 			if tc.rollout {
 				doc = validRollout
+			}
+			if tc.disk {
+				doc = validDisk
 			}
 			if tc.from != "" {
 				if !strings.Contains(doc, tc.from) {
