@@ -271,8 +271,7 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 	// deadlines) that agents may already hold. Traffic measures a baseline
 	// before the faults start.
 	start := r.now()
-	if tr := exp.Spec.Traffic; tr != nil {
-		baseline, _ := tr.TrafficWindows()
+	if baseline, _ := exp.Spec.Windows(); baseline > 0 {
 		start = metav1.NewTime(start.Add(baseline))
 	}
 	if fas, err := r.assignments(ctx, exp); err == nil {
@@ -429,6 +428,16 @@ func (r *ExperimentReconciler) writeAssignments(ctx context.Context, exp *v1alph
 			}
 			if t.pod != nil {
 				af.PodUID = t.pod.UID
+			}
+			if f.DiskLatency != nil {
+				af.DiskLatency = f.DiskLatency.DeepCopy()
+				if t.pod != nil {
+					id, err := containerID(t.pod, f.DiskLatency.Container)
+					if err != nil {
+						return fmt.Errorf("spec.faults[%s].diskLatency.container: pod %s: %w", f.Name, t, err)
+					}
+					af.ContainerID = id
+				}
 			}
 			byNode[t.node] = append(byNode[t.node], af)
 			exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: t.String(), Node: t.node})
@@ -688,9 +697,9 @@ func (r *ExperimentReconciler) analyze(ctx context.Context, exp *v1alpha1.Experi
 	if !recovered && r.Clock.Now().Before(end.Add(r.RecoveryTimeout)) {
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
-	// Traffic measures its recovery window in full before the verdict.
-	if tr := exp.Spec.Traffic; tr != nil && !r.aborted(exp) {
-		_, recovery := tr.TrafficWindows()
+	// Traffic and Prometheus measure their recovery window in full before
+	// the verdict.
+	if _, recovery := exp.Spec.Windows(); recovery > 0 {
 		if wait := end.Add(recovery).Sub(r.Clock.Now()); wait > 0 {
 			return ctrl.Result{RequeueAfter: min(wait, time.Second)}, nil
 		}

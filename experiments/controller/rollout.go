@@ -275,6 +275,21 @@ func containerIndex(spec *corev1.PodSpec, name string) (int, error) {
 	return 0, fmt.Errorf("no container %q in the pod template", name)
 }
 
+// containerID is the runtime ID of a pod's container (the first when name
+// is empty), as the kubelet reports it.
+func containerID(p *corev1.Pod, name string) (string, error) {
+	i, err := containerIndex(&p.Spec, name)
+	if err != nil {
+		return "", err
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == p.Spec.Containers[i].Name && cs.ContainerID != "" {
+			return cs.ContainerID, nil
+		}
+	}
+	return "", fmt.Errorf("container %s has no ID yet (not started)", p.Spec.Containers[i].Name)
+}
+
 // triggerRollout changes the pod template and returns the Deployment's new
 // generation.
 func (r *ExperimentReconciler) triggerRollout(ctx context.Context, d *appsv1.Deployment, t *v1alpha1.RolloutTrigger, exp *v1alpha1.Experiment) (int64, error) {
@@ -410,12 +425,7 @@ func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment
 			return fmt.Errorf("spec.faults[%s].rollout.action.container: %w", f.Name, err)
 		}
 		cname := p.Spec.Containers[ci].Name
-		cid := ""
-		for _, cs := range p.Status.ContainerStatuses {
-			if cs.Name == cname {
-				cid = cs.ContainerID
-			}
-		}
+		cid, _ := containerID(p, cname)
 		if cid == "" {
 			exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: target, Node: p.Spec.NodeName, Error: "container " + cname + " has no ID yet"})
 			continue

@@ -39,6 +39,14 @@ type ExperimentSpec struct {
 	// +optional
 	Traffic *Traffic `json:"traffic,omitempty"`
 
+	// Prometheus measures the cluster through PromQL, or by reading its
+	// components' /metrics directly where no Prometheus runs: etcd's WAL
+	// fsync and backend commit p99, leader changes and the API server's
+	// write latency, in a baseline window, the faults and a recovery
+	// window, plus queries of your own. Objectives read prometheus.*.
+	// +optional
+	Prometheus *Prometheus `json:"prometheus,omitempty"`
+
 	// Safety bounds the blast radius.
 	// +optional
 	Safety Safety `json:"safety,omitempty"`
@@ -334,6 +342,81 @@ type RolloutAction struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=3600
 	GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
+}
+
+// Prometheus is where metrics come from, the windows they are judged in,
+// and queries of your own.
+// +kubebuilder:validation:XValidation:rule="has(self.address) != has(self.scrape)",message="prometheus: set exactly one of address (a Prometheus server) or scrape (read /metrics directly)"
+// +kubebuilder:validation:XValidation:rule="!has(self.address) || self.address.startsWith('http://') || self.address.startsWith('https://')",message="prometheus.address: must be an http:// or https:// URL"
+// +kubebuilder:validation:XValidation:rule="!has(self.baseline) || (duration(self.baseline) >= duration('10s') && duration(self.baseline) <= duration('1h'))",message="prometheus.baseline: must be between 10s and 1h"
+// +kubebuilder:validation:XValidation:rule="!has(self.recovery) || (duration(self.recovery) >= duration('10s') && duration(self.recovery) <= duration('1h'))",message="prometheus.recovery: must be between 10s and 1h"
+type Prometheus struct {
+	// Address of a Prometheus server, such as
+	// http://prometheus.monitoring:9090.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Address string `json:"address,omitempty"`
+	// Scrape reads the components' /metrics directly and takes quantiles
+	// of the histograms' differences, where no Prometheus runs.
+	// +optional
+	Scrape *Scrape `json:"scrape,omitempty"`
+	// Baseline is measured before the first fault starts; 30s when unset.
+	// The faults start that much later.
+	// +optional
+	Baseline *metav1.Duration `json:"baseline,omitempty"`
+	// Recovery is measured after the last fault ends; 30s when unset.
+	// +optional
+	Recovery *metav1.Duration `json:"recovery,omitempty"`
+	// Queries of your own (with address), each measured at its interval
+	// and judged by its conditions, as Argo Rollouts' analysis.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Queries []PrometheusQuery `json:"queries,omitempty"`
+}
+
+// Scrape names the /metrics endpoints read directly.
+type Scrape struct {
+	// Etcd metrics URLs, such as http://127.0.0.1:2381/metrics.
+	// +optional
+	// +kubebuilder:validation:MaxItems=7
+	// +kubebuilder:validation:items:MaxLength=2048
+	Etcd []string `json:"etcd,omitempty"`
+	// APIServer reads the API server's own /metrics with the controller's
+	// credentials.
+	// +optional
+	APIServer bool `json:"apiServer,omitempty"`
+}
+
+// PrometheusQuery is a PromQL measurement with its conditions, as Argo
+// Rollouts' Prometheus metric: result is a number (scalar) or a list of
+// numbers (vector) in the CEL conditions.
+type PrometheusQuery struct {
+	// Name of the measurement: prometheus.queries.NAME.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z][a-zA-Z0-9_]{0,62}$`
+	Name string `json:"name"`
+	// Query in PromQL.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	Query string `json:"query"`
+	// SuccessCondition in CEL over result, such as result[0] < 0.1.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	SuccessCondition string `json:"successCondition,omitempty"`
+	// FailureCondition in CEL over result; a true one is a failure.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	FailureCondition string `json:"failureCondition,omitempty"`
+	// FailureLimit is how many failed measurements are tolerated.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	FailureLimit int32 `json:"failureLimit,omitempty"`
+	// Interval between measurements; 10s when unset.
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
 }
 
 // MaxTrafficRate is the highest traffic rate, in requests per second.

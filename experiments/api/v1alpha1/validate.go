@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -107,6 +108,9 @@ func (e *Experiment) Validate() field.ErrorList {
 	}
 	if tr := e.Spec.Traffic; tr != nil {
 		errs = append(errs, tr.validate(spec.Child("traffic"))...)
+	}
+	if pr := e.Spec.Prometheus; pr != nil {
+		errs = append(errs, pr.validate(spec.Child("prometheus"))...)
 	}
 	if s := e.Spec.Safety; s.MaxTargetPercent != nil && (*s.MaxTargetPercent < 1 || *s.MaxTargetPercent > 100) {
 		errs = append(errs, field.Invalid(spec.Child("safety", "maxTargetPercent"), *s.MaxTargetPercent, "must be between 1 and 100"))
@@ -275,4 +279,58 @@ func (d *DiskLatency) validate(p *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(p.Child("process"), "", "process: set exactly one of name or pid"))
 	}
 	return errs
+}
+
+func (pr *Prometheus) validate(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if (pr.Address == "") == (pr.Scrape == nil) {
+		errs = append(errs, field.Invalid(p, "", "prometheus: set exactly one of address (a Prometheus server) or scrape (read /metrics directly)"))
+	}
+	if pr.Address != "" && !strings.HasPrefix(pr.Address, "http://") && !strings.HasPrefix(pr.Address, "https://") {
+		errs = append(errs, field.Invalid(p, "", "prometheus.address: must be an http:// or https:// URL"))
+	}
+	for _, w := range []struct {
+		name string
+		d    *metav1.Duration
+	}{{"baseline", pr.Baseline}, {"recovery", pr.Recovery}} {
+		if w.d != nil && (w.d.Duration < 10*time.Second || w.d.Duration > time.Hour) {
+			errs = append(errs, field.Invalid(p, "", "prometheus."+w.name+": must be between 10s and 1h"))
+		}
+	}
+	names := map[string]bool{}
+	for i, q := range pr.Queries {
+		if names[q.Name] {
+			errs = append(errs, field.Duplicate(p.Child("queries").Index(i).Child("name"), q.Name))
+		}
+		names[q.Name] = true
+		if q.Query == "" {
+			errs = append(errs, field.Required(p.Child("queries").Index(i).Child("query"), "a PromQL expression"))
+		}
+	}
+	return errs
+}
+
+// PrometheusWindows are the baseline and recovery, with defaults.
+func (pr *Prometheus) PrometheusWindows() (baseline, recovery time.Duration) {
+	baseline, recovery = 30*time.Second, 30*time.Second
+	if pr.Baseline != nil {
+		baseline = pr.Baseline.Duration
+	}
+	if pr.Recovery != nil {
+		recovery = pr.Recovery.Duration
+	}
+	return baseline, recovery
+}
+
+// Windows are the experiment's measurement windows before and after the
+// faults: the longest that its traffic and Prometheus ask for.
+func (s *ExperimentSpec) Windows() (baseline, recovery time.Duration) {
+	if s.Traffic != nil {
+		baseline, recovery = s.Traffic.TrafficWindows()
+	}
+	if s.Prometheus != nil {
+		b, r := s.Prometheus.PrometheusWindows()
+		baseline, recovery = max(baseline, b), max(recovery, r)
+	}
+	return baseline, recovery
 }
