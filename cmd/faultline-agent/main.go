@@ -34,6 +34,7 @@ import (
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/injectors"
 	"faultline.dev/faultline/injectors/agent"
+	"faultline.dev/faultline/injectors/disklatency"
 	"faultline.dev/faultline/injectors/ledger"
 	"faultline.dev/faultline/injectors/netloss"
 	"faultline.dev/faultline/injectors/rollout"
@@ -43,6 +44,7 @@ import (
 var factories = map[string]injectors.Factory{
 	string(v1alpha1.FaultNetworkLoss): netloss.New,
 	string(v1alpha1.FaultRollout):     rollout.New,
+	string(v1alpha1.FaultDiskLatency): disklatency.New,
 }
 
 func main() {
@@ -66,6 +68,16 @@ func main() {
 	}
 	engine := &agent.Engine{Ledger: l, Clock: clock.RealClock{}, Factories: factories}
 	ctx := ctrl.SetupSignalHandler()
+	// Tracers live in this process: on SIGTERM they detach before it exits
+	// (the kernel would detach them at the exit too, but a held call is
+	// released now and the ledger entry stays Injected for the next agent).
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := disklatency.Shutdown(sctx); err != nil {
+			logger.Error(err, "detaching tracers")
+		}
+	}()
 
 	if l.Corrupt != "" {
 		logger.Error(nil, "the ledger was corrupt and was moved aside", "file", l.Corrupt)
@@ -331,10 +343,63 @@ func desiredFor(f v1alpha1.AssignedFault, now time.Time, known func(id string) (
 			return d, err
 		}
 		d.Params = b
+	case v1alpha1.FaultDiskLatency:
+		dl := f.DiskLatency
+		if dl == nil {
+			return d, fmt.Errorf("fault %s: diskLatency missing", f.ID)
+		}
+		// Like a signal's, the traced process is fixed at the first
+		// injection and kept in the ledger (pid and start time): a restarted
+		// agent traces that process again, never another that took its
+		// name or pid.
+		if en, ok := known(f.ID); ok && en.Type == string(f.Type) {
+			d.Params = en.Params
+			return d, nil
+		}
+		if now.Before(d.StartAt) {
+			return d, nil
+		}
+		p, err := diskLatencyParams(f)
+		if err != nil {
+			return d, fmt.Errorf("fault %s on %s: %w", f.ID, f.Target, err)
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return d, err
+		}
+		d.Params = b
 	default:
 		return d, fmt.Errorf("fault %s: type %q is not known to this agent", f.ID, f.Type)
 	}
 	return d, nil
+}
+
+// diskLatencyParams resolves a DiskLatency fault's process on this node:
+// the main process of the pod's container, or the process the selector
+// names, with its start time.
+func diskLatencyParams(f v1alpha1.AssignedFault) (disklatency.Params, error) {
+	dl := f.DiskLatency
+	p := disklatency.Params{Syscalls: dl.Syscalls, DelayMs: int(dl.Delay.Milliseconds()), PathPrefix: dl.PathPrefix}
+	if dl.Jitter != nil {
+		p.JitterMs = int(dl.Jitter.Milliseconds())
+	}
+	share := float64(dl.Percent)
+	p.Percent = &share
+	switch {
+	case f.ContainerID != "":
+		id, err := rollout.BareContainerID(f.ContainerID)
+		if err != nil {
+			return p, err
+		}
+		if p.PID, p.StartTime, err = rollout.FindMainProcess(id); err != nil {
+			return p, fmt.Errorf("container %s: %w", id, err)
+		}
+	case dl.Process != nil:
+		p.PID, p.ProcessName, p.CommandLineContains = int(dl.Process.PID), dl.Process.Name, dl.Process.CommandLineContains
+	default:
+		return p, errors.New("diskLatency: neither a container nor a process to trace")
+	}
+	return disklatency.Resolve(p)
 }
 
 // podNetns finds a pod's network namespace from the cgroup of one of its

@@ -220,7 +220,17 @@ func (e *Engine) Resume(ctx context.Context) error {
 		switch {
 		case en.State == ledger.Injected && e.once(en):
 			// Acted already; nothing to put back.
-		case en.State == ledger.Injecting || en.State == ledger.Injected:
+		case en.State == ledger.Injected:
+			// What a fault holds only in the agent's memory, such as a
+			// tracer, went with the agent that died; the ledger tells
+			// this one, which puts it back and says so.
+			if f, err := e.fault(en); err == nil {
+				if ok, verr := f.Verify(ctx); verr == nil && !ok {
+					en.Note = "found not in place after an agent restart, injected again"
+				}
+			}
+			errs = append(errs, e.inject(ctx, en))
+		case en.State == ledger.Injecting:
 			errs = append(errs, e.inject(ctx, en))
 		case en.State == ledger.Failed:
 			errs = append(errs, e.recover(ctx, en, "failed before the restart"))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,6 +215,34 @@ func TestARestartedAgentResumesOrRecovers(t *testing.T) {
 	}
 	if en, _ := second.Ledger.Get("long"); en.State != ledger.Injected {
 		t.Errorf("long: %s, want Injected", en.State)
+	}
+}
+
+func TestARestartedAgentNotesAFaultItFindsGoneAndPutsItBack(t *testing.T) {
+	dir := t.TempDir()
+	n := &node{in: map[string]bool{}}
+	clk := clocktesting.NewFakeClock(t0)
+	first := engine(t, dir, n, clk)
+	if _, err := first.Reconcile(context.Background(), []Desired{fault("traced", 0, time.Hour), fault("kept", 0, time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	first.Ledger.Close()
+	// The first agent dies: what it held in memory (a tracer) goes with it,
+	// what it put in the kernel (a rule) stays.
+	delete(n.in, "traced")
+
+	second := engine(t, dir, n, clk)
+	if err := second.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !n.in["traced"] {
+		t.Error("the fault found gone was not put back")
+	}
+	if en, _ := second.Ledger.Get("traced"); en.State != ledger.Injected || !strings.Contains(en.Note, "not in place after an agent restart") || en.InjectedAt == nil || !en.InjectedAt.Equal(t0) {
+		t.Errorf("traced: state %s, note %q, injected at %v; want Injected, a note, and the first injection time", en.State, en.Note, en.InjectedAt)
+	}
+	if en, _ := second.Ledger.Get("kept"); en.Note != "" {
+		t.Errorf("kept: note %q for a fault that was still in place", en.Note)
 	}
 }
 
