@@ -36,6 +36,10 @@ func (s *State) Print(ctx context.Context, w io.Writer) {
 	}
 	fmt.Fprintf(w, "sandbox %q: %s, started %s ago\n", s.Name, state, time.Since(s.Started).Round(time.Second))
 	fmt.Fprintf(w, "  api server:  %s\n  kubeconfig:  %s\n", s.Server, s.Kubeconfig)
+	if e, ok := s.Components["etcd"]; ok && len(e.Ports) == 3 {
+		// For prometheus.scrape.etcd where no Prometheus runs.
+		fmt.Fprintf(w, "  etcd:        metrics at http://127.0.0.1:%d/metrics\n", e.Ports[2])
+	}
 	if s.PrometheusURL != "" {
 		fmt.Fprintf(w, "  prometheus:  %s\n", s.PrometheusURL)
 	}

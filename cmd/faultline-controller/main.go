@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -13,6 +14,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -23,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"faultline.dev/faultline/analyzers/evictions"
+	"faultline.dev/faultline/analyzers/prometheus"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/controller"
 )
@@ -89,6 +92,13 @@ func main() {
 		}
 	}
 	analysis := controller.NewAnalysis()
+	// prometheus.scrape.apiServer reads the API server's own /metrics with
+	// the controller's credentials.
+	if hc, err := rest.HTTPClientFor(cfg); err == nil {
+		analysis.APIServer = &prometheus.Target{URL: strings.TrimSuffix(cfg.Host, "/") + "/metrics", Client: hc}
+	} else {
+		log.Error(err, "no client for the API server's /metrics; prometheus.scrape.apiServer will be refused")
+	}
 	if err := analysis.Setup(ctx, mgr.GetCache()); err != nil {
 		log.Error(err, "analyzers")
 		os.Exit(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
 	"sort"
 	"strconv"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"faultline.dev/faultline/analyzers"
 	"faultline.dev/faultline/analyzers/evictions"
 	"faultline.dev/faultline/analyzers/nodes"
+	"faultline.dev/faultline/analyzers/prometheus"
 	"faultline.dev/faultline/analyzers/slo"
 	"faultline.dev/faultline/analyzers/traffic"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
@@ -35,6 +37,9 @@ type Analysis struct {
 	mu     sync.Mutex
 	runs   map[types.NamespacedName]*run
 	reader client.Reader // the manager's cache
+	// APIServer is the API server's /metrics with the controller's
+	// credentials, for prometheus.scrape.apiServer.
+	APIServer *prometheus.Target
 }
 
 type run struct {
@@ -48,6 +53,13 @@ type run struct {
 	// trafficPartial: the controller restarted after the faults began, so
 	// the run's traffic was not measured whole.
 	trafficPartial bool
+	// prom measures etcd and the API server around the faults; promDone
+	// is closed once its recovery window is measured (or it gave up), and
+	// stopProm ends it early.
+	prom        *prometheus.Analyzer
+	promDone    chan struct{}
+	stopProm    func()
+	promPartial bool
 }
 
 // TrafficConfig turns the experiment's traffic into the prober's settings:
@@ -56,21 +68,7 @@ type run struct {
 func TrafficConfig(exp *v1alpha1.Experiment) (traffic.Config, time.Time) {
 	tr := exp.Spec.Traffic
 	baseline, recovery := tr.TrafficWindows()
-	start := time.Now().Add(baseline)
-	if exp.Status.StartTime != nil {
-		start = exp.Status.StartTime.Time
-	}
-	var end time.Time
-	for i := range exp.Spec.Faults {
-		f := &exp.Spec.Faults[i]
-		at := start
-		if f.StartAfter != nil {
-			at = at.Add(f.StartAfter.Duration)
-		}
-		if e := at.Add(f.Duration.Duration); e.After(end) {
-			end = e
-		}
-	}
+	start, end := faultSpan(exp, baseline)
 	url := tr.URL
 	if exp.Status.TrafficURL != "" {
 		url = exp.Status.TrafficURL
@@ -81,6 +79,101 @@ func TrafficConfig(exp *v1alpha1.Experiment) (traffic.Config, time.Time) {
 		cfg.Timeout = tr.Timeout.Duration
 	}
 	return cfg, end.Add(recovery)
+}
+
+// faultSpan is when the faults start and end as planned: from the status's
+// start, or (before the plan) a baseline from now.
+func faultSpan(exp *v1alpha1.Experiment, baseline time.Duration) (start, end time.Time) {
+	start = time.Now().Add(baseline)
+	if exp.Status.StartTime != nil {
+		start = exp.Status.StartTime.Time
+	}
+	for i := range exp.Spec.Faults {
+		f := &exp.Spec.Faults[i]
+		at := start
+		if f.StartAfter != nil {
+			at = at.Add(f.StartAfter.Duration)
+		}
+		if e := at.Add(f.Duration.Duration); e.After(end) {
+			end = e
+		}
+	}
+	return start, end
+}
+
+// PrometheusConfig turns the experiment's prometheus into the analyzer's
+// settings; apiServer is the controller's own /metrics target.
+func PrometheusConfig(exp *v1alpha1.Experiment, apiServer *prometheus.Target) prometheus.Config {
+	pr := exp.Spec.Prometheus
+	cfg := prometheus.Config{Address: pr.Address, Client: &http.Client{Timeout: 10 * time.Second}}
+	if sc := pr.Scrape; sc != nil {
+		cfg.Scrape = &prometheus.Scrape{}
+		for _, u := range sc.Etcd {
+			cfg.Scrape.Etcd = append(cfg.Scrape.Etcd, prometheus.Target{URL: u, Client: cfg.Client})
+		}
+		if sc.APIServer {
+			cfg.Scrape.APIServer = apiServer
+			if apiServer == nil {
+				// Validate names the field.
+				cfg.Scrape.APIServer = &prometheus.Target{}
+			}
+		}
+	}
+	for _, q := range pr.Queries {
+		pq := prometheus.Query{Name: q.Name, Query: q.Query, SuccessCondition: q.SuccessCondition, FailureCondition: q.FailureCondition, FailureLimit: int(q.FailureLimit)}
+		if q.Interval != nil {
+			pq.Interval = q.Interval.Duration
+		}
+		cfg.Queries = append(cfg.Queries, pq)
+	}
+	return cfg
+}
+
+// startPrometheus starts measuring: the baseline now, and marks at the
+// planned start and end of the faults and at the end of the recovery.
+func (r *run) startPrometheus(exp *v1alpha1.Experiment, apiServer *prometheus.Target) error {
+	p, err := prometheus.New(PrometheusConfig(exp, apiServer), nil)
+	if err != nil {
+		return err
+	}
+	baseline, recovery := exp.Spec.Prometheus.PrometheusWindows()
+	start, end := faultSpan(exp, baseline)
+	p.Mark(prometheus.BaselineStart)
+	timers := []*time.Timer{
+		time.AfterFunc(time.Until(start), func() { p.Mark(prometheus.FaultStart) }),
+		time.AfterFunc(time.Until(end), func() { p.Mark(prometheus.FaultEnd) }),
+		time.AfterFunc(time.Until(end.Add(recovery)), func() { p.Mark(prometheus.RecoveryEnd) }),
+	}
+	// Measuring the last window takes a few requests: a minute is ample.
+	ctx, cancel := context.WithDeadline(context.Background(), end.Add(recovery+time.Minute))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = p.Run(ctx)
+	}()
+	r.prom, r.promDone = p, done
+	r.stopProm = func() {
+		for _, t := range timers {
+			t.Stop()
+		}
+		cancel()
+	}
+	return nil
+}
+
+// Measuring reports whether the experiment's Prometheus analyzer still
+// measures: the verdict waits for its recovery window.
+func (a *Analysis) Measuring(exp *v1alpha1.Experiment) bool {
+	r := a.get(exp)
+	if r == nil || r.promDone == nil {
+		return false
+	}
+	select {
+	case <-r.promDone:
+		return false
+	default:
+		return true
+	}
 }
 
 // StopTraffic ends the experiment's traffic, keeping what it measured.
@@ -210,6 +303,16 @@ func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
 			}
 		}
 	}
+	// Prometheus, like traffic, measures from the plan on: a controller
+	// restarted later missed the baseline (and, scraping, the counters'
+	// first values).
+	if exp.Spec.Prometheus != nil && !exp.Status.Phase.IsFinal() {
+		if p := exp.Status.Phase; p != "" && p != v1alpha1.PhasePending {
+			r.promPartial = true
+		} else if err := r.startPrometheus(exp, a.APIServer); err != nil {
+			r.promPartial = true // checked at plan time: the objectives are Inconclusive
+		}
+	}
 	a.runs[key] = r
 	return true
 }
@@ -277,8 +380,13 @@ func (a *Analysis) get(exp *v1alpha1.Experiment) *run {
 func (a *Analysis) Forget(key types.NamespacedName) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if r := a.runs[key]; r != nil && r.stopTraffic != nil {
-		r.stopTraffic()
+	if r := a.runs[key]; r != nil {
+		if r.stopTraffic != nil {
+			r.stopTraffic()
+		}
+		if r.stopProm != nil {
+			r.stopProm()
+		}
 	}
 	delete(a.runs, key)
 }
@@ -305,6 +413,12 @@ func (a *Analysis) Measurements(exp *v1alpha1.Experiment, now time.Time) slo.Mea
 		m["traffic"] = map[string]any{"partial": true}
 	case r.traffic != nil:
 		m["traffic"] = r.traffic.Measure(now)
+	}
+	switch {
+	case r.promPartial:
+		m["prometheus"] = map[string]any{"partial": true}
+	case r.prom != nil:
+		m["prometheus"] = r.prom.Measure(now)
 	}
 	return m
 }

@@ -253,6 +253,12 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 			return ctrl.Result{}, nil
 		}
 	}
+	if exp.Spec.Prometheus != nil {
+		if err := PrometheusConfig(exp, r.Analysis.APIServer).Validate(); err != nil {
+			r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", "spec.prometheus."+strings.ReplaceAll(err.Error(), "\n", "; spec.prometheus."))
+			return ctrl.Result{}, nil
+		}
+	}
 	if exp.Spec.DryRun {
 		r.setPhase(exp, v1alpha1.PhasePassed)
 		exp.Status.Verdict = v1alpha1.VerdictInconclusive
@@ -703,6 +709,11 @@ func (r *ExperimentReconciler) analyze(ctx context.Context, exp *v1alpha1.Experi
 		if wait := end.Add(recovery).Sub(r.Clock.Now()); wait > 0 {
 			return ctrl.Result{RequeueAfter: min(wait, time.Second)}, nil
 		}
+	}
+	// Prometheus measures the recovery window once it is over: a few
+	// requests, bounded by the analyzer's own deadline.
+	if r.Analysis.Measuring(exp) {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	r.Analysis.StopTraffic(exp)
 	if !recovered {

@@ -1,0 +1,176 @@
+//go:build sandbox
+
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/injectors/disklatency"
+	"faultline.dev/faultline/sandbox"
+	"faultline.dev/faultline/sandbox/sandboxtest"
+)
+
+// etcdExample is the shipped etcd example pointed at the test sandbox: its
+// etcd (by data directory), and the Prometheus server or the /metrics
+// endpoints the sandbox started.
+func etcdExample(t *testing.T, env *sandboxtest.Env, file, name, source string) string {
+	t.Helper()
+	s := example(t, file, "default")
+	s = strings.ReplaceAll(s, "name: "+strings.TrimSuffix(file, ".yaml")+"\n", "name: "+name+"\n")
+	s = strings.ReplaceAll(s, "/var/lib/faultline/sandbox/default/etcd", filepath.Join(env.State.Config.Dir(), "etcd"))
+	switch source {
+	case "prometheus":
+		s = strings.ReplaceAll(s, "http://PROMETHEUS:9090", env.State.PrometheusURL)
+	case "scrape":
+		etcd := env.State.Components["etcd"]
+		scrape := fmt.Sprintf("scrape: {etcd: [\"http://127.0.0.1:%d/metrics\"], apiServer: true}", etcd.Ports[2])
+		s = strings.ReplaceAll(s, "address: http://PROMETHEUS:9090", scrape)
+		// Queries are PromQL: they need a server.
+		if i := strings.Index(s, "    queries:\n"); i >= 0 {
+			j := strings.Index(s, "  objectives:\n")
+			s = s[:i] + s[j:]
+		}
+		var kept []string
+		for _, o := range strings.SplitAfter(s, "\n  - name: ") {
+			if !strings.Contains(o, "prometheus.queries.") {
+				kept = append(kept, o)
+			}
+		}
+		s = strings.Join(kept, "")
+	}
+	return s
+}
+
+// writeLoad makes API writes (ConfigMap creates and deletes, 5 a second)
+// until stop is closed, so that the API server's write latency has samples
+// in every window.
+func writeLoad(t *testing.T, env *sandboxtest.Env, ns string, stop <-chan struct{}) *sync.WaitGroup {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) })
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			name := fmt.Sprintf("load-%d", i)
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"i": fmt.Sprint(i)}}
+			if _, err := env.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err == nil {
+				_ = env.Client.CoreV1().ConfigMaps(ns).Delete(ctx, name, metav1.DeleteOptions{})
+			}
+		}
+	}()
+	return &wg
+}
+
+// etcdNode is a node whose agent shares the host's processes, where the
+// sandbox's etcd runs.
+func etcdNode(t *testing.T, env *sandboxtest.Env) string {
+	for _, n := range env.State.Nodes {
+		if n.Kind == sandbox.NodeIsolated {
+			return n.Name
+		}
+	}
+	t.Fatal("the sandbox has no isolated node, whose agent would trace etcd")
+	return ""
+}
+
+func TestEtcdDiskLatencyShowsInEtcdsOwnMetrics(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	etcd := env.State.Components["etcd"]
+	for _, source := range []string{"prometheus", "scrape"} {
+		t.Run("measured through "+source, func(t *testing.T) {
+			name := "etcd-disk-" + source
+			doc := etcdExample(t, env, "etcd-disk-latency.yaml", name, source)
+			doc = strings.ReplaceAll(doc, "names: [isolated-0]", "names: ["+etcdNode(t, env)+"]")
+			// An objective etcd cannot meet under a slow disk, so that the
+			// verdict is seen to follow the measurements, not just pass.
+			doc += "  - name: etcd's WAL fsync p99 stays under 50 ms\n    expr: prometheus.fault.walFsyncP99 < 0.05\n"
+			cleanupExp(t, c, name)
+			stop := make(chan struct{})
+			wg := writeLoad(t, env, "load-"+source, stop)
+			out, code := runCLI(t, env, "run", "--timeout", "6m", "-f", writeFile(t, doc))
+			close(stop)
+			wg.Wait()
+			exp := getExp(t, c, name)
+			t.Logf("run exited %d:\n%s\nmeasurements: %v", code, out, exp.Status.Measurements)
+
+			fault, after := measurement(t, exp, "prometheus.fault.walFsyncP99"), measurement(t, exp, "prometheus.recovery.walFsyncP99")
+			if fault < 0.1 {
+				t.Errorf("WAL fsync p99 during the fault: %.4f s, want at least 0.1 s", fault)
+			}
+			if after >= 0.01 {
+				t.Errorf("WAL fsync p99 after the fault: %.4f s, want under 0.01 s", after)
+			}
+			base, slow := measurement(t, exp, "prometheus.baseline.apiServerWriteP99"), measurement(t, exp, "prometheus.fault.apiServerWriteP99")
+			if slow <= base {
+				t.Errorf("API server write p99: %.4f s during the fault, %.4f s before it; want it up", slow, base)
+			}
+			if code != 1 || exp.Status.Verdict != v1alpha1.VerdictFailed {
+				t.Errorf("exit %d, verdict %s; want 1 and Failed (one objective asks for fsync p99 under 50 ms)", code, exp.Status.Verdict)
+			}
+			for _, o := range exp.Status.Objectives {
+				want := v1alpha1.VerdictPassed
+				if strings.Contains(o.Name, "under 50 ms") {
+					want = v1alpha1.VerdictFailed
+				}
+				if o.Verdict != want {
+					t.Errorf("objective %q: %s (%s), want %s", o.Name, o.Verdict, o.Message, want)
+				}
+			}
+			// Nothing left behind: every thread of etcd untraced.
+			tr, err := disklatency.Tracers(etcd.PID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for tid, by := range tr {
+				if by != 0 {
+					t.Errorf("etcd thread %d is still traced by %d", tid, by)
+				}
+			}
+		})
+	}
+}
+
+func TestADiskLatencyTargetThatMatchesNoProcessIsAnErrorNamingTheField(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	name := "etcd-disk-nobody"
+	doc := etcdExample(t, env, "etcd-disk-latency.yaml", name, "scrape")
+	doc = strings.ReplaceAll(doc, "names: [isolated-0]", "names: ["+etcdNode(t, env)+"]")
+	doc = strings.ReplaceAll(doc, "name: etcd\n", "name: no-such-proc\n")
+	// Nothing will be measured: keep the windows short.
+	for _, w := range []string{"duration: 60s", "baseline: 30s", "recovery: 30s"} {
+		doc = strings.ReplaceAll(doc, w, strings.Split(w, ":")[0]+": 10s")
+	}
+	cleanupExp(t, c, name)
+	out, code := runCLI(t, env, "run", "--timeout", "4m", "-f", writeFile(t, doc))
+	exp := getExp(t, c, name)
+	if code != 2 || exp.Status.Verdict != v1alpha1.VerdictError {
+		t.Errorf("exit %d, verdict %s; want 2 and Error:\n%s", code, exp.Status.Verdict, out)
+	}
+	if !strings.Contains(exp.Status.Message, `processName, commandLineContains: no process is named "no-such-proc"`) {
+		t.Errorf("message %q does not name the fields", exp.Status.Message)
+	}
+}
