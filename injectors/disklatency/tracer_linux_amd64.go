@@ -40,12 +40,16 @@ type thread struct {
 	inSyscall bool // between entry and exit stops, kept without PTRACE_GET_SYSCALL_INFO
 }
 
-// hold is one delayed call: its thread resumes at due.
+// hold is one delayed call: its thread should resume at want, and is
+// resumed at due, a little sooner (see tracer.early).
 type hold struct {
-	due time.Time
-	tid int
-	th  *thread
+	due, want time.Time
+	tid       int
+	th        *thread
 }
+
+// maxEarly bounds how much sooner than asked a hold may end.
+const maxEarly = 20 * time.Millisecond
 
 type holds []hold
 
@@ -99,6 +103,12 @@ type tracer struct {
 	pending   int // threads seized by attach whose first stop is still to come
 	readyBy   time.Time
 	nextCheck time.Time
+	// early is how much sooner than wanted holds are released: the timer,
+	// the waker's stop, wait4 and the resume each wait for a CPU, and on a
+	// busy machine that adds milliseconds to every delay. The tracer learns
+	// its own lateness (an integral controller over release errors) so
+	// that a call takes the delay asked for, not that plus the tracer's.
+	early time.Duration
 }
 
 func newTracer(id string, p Params, procRoot string) *tracer {
@@ -405,6 +415,7 @@ func (t *tracer) setAlarm(now time.Time) {
 func (t *tracer) releaseDue(now time.Time) {
 	for len(t.holds) > 0 && !t.holds[0].due.After(now) {
 		h := heap.Pop(&t.holds).(hold)
+		t.early = min(max(t.early+now.Sub(h.want)/8, 0), maxEarly)
 		if h.th.held && t.threads[h.tid] == h.th {
 			h.th.held = false
 			t.resume(h.tid, h.th, 0)
@@ -570,7 +581,8 @@ func (t *tracer) syscallStop(tid int, th *thread) {
 	if entry && nr < uint64(len(t.match)) && t.match[nr] {
 		if d, ok := t.choose(tid, fd); ok {
 			th.held = true
-			heap.Push(&t.holds, hold{due: time.Now().Add(d), tid: tid, th: th})
+			want := time.Now().Add(d)
+			heap.Push(&t.holds, hold{due: want.Add(-min(t.early, d/2)), want: want, tid: tid, th: th})
 			t.delayed.Add(1)
 			return
 		}
