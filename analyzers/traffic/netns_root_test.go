@@ -15,18 +15,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-)
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root to make a network namespace, and CI must run it: run the root tests as root")
-	}
-	t.Skip("needs root to make a network namespace (set CI=true to make this a failure)")
-}
+	"faultline.dev/faultline/internal/testenv"
+)
 
 // listenInNewNamespace makes a network namespace with lo up and listens on
 // 127.0.0.1 inside it. The listening socket belongs to the namespace, so it
@@ -80,7 +71,7 @@ func listenInNewNamespace(t *testing.T) (name string, l net.Listener) {
 }
 
 func TestRequestsLeaveFromTheNetworkNamespace(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t, "make a network namespace")
 	name, l := listenInNewNamespace(t)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
 	go srv.Serve(l)
@@ -127,7 +118,7 @@ func TestRequestsLeaveFromTheNetworkNamespace(t *testing.T) {
 }
 
 func TestANamespaceThatCannotBeEnteredFailsRun(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t, "make a network namespace")
 	// A mount namespace passes Validate's check (it is an nsfs file) but is
 	// not a network namespace: Run must say so rather than probe from the
 	// host.

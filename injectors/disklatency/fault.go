@@ -30,6 +30,7 @@ import (
 	"sync"
 
 	"faultline.dev/faultline/injectors"
+	"faultline.dev/faultline/injectors/procfs"
 )
 
 // ErrTargetGone is returned (wrapped) when the target process has exited.
@@ -116,7 +117,7 @@ func (f *Fault) Inject(ctx context.Context) error {
 	if p.PID == selfPID() {
 		return fmt.Errorf("pid: %d is the agent itself", p.PID)
 	}
-	if st, err := readStat(f.procRoot, p.PID); err == nil && st.ppid == selfPID() {
+	if st, err := procfs.ReadStat(f.procRoot, p.PID); err == nil && st.PPID == selfPID() {
 		// A process traced from its real parent's thread group has its
 		// stops reported to every wait of that parent, which would swallow
 		// some of them (os/exec's Wait, say) and leave threads stopped.
@@ -186,7 +187,7 @@ func (f *Fault) Verify(context.Context) (bool, error) {
 		return false, nil
 	}
 	tr, err := tracers(f.procRoot, p.PID)
-	if errors.Is(err, ErrNoProcess) {
+	if errors.Is(err, procfs.ErrNoProcess) {
 		return false, fmt.Errorf("%s: %w", f.target(), ErrTargetGone)
 	}
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"faultline.dev/faultline/injectors/procfs"
 )
 
 // Limits of the parameters.
@@ -148,28 +150,28 @@ func resolve(procRoot string, p Params) (Params, error) {
 		if p.PID == 0 {
 			return p, errors.New("pid: must be set along with startTime")
 		}
-		st, err := readStat(procRoot, p.PID)
+		st, err := procfs.ReadStat(procRoot, p.PID)
 		if err != nil {
 			return p, fmt.Errorf("pid: process %d: %w", p.PID, err)
 		}
-		if st.start != p.StartTime {
-			return p, fmt.Errorf("startTime: process %d started at %d, not %d: it is another process that reused the pid", p.PID, st.start, p.StartTime)
+		if st.Start != p.StartTime {
+			return p, fmt.Errorf("startTime: process %d started at %d, not %d: it is another process that reused the pid", p.PID, st.Start, p.StartTime)
 		}
-		if p.ProcessName != "" && st.comm != p.ProcessName {
-			return p, fmt.Errorf("processName: process %d is %q, not %q", p.PID, st.comm, p.ProcessName)
+		if p.ProcessName != "" && st.Comm != p.ProcessName {
+			return p, fmt.Errorf("processName: process %d is %q, not %q", p.PID, st.Comm, p.ProcessName)
 		}
 		return p, nil
 	case p.PID != 0 && p.ProcessName != "":
 		return p, errors.New("pid, processName: set exactly one of them, not both")
 	case p.PID != 0:
-		st, err := readStat(procRoot, p.PID)
+		st, err := procfs.ReadStat(procRoot, p.PID)
 		if err != nil {
 			return p, fmt.Errorf("pid: process %d: %w", p.PID, err)
 		}
-		if st.state == 'Z' {
+		if st.State == 'Z' {
 			return p, fmt.Errorf("pid: process %d has exited (zombie)", p.PID)
 		}
-		p.StartTime = st.start
+		p.StartTime = st.Start
 		return p, nil
 	case p.ProcessName != "":
 		pid, start, err := findByComm(procRoot, p.ProcessName, p.CommandLineContains, selfPID())

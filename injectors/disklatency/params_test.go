@@ -252,26 +252,6 @@ func TestResolve(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-func TestParseStat(t *testing.T) {
-	st, err := parseStat([]byte("42 (a) b) (c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 0 0\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.comm != "a) b) (c" || st.state != 'S' || st.ppid != 1 || st.start != 777 {
-		t.Fatalf("%+v", st)
-	}
-	for name, bad := range map[string]string{
-		"no name":          "42 S 1",
-		"too few fields":   "42 (x) S 1 2 3",
-		"bad start time":   "42 (x) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 abc 0",
-		"two-letter state": "42 (x) SS 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 7 0",
-	} {
-		if _, err := parseStat([]byte(bad)); err == nil {
-			t.Errorf("%s: %q parsed", name, bad)
-		}
-	}
-}
-
 func TestParseTracerPid(t *testing.T) {
 	n, err := parseTracerPid([]byte("Name:\tetcd\nState:\tS (sleeping)\nTracerPid:\t4242\nUid:\t0\n"))
 	if err != nil || n != 4242 {

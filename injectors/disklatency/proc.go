@@ -12,82 +12,30 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"faultline.dev/faultline/injectors/procfs"
 )
 
 // ProcRoot is where the processes of the node are read from.
 const ProcRoot = "/proc"
 
-// ErrNoProcess is returned (wrapped) for a process that does not exist.
-var ErrNoProcess = errors.New("no such process")
-
 func selfPID() int { return os.Getpid() }
-
-// stat is what is needed of /proc/PID/stat.
-type stat struct {
-	comm  string // field 2, without the parentheses
-	state byte   // field 3: R, S, D, Z, ...
-	ppid  int    // field 4
-	start uint64 // field 22: start time in clock ticks since boot
-}
-
-// parseStat reads a /proc/PID/stat line. The command name (field 2) is in
-// parentheses and may itself hold spaces and parentheses, so fields are
-// counted from the last ')'.
-func parseStat(b []byte) (stat, error) {
-	s := strings.TrimSpace(string(b))
-	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || end < open {
-		return stat{}, fmt.Errorf("stat: no command name in %q", s)
-	}
-	fields := strings.Fields(s[end+1:]) // fields[0] is field 3
-	if len(fields) < 20 {
-		return stat{}, fmt.Errorf("stat: %d fields after the command name, want at least 20", len(fields))
-	}
-	if len(fields[0]) != 1 {
-		return stat{}, fmt.Errorf("stat: state (field 3) %q is not one letter", fields[0])
-	}
-	ppid, err := strconv.Atoi(fields[1])
-	if err != nil {
-		return stat{}, fmt.Errorf("stat: ppid (field 4) %q: %w", fields[1], err)
-	}
-	start, err := strconv.ParseUint(fields[19], 10, 64)
-	if err != nil {
-		return stat{}, fmt.Errorf("stat: start time (field 22) %q: %w", fields[19], err)
-	}
-	return stat{comm: s[open+1 : end], state: fields[0][0], ppid: ppid, start: start}, nil
-}
-
-// readStat reads the stat of a process (or, with "PID/task/TID", of a
-// thread); ErrNoProcess when there is none.
-func readStat(procRoot string, pid int) (stat, error) {
-	return readStatPath(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
-}
-
-func readStatPath(path string) (stat, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			return stat{}, ErrNoProcess
-		}
-		return stat{}, err
-	}
-	return parseStat(b)
-}
 
 // alive reports whether the process (pid, start) still exists and has not
 // exited: a different start time is another process that reused the pid. A
-// leader that exited alone (a zombie with live threads) still counts.
+// leader that exited alone (a zombie with live threads) still counts: its
+// threads still make the disk calls being slowed down.
 func alive(procRoot string, pid int, start uint64) (bool, error) {
-	st, err := readStat(procRoot, pid)
+	st, err := procfs.ReadStat(procRoot, pid)
 	switch {
-	case errors.Is(err, ErrNoProcess):
+	case errors.Is(err, procfs.ErrNoProcess):
 		return false, nil
 	case err != nil:
 		return false, err
-	case st.start != start:
+	case st.Start != start:
 		return false, nil
-	case st.state == 'Z':
-		tids, err := taskIDs(procRoot, pid)
+	case st.State == 'Z':
+		tids, err := procfs.TaskIDs(procRoot, pid)
 		return err == nil && len(tids) > 1, nil
 	}
 	return true, nil
@@ -111,8 +59,8 @@ func findByComm(procRoot, name, cmdline string, self int) (int, uint64, error) {
 			continue
 		}
 		// Processes come and go during the scan: one that is gone is skipped.
-		st, err := readStat(procRoot, pid)
-		if err != nil || st.comm != name || st.state == 'Z' {
+		st, err := procfs.ReadStat(procRoot, pid)
+		if err != nil || st.Comm != name || st.State == 'Z' {
 			continue
 		}
 		if cmdline != "" {
@@ -121,7 +69,7 @@ func findByComm(procRoot, name, cmdline string, self int) (int, uint64, error) {
 				continue
 			}
 		}
-		found = append(found, match{pid, st.start})
+		found = append(found, match{pid, st.Start})
 	}
 	switch len(found) {
 	case 0:
@@ -138,24 +86,6 @@ func findByComm(procRoot, name, cmdline string, self int) (int, uint64, error) {
 	}
 	slices.Sort(pids)
 	return 0, 0, fmt.Errorf("processName: %d processes are named %q (pids %v); set commandLineContains (or pid) to choose one", len(pids), name, pids)
-}
-
-// taskIDs lists the threads of a process.
-func taskIDs(procRoot string, pid int) ([]int, error) {
-	entries, err := os.ReadDir(filepath.Join(procRoot, strconv.Itoa(pid), "task"))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			return nil, ErrNoProcess
-		}
-		return nil, err
-	}
-	tids := make([]int, 0, len(entries))
-	for _, e := range entries {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			tids = append(tids, tid)
-		}
-	}
-	return tids, nil
 }
 
 // statusField returns a numeric field (TracerPid, Tgid) of a
@@ -186,7 +116,7 @@ func tracerOf(procRoot string, pid, tid int) (int, error) {
 	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "task", strconv.Itoa(tid), "status"))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			return 0, ErrNoProcess
+			return 0, procfs.ErrNoProcess
 		}
 		return 0, err
 	}
@@ -211,14 +141,14 @@ func Tracers(pid int) (map[int]int, error) {
 }
 
 func tracers(procRoot string, pid int) (map[int]int, error) {
-	tids, err := taskIDs(procRoot, pid)
+	tids, err := procfs.TaskIDs(procRoot, pid)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[int]int, len(tids))
 	for _, tid := range tids {
 		tr, err := tracerOf(procRoot, pid, tid)
-		if errors.Is(err, ErrNoProcess) {
+		if errors.Is(err, procfs.ErrNoProcess) {
 			continue
 		}
 		if err != nil {
@@ -227,7 +157,7 @@ func tracers(procRoot string, pid int) (map[int]int, error) {
 		out[tid] = tr
 	}
 	if len(out) == 0 {
-		return nil, ErrNoProcess
+		return nil, procfs.ErrNoProcess
 	}
 	return out, nil
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"faultline.dev/faultline/injectors/disklatency/disklatencytest"
+	"faultline.dev/faultline/injectors/procfs"
+	"faultline.dev/faultline/internal/testenv"
 )
 
 const ms = float64(time.Millisecond)
@@ -33,7 +35,7 @@ func dirs(dir string, n int) []string {
 
 func start(t *testing.T, mode string, dirs ...string) *disklatencytest.Target {
 	t.Helper()
-	disklatencytest.RequireRoot(t)
+	testenv.RequireRoot(t, "ptrace a process")
 	return disklatencytest.Start(t, disklatencytest.Config{Mode: mode, Dirs: dirs})
 }
 
@@ -452,15 +454,15 @@ func TestGroupStopAndSignalsPassThrough(t *testing.T) {
 
 func threadStates(t *testing.T, pid int) []byte {
 	t.Helper()
-	tids, err := taskIDs(ProcRoot, pid)
+	tids, err := procfs.TaskIDs(ProcRoot, pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []byte
 	for _, tid := range tids {
-		st, err := readStatPath(filepath.Join(ProcRoot, strconv.Itoa(pid), "task", strconv.Itoa(tid), "stat"))
+		st, err := procfs.ReadStatPath(filepath.Join(ProcRoot, strconv.Itoa(pid), "task", strconv.Itoa(tid), "stat"))
 		if err == nil {
-			out = append(out, st.state)
+			out = append(out, st.State)
 		}
 	}
 	return out
@@ -476,7 +478,7 @@ func threadStates(t *testing.T, pid int) []byte {
 func BenchmarkTracingAtDelay0(b *testing.B) {
 	for _, mode := range []string{disklatencytest.Getpid, disklatencytest.Fdatasync} {
 		b.Run(mode, func(b *testing.B) {
-			disklatencytest.RequireRoot(b)
+			testenv.RequireRoot(b, "ptrace a process")
 			dir := ""
 			if mode == disklatencytest.Fdatasync {
 				dir = b.TempDir()

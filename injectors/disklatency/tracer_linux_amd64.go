@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"faultline.dev/faultline/injectors/procfs"
 )
 
 const (
@@ -278,8 +280,8 @@ func (t *tracer) attach() error {
 		return fmt.Errorf("interrupt thread %d: %w", pid, err)
 	}
 	for {
-		tids, err := taskIDs(t.procRoot, pid)
-		if errors.Is(err, ErrNoProcess) {
+		tids, err := procfs.TaskIDs(t.procRoot, pid)
+		if errors.Is(err, procfs.ErrNoProcess) {
 			t.targetGone()
 			return fmt.Errorf("process %d: %w", pid, ErrTargetGone)
 		}
@@ -335,11 +337,11 @@ func (t *tracer) seizeError(pid, tid int, err error) error {
 }
 
 func commOf(procRoot string, pid int) string {
-	st, err := readStat(procRoot, pid)
+	st, err := procfs.ReadStat(procRoot, pid)
 	if err != nil {
 		return "?"
 	}
-	return st.comm
+	return st.Comm
 }
 
 // loop serves stops until every thread is detached or gone.

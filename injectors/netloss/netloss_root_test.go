@@ -17,14 +17,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
-)
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root to make network namespaces; run it as root (make test does)")
-	}
-}
+	"faultline.dev/faultline/internal/testenv"
+)
 
 // pair is two network namespaces joined by a veth pair: a (10.123.0.1)
 // and b (10.123.0.2). Traffic between them never reaches the host.
@@ -36,7 +31,7 @@ type pair struct {
 
 func newPair(t *testing.T) *pair {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t, "make network namespaces")
 	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, time.Now().UnixNano()%100000)
 	p := &pair{a: "flt-a-" + id, b: "flt-b-" + id, aIP: netip.MustParseAddr("10.123.0.1"), bIP: netip.MustParseAddr("10.123.0.2")}
 	p.aPath, p.bPath = "/run/netns/"+p.a, "/run/netns/"+p.b

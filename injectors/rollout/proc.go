@@ -18,14 +18,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"faultline.dev/faultline/injectors/procfs"
 )
 
 // ProcRoot is where the processes of the node are read from.
@@ -99,14 +99,14 @@ func findMainProcess(procRoot, id string) (int, uint64, error) {
 		if err != nil {
 			continue
 		}
-		st, err := parseStat(stat)
+		st, err := procfs.ParseStat(stat)
 		if err != nil {
 			return 0, 0, fmt.Errorf("process %d of container %s: %w", pid, id, err)
 		}
-		if st.state == 'Z' { // exited, not yet reaped: no main process to signal
+		if st.State == 'Z' { // exited, not yet reaped: no main process to signal
 			continue
 		}
-		inits = append(inits, candidate{pid: pid, depth: len(nspid), start: st.start})
+		inits = append(inits, candidate{pid: pid, depth: len(nspid), start: st.Start})
 	}
 	if len(members) == 0 {
 		return 0, 0, fmt.Errorf("container %s: no process on this node (no %s/*/cgroup path contains its ID)", id, procRoot)
@@ -169,57 +169,17 @@ func parseNSpid(status []byte) ([]int, error) {
 	return nil, errors.New("status: no NSpid line (the kernel is older than 4.1)")
 }
 
-// stat is what is needed of /proc/PID/stat.
-type stat struct {
-	state byte   // field 3: R, S, D, Z, ...
-	start uint64 // field 22: start time in clock ticks since boot
-}
-
-// parseStat reads a /proc/PID/stat line. The command name (field 2) is in
-// parentheses and may itself contain spaces and parentheses, so fields are
-// counted from the last ')'.
-func parseStat(b []byte) (stat, error) {
-	s := strings.TrimSpace(string(b))
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return stat{}, fmt.Errorf("stat: no command name in %q", s)
-	}
-	fields := strings.Fields(s[i+1:]) // fields[0] is field 3
-	if len(fields) < 20 {
-		return stat{}, fmt.Errorf("stat: %d fields after the command name, want at least 20", len(fields))
-	}
-	if len(fields[0]) != 1 {
-		return stat{}, fmt.Errorf("stat: state (field 3) %q is not one letter", fields[0])
-	}
-	start, err := strconv.ParseUint(fields[19], 10, 64)
-	if err != nil {
-		return stat{}, fmt.Errorf("stat: start time (field 22) %q: %w", fields[19], err)
-	}
-	return stat{state: fields[0][0], start: start}, nil
-}
-
-// readStat reads the stat of a process; fs.ErrNotExist (or ESRCH) means
-// there is no such process.
-func readStat(procRoot string, pid int) (stat, error) {
-	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
-	if err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			err = fs.ErrNotExist
-		}
-		return stat{}, err
-	}
-	return parseStat(b)
-}
-
 // alive reports whether the process (pid, start) still exists and has not
 // exited: a different start time is another process that reused the pid.
+// A zombie counts as exited even while its other threads run (unlike in
+// disklatency): the main process has exited, the end a SIGTERM is sent for.
 func alive(procRoot string, pid int, start uint64) (bool, error) {
-	st, err := readStat(procRoot, pid)
+	st, err := procfs.ReadStat(procRoot, pid)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, procfs.ErrNoProcess):
 		return false, nil
 	case err != nil:
 		return false, err
 	}
-	return st.start == start && st.state != 'Z', nil
+	return st.Start == start && st.State != 'Z', nil
 }

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"faultline.dev/faultline/injectors"
+	"faultline.dev/faultline/injectors/procfs"
 	"faultline.dev/faultline/injectors/rollout/rollouttest"
+	"faultline.dev/faultline/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -26,10 +28,10 @@ func TestMain(m *testing.M) {
 // the test saying why it cannot run.
 func hierarchy(t *testing.T, v int) string {
 	t.Helper()
-	rollouttest.RequireRoot(t)
+	testenv.RequireRoot(t, "make cgroups and PID namespaces")
 	root, err := rollouttest.Hierarchy(v)
 	if err != nil {
-		rollouttest.Unavailable(t, "cgroup v%d: %v", v, err)
+		testenv.Unavailable(t, "cgroup v%d: %v", v, err)
 	}
 	return root
 }
@@ -56,7 +58,7 @@ func move(t *testing.T, tg *rollouttest.Target, root, dir string) {
 	}
 	// On a hybrid host the unified hierarchy takes processes as long as no
 	// controller is enabled below its root; the kernel refuses otherwise.
-	rollouttest.Unavailable(t, "the kernel refused to move pid %d into the cgroup v2 %s: %v (controllers enabled in %s/cgroup.subtree_control: %q)",
+	testenv.Unavailable(t, "the kernel refused to move pid %d into the cgroup v2 %s: %v (controllers enabled in %s/cgroup.subtree_control: %q)",
 		tg.PID(), dir, err, root, strings.TrimSpace(string(sub)))
 }
 
@@ -71,8 +73,8 @@ func find(t *testing.T, tg *rollouttest.Target, id, sig string) injectors.Fault 
 	if pid != tg.PID() {
 		t.Fatalf("main process %d, want the target %d", pid, tg.PID())
 	}
-	st, err := readStat(ProcRoot, pid)
-	if err != nil || st.start != start {
+	st, err := procfs.ReadStat(ProcRoot, pid)
+	if err != nil || st.Start != start {
 		t.Fatalf("start time %d, /proc says %+v (%v)", start, st, err)
 	}
 	return newFault(t, Params{ContainerID: "containerd://" + id, Signal: sig, PID: pid, StartTime: start})
@@ -217,7 +219,7 @@ func TestAReusedPIDIsNotSignalled(t *testing.T) {
 }
 
 func TestNoSuchContainer(t *testing.T) {
-	rollouttest.RequireRoot(t)
+	testenv.RequireRoot(t, "make cgroups and PID namespaces")
 	id := rollouttest.NewID()
 	_, _, err := FindMainProcess("containerd://" + id)
 	if err == nil || !strings.Contains(err.Error(), "container "+id+": no process on this node") {

@@ -130,70 +130,11 @@ func TestParseNSpid(t *testing.T) {
 }
 
 // statLine builds a /proc/PID/stat line with that command name, state and
-// start time (field 22).
+// start time (field 22), for fakeProc.
 func statLine(pid int, comm string, state byte, start uint64) string {
 	// Fields 4 to 21, then 22, then a few more.
 	mid := "1 1 1 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0"
 	return strconv.Itoa(pid) + " (" + comm + ") " + string(state) + " " + mid + " " + strconv.FormatUint(start, 10) + " 1234567 200 18446744073709551615 1 1 0 0 0 0 0\n"
-}
-
-func TestParseStat(t *testing.T) {
-	tests := map[string]struct {
-		line      string
-		wantStart uint64
-		wantState byte
-		wantErr   string
-	}{
-		"a plain command name": {
-			line: statLine(42, "nginx", 'S', 987654), wantStart: 987654, wantState: 'S',
-		},
-		"a command name with spaces and parentheses": {
-			line: statLine(42, "my (weird) cmd) 1 2 3", 'R', 5550), wantStart: 5550, wantState: 'R',
-		},
-		"a command name that is only a closing parenthesis": {
-			line: statLine(42, ")", 'S', 77), wantStart: 77, wantState: 'S',
-		},
-		"a zombie": {
-			line: statLine(42, "sh", 'Z', 12), wantStart: 12, wantState: 'Z',
-		},
-		"a line cut short is an error": {
-			line: "42 (sh) S 1 1 1", wantErr: "fields after the command name",
-		},
-		"a line with no command name is an error": {
-			line: "42 sh S 1 1 1", wantErr: "no command name",
-		},
-		"a start time that is not a number is an error": {
-			line: strings.Replace(statLine(42, "sh", 'S', 12), " 12 1234567 ", " x 1234567 ", 1), wantErr: "start time (field 22)",
-		},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			st, err := parseStat([]byte(tc.line))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one with %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if st.start != tc.wantStart || st.state != tc.wantState {
-				t.Errorf("start %d state %c, want %d %c", st.start, st.state, tc.wantStart, tc.wantState)
-			}
-		})
-	}
-}
-
-func TestParseStatOfThisProcess(t *testing.T) {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		t.Skip("no /proc:", err)
-	}
-	st, err := parseStat(b)
-	if err != nil || st.start == 0 {
-		t.Fatalf("stat of this process: %+v, %v (%s)", st, err, b)
-	}
 }
 
 func TestCgroupNames(t *testing.T) {

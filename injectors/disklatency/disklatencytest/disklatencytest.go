@@ -473,21 +473,3 @@ func (tg *Target) Alive() bool {
 		return tg.proc.Signal(syscall.Signal(0)) == nil
 	}
 }
-
-// Unavailable stops a test that cannot run here: a failure under CI=true,
-// where every test must run, and a skip elsewhere.
-func Unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-// RequireRoot stops the test unless it runs as root.
-func RequireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		Unavailable(t, "this test needs root to ptrace a process; run it as root (make test does)")
-	}
-}

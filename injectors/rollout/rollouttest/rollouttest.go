@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"faultline.dev/faultline/internal/testenv"
 )
 
 const (
@@ -71,24 +73,6 @@ func runTarget(mode, file string) int {
 		}
 	}
 	return 0
-}
-
-// Unavailable stops a test that cannot run here: a failure under CI=true,
-// where every test must run, and a skip elsewhere.
-func Unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-// RequireRoot stops the test unless it runs as root.
-func RequireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		Unavailable(t, "this test needs root to make cgroups and PID namespaces; run it as root (make test does)")
-	}
 }
 
 // Hierarchy finds where a cgroup hierarchy is mounted: version 1 finds the
@@ -279,11 +263,11 @@ func (tg *Target) Kill() {
 // holding a target that is pid 1 of its own PID namespace.
 func Container(t testing.TB, mode string) (*Target, string) {
 	t.Helper()
-	RequireRoot(t)
+	testenv.RequireRoot(t, "make cgroups and PID namespaces")
 	root, err := Hierarchy(1)
 	if err != nil {
 		if root, err = Hierarchy(2); err != nil {
-			Unavailable(t, "no cgroup hierarchy to make a container in: %v", err)
+			testenv.Unavailable(t, "no cgroup hierarchy to make a container in: %v", err)
 		}
 	}
 	dir, id := Cgroup(t, root)
