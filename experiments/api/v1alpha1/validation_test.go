@@ -110,6 +110,16 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 		want     []string
 	}{
 		"a valid rollout experiment is accepted":                 {rollout: true},
+		"a valid disk latency experiment is accepted":            {disk: true},
+		"an unknown syscall is refused":                          {disk: true, from: "delay: 100ms", to: "delay: 100ms\n      syscalls: [fsync, fsync2]", want: []string{"diskLatency.syscalls[1]", `Unsupported value: "fsync2"`, "fdatasync"}},
+		"a share of calls above 100 is refused":                  {disk: true, from: "percent: 100", to: "percent: 101", want: []string{"diskLatency.percent", "less than or equal to 100"}},
+		"a negative share of calls is refused":                   {disk: true, from: "percent: 100", to: "percent: -1", want: []string{"diskLatency.percent", "greater than or equal to 0"}},
+		"a negative delay is refused":                            {disk: true, from: "delay: 100ms", to: "delay: -100ms", want: []string{"diskLatency.delay: must be between 0s and 10s"}},
+		"a jitter above the delay is refused":                    {disk: true, from: "delay: 100ms", to: "delay: 100ms\n      jitter: 200ms", want: []string{"diskLatency.jitter: must be at most the delay"}},
+		"a process given by both name and pid is refused":        {disk: true, from: "process: {name: etcd}", to: "process: {name: etcd, pid: 42}", want: []string{"process: set exactly one of name or pid"}},
+		"a node target without a process is refused":             {disk: true, from: "      process: {name: etcd}\n", to: "", want: []string{"diskLatency.process: required for node targets"}},
+		"prometheus with both an address and scrape is refused":  {disk: true, from: "      percent: 100\n", to: "      percent: 100\n  prometheus: {address: \"http://prom:9090\", scrape: {apiServer: true}}\n", want: []string{"prometheus: set exactly one of address"}},
+		"a prometheus address that is not a URL is refused":      {disk: true, from: "      percent: 100\n", to: "      percent: 100\n  prometheus: {address: \"prom:9090\"}\n", want: []string{"prometheus.address: must be an http:// or https:// URL"}},
 		"a traffic rate of 0 is refused":                         {rollout: true, from: "rate: 200", to: "rate: 0", want: []string{"rate", "greater than or equal to 1"}},
 		"a traffic rate above the maximum is refused":            {rollout: true, from: "rate: 200", to: "rate: 20001", want: []string{"rate", "less than or equal to 20000"}},
 		"a traffic URL that is not http or https is refused":     {rollout: true, from: `url: "http://10.200.16.10/"`, to: `url: "ftp://10.200.16.10/"`, want: []string{"traffic.url: must be an http:// or https:// URL"}},
