@@ -282,6 +282,17 @@ func TestDownRemovesEverythingUpMade(t *testing.T) {
 		t.Fatal("the sandbox made no mounts: this test would not prove that down removes them")
 	}
 
+	// Someone else's `ip netns add` while the sandbox is up: the first one
+	// on a machine bind-mounts /run/netns over itself, which would hide the
+	// sandbox's namespace mounts from down, unless up made it a mount first.
+	probe := fmt.Sprintf("fl-probe-%d", os.Getpid())
+	if out, err := runCmd("ip", "netns", "add", probe); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	if out, err := runCmd("ip", "netns", "del", probe); err != nil {
+		t.Fatalf("ip netns del: %v %s", err, out)
+	}
+
 	start := time.Now()
 	if err := sandbox.Down(c, sandbox.NewProgress(os.Stderr)); err != nil {
 		t.Fatal(err)

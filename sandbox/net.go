@@ -160,6 +160,29 @@ func (s *State) setupNodeNet(p Plan, n nodeNet) error {
 	return nil
 }
 
+// sharedNetnsDir makes /run/netns a shared mount of its own, as `ip netns
+// add` does the first time it runs. Otherwise the first `ip netns add`
+// after the sandbox is up (a test's, an operator's) bind-mounts /run/netns
+// over itself, hiding the sandbox's namespace mounts underneath: they can
+// then be neither unmounted nor removed by their path.
+func sharedNetnsDir() error {
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return err
+	}
+	err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if !errors.Is(err, unix.EINVAL) {
+		return err // nil: a mount point already, now shared
+	}
+	// Not a mount point yet: bind it onto itself first.
+	if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", netnsDir, err)
+	}
+	if err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("share %s: %w", netnsDir, err)
+	}
+	return nil
+}
+
 // newNamedNetns creates a named namespace without leaving the calling
 // thread in it.
 func newNamedNetns(name string) (netns.NsHandle, error) {
@@ -170,7 +193,7 @@ func newNamedNetns(name string) (netns.NsHandle, error) {
 		return 0, err
 	}
 	defer orig.Close()
-	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+	if err := sharedNetnsDir(); err != nil {
 		return 0, err
 	}
 	ns, err := netns.NewNamed(name)
