@@ -19,6 +19,32 @@ func runRoot(args ...string) (string, error) {
 	return out.String(), err
 }
 
+func TestEveryShippedExperimentIsValid(t *testing.T) {
+	files, err := filepath.Glob("../../deploy/examples/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "kind: Experiment") {
+			continue // the demo app and its variants
+		}
+		n++
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if out, err := runRoot("validate", "-f", f); err != nil {
+				t.Errorf("%v\n%s", err, out)
+			}
+		})
+	}
+	if n < 4 {
+		t.Fatalf("found %d example experiments, want at least 4", n)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	valid, err := os.ReadFile("../../deploy/examples/node-partition.yaml")
 	if err != nil {
@@ -35,6 +61,7 @@ func TestValidate(t *testing.T) {
 		"a duration over the maximum is refused":     {from: "duration: 90s", to: "duration: 48h", want: []string{"spec.faults[0].duration", "at most 24h"}},
 		"an objective that does not compile":         {from: "expr: recovery.seconds < 120", to: "expr: recovery.seconds <", want: []string{"objectives[1]", "the cluster recovers within two minutes"}},
 		"an unknown field is refused":                {from: "lossPercent: 100", to: "lossPercent: 100\n      lossPercentage: 5", want: []string{`unknown field "lossPercentage"`}},
+		"an objective name the API server refuses":   {from: "name: the outage is bounded", to: "name: the outage's bounded", want: []string{"spec.objectives[0].name", "letters, digits"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -106,7 +106,7 @@ func TestEtcdDiskLatencyShowsInEtcdsOwnMetrics(t *testing.T) {
 			doc = strings.ReplaceAll(doc, "names: [isolated-0]", "names: ["+etcdNode(t, env)+"]")
 			// An objective etcd cannot meet under a slow disk, so that the
 			// verdict is seen to follow the measurements, not just pass.
-			doc += "  - name: etcd's WAL fsync p99 stays under 50 ms\n    expr: prometheus.fault.walFsyncP99 < 0.05\n"
+			doc += "  - name: WAL fsync p99 stays under 50 ms\n    expr: prometheus.fault.walFsyncP99 < 0.05\n"
 			cleanupExp(t, c, name)
 			stop := make(chan struct{})
 			wg := writeLoad(t, env, "load-"+source, stop)

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +14,9 @@ import (
 
 // maxFault is MaxFaultDuration as a time.Duration.
 var maxFault, _ = time.ParseDuration(MaxFaultDuration)
+
+// objectiveName is the pattern the CRD gives Objective.Name.
+var objectiveName = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9_. ]{0,62}[a-zA-Z0-9])?$`)
 
 // Validate checks what the CRD's schema and CEL rules check, without a
 // cluster, so that `faultline validate` and the API server refuse the same
@@ -102,6 +106,9 @@ func (e *Experiment) Validate() field.ErrorList {
 		}
 	}
 	for i, o := range e.Spec.Objectives {
+		if !objectiveName.MatchString(o.Name) {
+			errs = append(errs, field.Invalid(spec.Child("objectives").Index(i).Child("name"), o.Name, "1 to 64 letters, digits, spaces, '-', '_' or '.', starting and ending with a letter or digit"))
+		}
 		if o.Expr == "" {
 			errs = append(errs, field.Required(spec.Child("objectives").Index(i).Child("expr"), "a CEL expression over the measurements, such as evictions.count == 0"))
 		}
