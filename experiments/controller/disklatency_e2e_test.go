@@ -113,8 +113,9 @@ func TestEtcdDiskLatencyShowsInEtcdsOwnMetrics(t *testing.T) {
 			out, code := runCLI(t, env, "run", "--timeout", "6m", "-f", writeFile(t, doc))
 			close(stop)
 			wg.Wait()
+			t.Logf("run exited %d:\n%s", code, out)
 			exp := getExp(t, c, name)
-			t.Logf("run exited %d:\n%s\nmeasurements: %v", code, out, exp.Status.Measurements)
+			t.Logf("measurements: %v", exp.Status.Measurements)
 
 			fault, after := measurement(t, exp, "prometheus.fault.walFsyncP99"), measurement(t, exp, "prometheus.recovery.walFsyncP99")
 			if fault < 0.1 {
@@ -166,6 +167,7 @@ func TestADiskLatencyTargetThatMatchesNoProcessIsAnErrorNamingTheField(t *testin
 	}
 	cleanupExp(t, c, name)
 	out, code := runCLI(t, env, "run", "--timeout", "4m", "-f", writeFile(t, doc))
+	t.Logf("run exited %d:\n%s", code, out)
 	exp := getExp(t, c, name)
 	if code != 2 || exp.Status.Verdict != v1alpha1.VerdictError {
 		t.Errorf("exit %d, verdict %s; want 2 and Error:\n%s", code, exp.Status.Verdict, out)
