@@ -13,42 +13,61 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
+	"faultline.dev/faultline/deploy"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/injectors/disklatency"
 	"faultline.dev/faultline/sandbox"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )
 
-// etcdExample is the shipped etcd example pointed at the test sandbox: its
-// etcd (by data directory), and the Prometheus server or the /metrics
-// endpoints the sandbox started.
-func etcdExample(t *testing.T, env *sandboxtest.Env, file, name, source string) string {
+// etcdExample is a shipped etcd example pointed at the test sandbox: its
+// etcd (by data directory), a node whose agent sees it, and the Prometheus
+// server or the /metrics endpoints the sandbox started. edit changes the
+// experiment further.
+func etcdExample(t *testing.T, env *sandboxtest.Env, file, name, source string, edit func(*v1alpha1.Experiment)) string {
 	t.Helper()
-	s := example(t, file, "default")
-	s = strings.ReplaceAll(s, "name: "+strings.TrimSuffix(file, ".yaml")+"\n", "name: "+name+"\n")
-	s = strings.ReplaceAll(s, "/var/lib/faultline/sandbox/default/etcd", filepath.Join(env.State.Config.Dir(), "etcd"))
+	b, err := deploy.Files.ReadFile("examples/" + file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp v1alpha1.Experiment
+	if err := yaml.UnmarshalStrict(b, &exp); err != nil {
+		t.Fatal(err)
+	}
+	exp.Name = name
+	exp.Spec.Targets.Nodes.Names = []string{etcdNode(t, env)}
+	for i := range exp.Spec.Faults {
+		if p := exp.Spec.Faults[i].DiskLatency.Process; p != nil {
+			p.CommandLineContains = "--data-dir=" + filepath.Join(env.State.Config.Dir(), "etcd")
+		}
+	}
+	pr := exp.Spec.Prometheus
 	switch source {
 	case "prometheus":
-		s = strings.ReplaceAll(s, "http://PROMETHEUS:9090", env.State.PrometheusURL)
+		pr.Address = env.State.PrometheusURL
 	case "scrape":
-		etcd := env.State.Components["etcd"]
-		scrape := fmt.Sprintf("scrape: {etcd: [\"http://127.0.0.1:%d/metrics\"], apiServer: true}", etcd.Ports[2])
-		s = strings.ReplaceAll(s, "address: http://PROMETHEUS:9090", scrape)
+		pr.Address = ""
+		pr.Scrape = &v1alpha1.Scrape{Etcd: []string{fmt.Sprintf("http://127.0.0.1:%d/metrics", env.State.Components["etcd"].Ports[2])}, APIServer: true}
 		// Queries are PromQL: they need a server.
-		if i := strings.Index(s, "    queries:\n"); i >= 0 {
-			j := strings.Index(s, "  objectives:\n")
-			s = s[:i] + s[j:]
-		}
-		var kept []string
-		for _, o := range strings.SplitAfter(s, "\n  - name: ") {
-			if !strings.Contains(o, "prometheus.queries.") {
+		pr.Queries = nil
+		var kept []v1alpha1.Objective
+		for _, o := range exp.Spec.Objectives {
+			if !strings.Contains(o.Expr, "prometheus.queries.") {
 				kept = append(kept, o)
 			}
 		}
-		s = strings.Join(kept, "")
+		exp.Spec.Objectives = kept
 	}
-	return s
+	if edit != nil {
+		edit(&exp)
+	}
+	out, err := yaml.Marshal(&exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
 
 // writeLoad makes API writes (ConfigMap creates and deletes, 5 a second)
@@ -102,11 +121,11 @@ func TestEtcdDiskLatencyShowsInEtcdsOwnMetrics(t *testing.T) {
 	for _, source := range []string{"prometheus", "scrape"} {
 		t.Run("measured through "+source, func(t *testing.T) {
 			name := "etcd-disk-" + source
-			doc := etcdExample(t, env, "etcd-disk-latency.yaml", name, source)
-			doc = strings.ReplaceAll(doc, "names: [isolated-0]", "names: ["+etcdNode(t, env)+"]")
 			// An objective etcd cannot meet under a slow disk, so that the
 			// verdict is seen to follow the measurements, not just pass.
-			doc += "  - name: WAL fsync p99 stays under 50 ms\n    expr: prometheus.fault.walFsyncP99 < 0.05\n"
+			doc := etcdExample(t, env, "etcd-disk-latency.yaml", name, source, func(exp *v1alpha1.Experiment) {
+				exp.Spec.Objectives = append(exp.Spec.Objectives, v1alpha1.Objective{Name: "WAL fsync p99 stays under 50 ms", Expr: "prometheus.fault.walFsyncP99 < 0.05"})
+			})
 			cleanupExp(t, c, name)
 			stop := make(chan struct{})
 			wg := writeLoad(t, env, "load-"+source, stop)
@@ -158,13 +177,13 @@ func TestADiskLatencyTargetThatMatchesNoProcessIsAnErrorNamingTheField(t *testin
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	name := "etcd-disk-nobody"
-	doc := etcdExample(t, env, "etcd-disk-latency.yaml", name, "scrape")
-	doc = strings.ReplaceAll(doc, "names: [isolated-0]", "names: ["+etcdNode(t, env)+"]")
-	doc = strings.ReplaceAll(doc, "name: etcd\n", "name: no-such-proc\n")
 	// Nothing will be measured: keep the windows short.
-	for _, w := range []string{"duration: 60s", "baseline: 30s", "recovery: 30s"} {
-		doc = strings.ReplaceAll(doc, w, strings.Split(w, ":")[0]+": 10s")
-	}
+	short := &metav1.Duration{Duration: 10 * time.Second}
+	doc := etcdExample(t, env, "etcd-disk-latency.yaml", name, "scrape", func(exp *v1alpha1.Experiment) {
+		exp.Spec.Faults[0].DiskLatency.Process.Name = "no-such-proc"
+		exp.Spec.Faults[0].Duration = *short
+		exp.Spec.Prometheus.Baseline, exp.Spec.Prometheus.Recovery = short, short
+	})
 	cleanupExp(t, c, name)
 	out, code := runCLI(t, env, "run", "--timeout", "4m", "-f", writeFile(t, doc))
 	t.Logf("run exited %d:\n%s", code, out)
