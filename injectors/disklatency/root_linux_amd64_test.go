@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -491,7 +492,7 @@ func BenchmarkTracingAtDelay0(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				f, err := NewFault("bench-"+mode, p)
+				f, err := NewFault(fmt.Sprintf("bench-%s-%d-%d", mode, tg.PID(), i), p)
 				if err != nil {
 					b.Fatal(err)
 				}
