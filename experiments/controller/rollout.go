@@ -391,6 +391,15 @@ func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment
 	}
 	now := r.Clock.Now()
 	which := map[bool]string{true: "new", false: "old"}[a.Pods == "New"]
+	if len(chosen) == 0 && a.Pods == "New" && now.Before(end) {
+		// At a time offset the new pods may not be Ready yet: the point
+		// waits for the first one (a rollout only adds new pods), until
+		// the fault's end.
+		if n := len(exp.Status.Timeline); n == 0 || exp.Status.Timeline[n-1].Reason != "RolloutPointWaiting" {
+			r.note(exp, false, "RolloutPointWaiting", "fault %s: point reached, waiting for a Ready new pod to act on (%s)", f.Name, rec.Progress)
+		}
+		return nil
+	}
 	if len(chosen) == 0 {
 		// The point is passed with nothing to act on: say so, the verdict
 		// will be Error for lack of an injection.
