@@ -302,7 +302,9 @@ func (a *Analyzer) fail(msg string) {
 //     there.
 //   - queries.NAME: result (the last), baseline (result at the end of the
 //     baseline window), measurements, failed, errors, phase (Running, then
-//     Successful, Failed or Error) and error (the last one's).
+//     Successful, Failed or Error) and error (the last one's); and
+//     windows.baseline|fault|recovery: min, max, mean and points of the
+//     query over each window, asked as a range query.
 //   - errors: what went wrong, such as a target that did not answer.
 func (a *Analyzer) Measure(time.Time) map[string]any {
 	a.mu.Lock()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"regexp"
 	"slices"
 	"sync"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	"k8s.io/utils/clock"
 )
@@ -18,7 +21,8 @@ import (
 // Query is a PromQL measurement of your own, judged by CEL conditions over
 // result (a number for a scalar, a list of numbers for a vector) and
 // baseline (result at the end of the baseline window), as Argo Rollouts'
-// Prometheus metrics are.
+// Prometheus metrics are. Each window is also asked as a range query, so
+// that objectives can read what the query did all through the fault.
 type Query struct {
 	// Name is how objectives read it: prometheus.queries.NAME.
 	Name string
@@ -113,6 +117,8 @@ type query struct {
 	measurements, failed, errors, errorsInARow int
 	lastError                                  string
 	phase                                      Phase
+	// windows: the query over each window as a range query, summed up.
+	windows map[string]map[string]any
 }
 
 // newQuery checks q, naming the field at fault as queries[i].FIELD.
@@ -153,7 +159,9 @@ func newQuery(i int, q Query) (*query, error) {
 func (q *query) run(ctx context.Context, clk clock.WithTicker, api querier, marks <-chan mark) {
 	tick := clk.NewTicker(q.Interval)
 	defer tick.Stop()
-	q.sample(ctx, api, clk.Now(), false)
+	var at [numBoundaries]time.Time
+	at[BaselineStart] = clk.Now()
+	q.sample(ctx, api, at[BaselineStart], false)
 	for {
 		select {
 		case <-ctx.Done():
@@ -161,6 +169,14 @@ func (q *query) run(ctx context.Context, clk clock.WithTicker, api querier, mark
 		case <-tick.C():
 			q.sample(ctx, api, clk.Now(), false)
 		case m := <-marks:
+			if at[m.b].IsZero() || m.b == BaselineStart {
+				at[m.b] = m.at
+			}
+			for _, w := range windows {
+				if w.to == m.b && !at[w.from].IsZero() {
+					q.window(ctx, api, w.name, at[w.from], m.at)
+				}
+			}
 			switch m.b {
 			case FaultStart:
 				q.sample(ctx, api, m.at, true)
@@ -171,6 +187,59 @@ func (q *query) run(ctx context.Context, clk clock.WithTicker, api querier, mark
 			}
 		}
 	}
+}
+
+// window runs the query over a window as a range query, one point per
+// Interval, and keeps the lowest, highest and mean of every series' points
+// (and how many there were): what the query did all through the fault,
+// not only at the instants it was judged.
+func (q *query) window(ctx context.Context, api querier, name string, from, to time.Time) {
+	qctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	v, _, _, err := api.QueryRange(qctx, q.Query.Query, promv1.Range{Start: from, End: to, Step: q.Interval})
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	w := map[string]any{}
+	if err == nil {
+		err = summarize(v, w)
+	}
+	if err != nil {
+		w["error"] = err.Error()
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.windows == nil {
+		q.windows = map[string]map[string]any{}
+	}
+	q.windows[name] = w
+}
+
+// summarize puts min, max, mean and points of a range query's answer (a
+// matrix) into w; NaN points (an empty histogram's quantile) are left out.
+func summarize(v model.Value, w map[string]any) error {
+	m, ok := v.(model.Matrix)
+	if !ok {
+		return fmt.Errorf("a range query returned a %v, not a matrix", v.Type())
+	}
+	n, sum := 0, 0.0
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, s := range m {
+		for _, p := range s.Values {
+			f := float64(p.Value)
+			if math.IsNaN(f) {
+				continue
+			}
+			n++
+			sum += f
+			lo, hi = min(lo, f), max(hi, f)
+		}
+	}
+	w["points"] = int64(n)
+	if n > 0 {
+		w["min"], w["max"], w["mean"] = lo, hi, sum/float64(n)
+	}
+	return nil
 }
 
 // sample runs the query at the instant at and judges its result.
@@ -326,6 +395,13 @@ func (q *query) values() map[string]any {
 	}
 	if q.lastError != "" {
 		m["error"] = q.lastError
+	}
+	if len(q.windows) > 0 {
+		ws := map[string]any{}
+		for name, w := range q.windows {
+			ws[name] = maps.Clone(w)
+		}
+		m["windows"] = ws
 	}
 	return m
 }

@@ -3,6 +3,8 @@ package prometheus
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -245,8 +247,9 @@ func TestRecordCountsMeasurementsUntilAPhaseEndsThem(t *testing.T) {
 type fakeAPI struct {
 	answer func(q string, at time.Time) (model.Value, error)
 
-	mu    sync.Mutex
-	asked []asked
+	mu     sync.Mutex
+	asked  []asked
+	ranges []promv1.Range
 }
 
 type asked struct {
@@ -260,6 +263,30 @@ func (f *fakeAPI) Query(_ context.Context, q string, at time.Time, _ ...promv1.O
 	f.mu.Unlock()
 	v, err := f.answer(q, at)
 	return v, nil, nil, err
+}
+
+// QueryRange answers a range query with one series: the instant answers
+// at each step (a vector's samples in turn).
+func (f *fakeAPI) QueryRange(_ context.Context, q string, r promv1.Range, _ ...promv1.Option) (model.Value, promv1.Warnings, promv1.Infos, error) {
+	f.mu.Lock()
+	f.ranges = append(f.ranges, r)
+	f.mu.Unlock()
+	s := &model.SampleStream{}
+	for at := r.Start; !at.After(r.End); at = at.Add(r.Step) {
+		v, err := f.answer(q, at)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		switch v := v.(type) {
+		case *model.Scalar:
+			s.Values = append(s.Values, model.SamplePair{Timestamp: model.TimeFromUnixNano(at.UnixNano()), Value: v.Value})
+		case model.Vector:
+			for _, x := range v {
+				s.Values = append(s.Values, model.SamplePair{Timestamp: model.TimeFromUnixNano(at.UnixNano()), Value: x.Value})
+			}
+		}
+	}
+	return model.Matrix{s}, nil, nil, nil
 }
 
 func (f *fakeAPI) queries(q string) []time.Time {
@@ -354,5 +381,73 @@ func TestQueriesAreMeasuredEveryIntervalFromTheFirstMarkToTheRecoveryEnd(t *test
 	got := hasLeader()
 	if got["phase"] != "Successful" || got["measurements"] != int64(6) || got["failed"] != int64(1) {
 		t.Errorf("hasLeader = %v, want Successful after 6 measurements, 1 failed", got)
+	}
+	// Each window is also asked as a range query, one point per interval.
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	wantRanges := []promv1.Range{{Start: at(0), End: at(15), Step: 10 * time.Second}, {Start: at(15), End: at(25), Step: 10 * time.Second}, {Start: at(25), End: at(30), Step: 10 * time.Second}}
+	if !slices.EqualFunc(api.ranges, wantRanges, func(a, b promv1.Range) bool { return a.Start.Equal(b.Start) && a.End.Equal(b.End) && a.Step == b.Step }) {
+		t.Errorf("range queries %v, want %v: the baseline, the fault and the recovery", api.ranges, wantRanges)
+	}
+	ws, _ := got["windows"].(map[string]any)
+	for name, points := range map[string]int64{"baseline": 2, "fault": 2, "recovery": 1} {
+		w, _ := ws[name].(map[string]any)
+		if w["points"] != points || w["min"] != 1.0 || w["max"] != 1.0 {
+			t.Errorf("windows.%s = %v, want %d points of 1", name, w, points)
+		}
+	}
+}
+
+func TestSummarizeKeepsTheLowestHighestAndMeanOfEveryPoint(t *testing.T) {
+	pairs := func(vs ...float64) []model.SamplePair {
+		out := make([]model.SamplePair, len(vs))
+		for i, v := range vs {
+			out[i] = model.SamplePair{Timestamp: model.Time(i * 1000), Value: model.SampleValue(v)}
+		}
+		return out
+	}
+	tests := map[string]struct {
+		v       model.Value
+		want    map[string]any
+		wantErr string
+	}{
+		"one series": {
+			v:    model.Matrix{{Values: pairs(0.25, 0.75, 0.5)}},
+			want: map[string]any{"points": int64(3), "min": 0.25, "max": 0.75, "mean": 0.5},
+		},
+		"every series counts, and NaN points (an empty histogram's quantile) are left out": {
+			v:    model.Matrix{{Values: pairs(1, math.NaN())}, {Values: pairs(3)}},
+			want: map[string]any{"points": int64(2), "min": 1.0, "max": 3.0, "mean": 2.0},
+		},
+		"no point at all has only the count": {
+			v:    model.Matrix{},
+			want: map[string]any{"points": int64(0)},
+		},
+		"an answer that is not a matrix is refused": {
+			v:       &model.Scalar{Value: 1},
+			wantErr: "not a matrix",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := map[string]any{}
+			err := summarize(tc.v, got)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for k, w := range tc.want {
+				if g := got[k]; fmt.Sprint(g) != fmt.Sprint(w) {
+					t.Errorf("%s: %v, want %v", k, g, w)
+				}
+			}
+		})
 	}
 }

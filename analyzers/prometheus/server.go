@@ -15,6 +15,7 @@ import (
 // querier is what the analyzer needs of a Prometheus server's API.
 type querier interface {
 	Query(ctx context.Context, query string, ts time.Time, opts ...promv1.Option) (model.Value, promv1.Warnings, promv1.Infos, error)
+	QueryRange(ctx context.Context, query string, r promv1.Range, opts ...promv1.Option) (model.Value, promv1.Warnings, promv1.Infos, error)
 }
 
 // server measures a window by instant queries at its end over its length:
