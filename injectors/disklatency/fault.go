@@ -99,13 +99,12 @@ func (f *Fault) Inject(ctx context.Context) error {
 	opMu.Lock()
 	defer opMu.Unlock()
 	p := f.Params
-	if t := lookup(f.ID); t != nil {
+	// A tracer that has ended (recovered, or its process gone) is replaced.
+	if t := lookup(f.ID); t != nil && !t.ended() {
 		if t.p.PID != p.PID || t.p.StartTime != p.StartTime {
 			return fmt.Errorf("fault %s traces process %d (start time %d) already, not %s", f.ID, t.p.PID, t.p.StartTime, f.target())
 		}
-		if !t.ended() {
-			return nil
-		}
+		return nil
 	}
 	ok, err := alive(f.procRoot, p.PID, p.StartTime)
 	if err != nil {

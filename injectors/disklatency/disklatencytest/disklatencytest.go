@@ -349,7 +349,19 @@ func Start(t testing.TB, c Config) *Target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	// Pdeathsig fires when the thread that forked the launcher ends, not
+	// the process: a tracer ends its locked thread when it stops, and that
+	// may be the one that forked. The fork happens on a thread kept for
+	// the test's whole life.
+	started, release := make(chan error), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		started <- cmd.Start()
+		<-release
+	}()
+	t.Cleanup(func() { close(release) })
+	if err := <-started; err != nil {
 		t.Fatalf("start a target process: %v", err)
 	}
 	tg := &Target{Launcher: cmd, in: in, out: bufio.NewReader(out), done: make(chan struct{})}
