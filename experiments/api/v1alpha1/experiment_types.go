@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	chaosmeshv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -9,6 +10,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="self.faults.all(f, f.type != 'Rollout' || has(self.targets.deployment))",message="targets.deployment: required by Rollout faults"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout')",message="targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' || has(f.diskLatency.process))",message="diskLatency.process: required for node targets (the process to slow on each node)"
+// +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'MemoryPressure' || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel"
 type ExperimentSpec struct {
 	// Targets selects the pods, the nodes or the Deployment that the faults
 	// act on.
@@ -91,7 +93,7 @@ type NodeTargets struct {
 }
 
 // FaultType names a fault family.
-// +kubebuilder:validation:Enum=NetworkLoss;Rollout;DiskLatency
+// +kubebuilder:validation:Enum=NetworkLoss;Rollout;DiskLatency;MemoryPressure
 type FaultType string
 
 const (
@@ -103,6 +105,9 @@ const (
 	// FaultDiskLatency delays a process's fsync and fdatasync (etcd's WAL)
 	// at syscall level.
 	FaultDiskLatency FaultType = "DiskLatency"
+	// FaultMemoryPressure allocates and touches memory inside a container's
+	// memory cgroup, or node-wide, with a ramp and a hold.
+	FaultMemoryPressure FaultType = "MemoryPressure"
 )
 
 // MaxFaultDuration is the longest a single fault may last.
@@ -115,6 +120,8 @@ const MaxFaultDuration = "24h"
 // +kubebuilder:validation:XValidation:rule="self.type == 'Rollout' || !has(self.rollout)",message="rollout: only for type Rollout"
 // +kubebuilder:validation:XValidation:rule="self.type != 'DiskLatency' || has(self.diskLatency)",message="diskLatency: required when type is DiskLatency"
 // +kubebuilder:validation:XValidation:rule="self.type == 'DiskLatency' || !has(self.diskLatency)",message="diskLatency: only for type DiskLatency"
+// +kubebuilder:validation:XValidation:rule="self.type != 'MemoryPressure' || has(self.memoryPressure)",message="memoryPressure: required when type is MemoryPressure"
+// +kubebuilder:validation:XValidation:rule="self.type == 'MemoryPressure' || !has(self.memoryPressure)",message="memoryPressure: only for type MemoryPressure"
 // +kubebuilder:validation:XValidation:rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('24h')",message="duration: must be more than 0s and at most 24h"
 // +kubebuilder:validation:XValidation:rule="!has(self.startAfter) || (duration(self.startAfter) >= duration('0s') && duration(self.startAfter) <= duration('24h'))",message="startAfter: must be between 0s and 24h"
 type Fault struct {
@@ -149,6 +156,66 @@ type Fault struct {
 	// DiskLatency parameters, for type DiskLatency.
 	// +optional
 	DiskLatency *DiskLatency `json:"diskLatency,omitempty"`
+
+	// MemoryPressure parameters, for type MemoryPressure.
+	// +optional
+	MemoryPressure *MemoryPressure `json:"memoryPressure,omitempty"`
+}
+
+// MemoryPressure makes memory really resident where the kernel and the
+// kubelet count it. For pod targets, a stressor joins the container's
+// memory cgroup (in a child cgroup of its own), so it counts against the
+// container's limit: up to the size, or past the limit until the kernel
+// OOM-kills in the container. For node targets, the stressor runs in a
+// cgroup of its own under the node's pod cgroup, where the kubelet counts
+// it against the node's allocatable memory like any pod's, so memory
+// available falls until the kubelet evicts pods in its documented order.
+// The stressor ramps up at rampPerSecond, then holds the size until hold
+// ends, or until the fault's duration ends.
+// +kubebuilder:validation:XValidation:rule="has(self.size) != has(self.percent)",message="memoryPressure: set exactly one of size or percent"
+// +kubebuilder:validation:XValidation:rule="quantity(string(self.rampPerSecond)).isGreaterThan(quantity('0'))",message="memoryPressure.rampPerSecond: must be more than 0 (bytes a second, such as 64Mi)"
+// +kubebuilder:validation:XValidation:rule="!has(self.size) || quantity(string(self.size)).isGreaterThan(quantity('0'))",message="memoryPressure.size: must be more than 0, such as 200Mi"
+// +kubebuilder:validation:XValidation:rule="!has(self.hold) || duration(self.hold) > duration('0s')",message="memoryPressure.hold: must be more than 0s"
+type MemoryPressure struct {
+	// Size the stressor makes resident, such as 200Mi.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	Size *resource.Quantity `json:"size,omitempty"`
+
+	// Percent of the container's memory limit (pod targets) or of the
+	// node's allocatable memory (node targets), 1 to 100.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent,omitempty"`
+
+	// RampPerSecond is how fast the stressor grows, such as 64Mi: bytes a
+	// second, more than 0.
+	// +required
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	RampPerSecond resource.Quantity `json:"rampPerSecond"`
+
+	// Hold is how long the size is held once reached; the fault then ends
+	// early. By default it is held until the fault's duration ends.
+	// +optional
+	Hold *metav1.Duration `json:"hold,omitempty"`
+
+	// Container of pod targets whose memory cgroup the stressor joins; the
+	// first when empty.
+	// +optional
+	Container string `json:"container,omitempty"`
+
+	// PushPastLimit keeps allocating past the container's limit until the
+	// kernel OOM-kills in the container (pod targets only): the stressor
+	// then releases its memory and exits, so that one OOM kill is forced.
+	// +optional
+	PushPastLimit bool `json:"pushPastLimit,omitempty"`
+
+	// Force allows a size above a node's allocatable memory (node targets).
+	// +optional
+	Force bool `json:"force,omitempty"`
 }
 
 // DiskLatency slows a process's disk syscalls where the process makes
@@ -830,6 +897,10 @@ type InjectionRecord struct {
 	// Error the agent reported, if any.
 	// +optional
 	Error string `json:"error,omitempty"`
+	// Effect the agent reported, such as the memory a stressor held or an
+	// OOM kill it forced.
+	// +optional
+	Effect string `json:"effect,omitempty"`
 }
 
 // ObjectiveResult is an objective's judgement.

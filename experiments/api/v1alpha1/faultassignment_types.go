@@ -79,9 +79,29 @@ type AssignedFault struct {
 	// ContainerID names the container whose main process is traced.
 	// +optional
 	DiskLatency *DiskLatency `json:"diskLatency,omitempty"`
-	// ContainerID of the pod target's container, for DiskLatency.
+	// ContainerID of the pod target's container, for DiskLatency and
+	// MemoryPressure.
 	// +optional
 	ContainerID string `json:"containerID,omitempty"`
+
+	// MemoryPressure parameters, for type MemoryPressure, with the size
+	// resolved to bytes: the container's memory cgroup for a pod target,
+	// the node's pod cgroup for the node itself.
+	// +optional
+	MemoryPressure *AssignedMemoryPressure `json:"memoryPressure,omitempty"`
+}
+
+// AssignedMemoryPressure is a memory fault in bytes.
+type AssignedMemoryPressure struct {
+	// SizeBytes the stressor makes resident.
+	// +kubebuilder:validation:Minimum=1
+	SizeBytes int64 `json:"sizeBytes"`
+	// RampBytesPerSecond is how fast it grows.
+	// +kubebuilder:validation:Minimum=1
+	RampBytesPerSecond int64 `json:"rampBytesPerSecond"`
+	// PushPastLimit allocates past the container's limit until an OOM kill.
+	// +optional
+	PushPastLimit bool `json:"pushPastLimit,omitempty"`
 }
 
 // ContainerSignal names a container by its runtime ID and the signal its
@@ -136,6 +156,10 @@ type AssignedFaultStatus struct {
 	// Error the agent met, if any.
 	// +optional
 	Error string `json:"error,omitempty"`
+	// Message is what the injector reports of the fault's effect, such
+	// as a stressor's resident memory or an OOM kill it forced.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // FaultAssignment is what one node's faultline agent must do and until

@@ -60,6 +60,9 @@ func (e *Experiment) Validate() field.ErrorList {
 		if f.Type != FaultDiskLatency && f.DiskLatency != nil {
 			errs = append(errs, field.Invalid(p, "", "diskLatency: only for type DiskLatency"))
 		}
+		if f.Type != FaultMemoryPressure && f.MemoryPressure != nil {
+			errs = append(errs, field.Invalid(p, "", "memoryPressure: only for type MemoryPressure"))
+		}
 		switch f.Type {
 		case FaultNetworkLoss:
 			if f.NetworkLoss == nil {
@@ -91,10 +94,22 @@ func (e *Experiment) Validate() field.ErrorList {
 			if e.Spec.Targets.Deployment != "" {
 				errs = append(errs, field.Invalid(t.Child("deployment"), e.Spec.Targets.Deployment, "targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"))
 			}
+		case FaultMemoryPressure:
+			if f.MemoryPressure == nil {
+				errs = append(errs, field.Required(p.Child("memoryPressure"), "memoryPressure: required when type is MemoryPressure"))
+			} else {
+				errs = append(errs, f.MemoryPressure.validate(p.Child("memoryPressure"))...)
+				if e.Spec.Targets.Nodes != nil && f.MemoryPressure.PushPastLimit {
+					errs = append(errs, field.Invalid(spec, "", "memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel"))
+				}
+			}
+			if e.Spec.Targets.Deployment != "" {
+				errs = append(errs, field.Invalid(t.Child("deployment"), e.Spec.Targets.Deployment, "targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"))
+			}
 		case "":
 			errs = append(errs, field.Required(p.Child("type"), ""))
 		default:
-			errs = append(errs, field.NotSupported(p.Child("type"), f.Type, []FaultType{FaultNetworkLoss, FaultRollout, FaultDiskLatency}))
+			errs = append(errs, field.NotSupported(p.Child("type"), f.Type, []FaultType{FaultNetworkLoss, FaultRollout, FaultDiskLatency, FaultMemoryPressure}))
 		}
 		if f.Duration.Duration == 0 {
 			errs = append(errs, field.Required(p.Child("duration"), "duration: must be more than 0s and at most "+MaxFaultDuration))
@@ -284,6 +299,26 @@ func (d *DiskLatency) validate(p *field.Path) field.ErrorList {
 	}
 	if pr := d.Process; pr != nil && (pr.Name == "") == (pr.PID == 0) {
 		errs = append(errs, field.Invalid(p.Child("process"), "", "process: set exactly one of name or pid"))
+	}
+	return errs
+}
+
+func (m *MemoryPressure) validate(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if (m.Size == nil) == (m.Percent == 0) {
+		errs = append(errs, field.Invalid(p, "", "memoryPressure: set exactly one of size or percent"))
+	}
+	if m.Percent != 0 && (m.Percent < 1 || m.Percent > 100) {
+		errs = append(errs, field.Invalid(p.Child("percent"), m.Percent, "should be less than or equal to 100 and greater than or equal to 1: a share of the container's limit or of the node's allocatable memory"))
+	}
+	if m.RampPerSecond.Sign() <= 0 {
+		errs = append(errs, field.Invalid(p, "", "memoryPressure.rampPerSecond: must be more than 0 (bytes a second, such as 64Mi)"))
+	}
+	if m.Size != nil && m.Size.Sign() <= 0 {
+		errs = append(errs, field.Invalid(p, "", "memoryPressure.size: must be more than 0, such as 200Mi"))
+	}
+	if m.Hold != nil && m.Hold.Duration <= 0 {
+		errs = append(errs, field.Invalid(p, "", "memoryPressure.hold: must be more than 0s"))
 	}
 	return errs
 }

@@ -99,18 +99,48 @@ spec:
       percent: 100
 `
 
+// validMemory is a memory pressure experiment the API server accepts.
+const validMemory = `
+apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: mem, namespace: default}
+spec:
+  targets: {pods: {namespaces: [demo], labelSelectors: {app: demo-app}}}
+  faults:
+  - name: squeeze
+    type: MemoryPressure
+    duration: 60s
+    memoryPressure:
+      size: 200Mi
+      rampPerSecond: 64Mi
+  objectives:
+  - {name: no OOM kill, expr: "oom.kills == 0"}
+`
+
 func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 	env := sandboxtest.Get(t)
 	installCRDs(t, env)
 	dyn := dynamic.NewForConfigOrDie(env.RESTConfig)
 	tests := map[string]struct {
-		rollout  bool   // start from validRollout instead of valid
-		disk     bool   // start from validDisk
-		from, to string // a replacement in the valid experiment
-		want     []string
+		rollout   bool   // start from validRollout instead of valid
+		disk      bool   // start from validDisk
+		memory    bool   // start from validMemory
+		from, to  string // a replacement in the valid experiment
+		and, with string // a second one
+		want      []string
 	}{
 		"a valid rollout experiment is accepted":                 {rollout: true},
 		"a valid disk latency experiment is accepted":            {disk: true},
+		"a valid memory pressure experiment is accepted":         {memory: true},
+		"a share of memory given as a percent is accepted":       {memory: true, from: "size: 200Mi", to: "percent: 80"},
+		"a memory ramp of 0 is refused":                          {memory: true, from: "rampPerSecond: 64Mi", to: "rampPerSecond: \"0\"", want: []string{"memoryPressure.rampPerSecond: must be more than 0"}},
+		"a negative memory ramp is refused":                      {memory: true, from: "rampPerSecond: 64Mi", to: "rampPerSecond: -1Mi", want: []string{"memoryPressure.rampPerSecond: must be more than 0"}},
+		"a memory share above 100 is refused":                    {memory: true, from: "size: 200Mi", to: "percent: 101", want: []string{"memoryPressure.percent", "less than or equal to 100"}},
+		"a negative memory share is refused":                     {memory: true, from: "size: 200Mi", to: "percent: -5", want: []string{"memoryPressure.percent", "greater than or equal to 1"}},
+		"a memory size and a share together are refused":         {memory: true, from: "size: 200Mi", to: "size: 200Mi\n      percent: 50", want: []string{"memoryPressure: set exactly one of size or percent"}},
+		"a memory fault with neither size nor share is refused":  {memory: true, from: "      size: 200Mi\n", to: "", want: []string{"memoryPressure: set exactly one of size or percent"}},
+		"a zero memory size is refused":                          {memory: true, from: "size: 200Mi", to: "size: \"0\"", want: []string{"memoryPressure.size: must be more than 0"}},
+		"pushing a node past its limit is refused":               {memory: true, from: "targets: {pods: {namespaces: [demo], labelSelectors: {app: demo-app}}}", to: "targets: {nodes: {names: [real-0]}}", and: "rampPerSecond: 64Mi", with: "rampPerSecond: 64Mi\n      pushPastLimit: true", want: []string{"memoryPressure.pushPastLimit: only for pod targets"}},
 		"an unknown syscall is refused":                          {disk: true, from: "delay: 100ms", to: "delay: 100ms\n      syscalls: [fsync, fsync2]", want: []string{"diskLatency.syscalls[1]", `Unsupported value: "fsync2"`, "fdatasync"}},
 		"a share of calls above 100 is refused":                  {disk: true, from: "percent: 100", to: "percent: 101", want: []string{"diskLatency.percent", "less than or equal to 100"}},
 		"a negative share of calls is refused":                   {disk: true, from: "percent: 100", to: "percent: -1", want: []string{"diskLatency.percent", "greater than or equal to 0"}},
@@ -152,11 +182,17 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 			if tc.disk {
 				doc = validDisk
 			}
+			if tc.memory {
+				doc = validMemory
+			}
 			if tc.from != "" {
 				if !strings.Contains(doc, tc.from) {
 					t.Fatalf("test bug: %q not in the valid experiment", tc.from)
 				}
 				doc = strings.Replace(doc, tc.from, tc.to, 1)
+			}
+			if tc.and != "" {
+				doc = strings.Replace(doc, tc.and, tc.with, 1)
 			}
 			objs, err := deploy.Decode([]byte(doc))
 			if err != nil {
