@@ -37,6 +37,12 @@ type Config struct {
 	IsolatedKwokNodes int
 	// RealNodes run containerd, a kubelet and kube-proxy, and real pods.
 	RealNodes int
+	// RealNodeMemory is each real node's allocatable memory in bytes: the
+	// kubelet reserves the rest of the machine, so its pods (and memory
+	// pressure faults) reach the kubelet's eviction threshold with a
+	// bounded allocation, never the whole machine's. The pods' cgroup is
+	// capped a little above it. 0 means DefaultRealNodeMemory.
+	RealNodeMemory int64
 	// Prometheus starts Debian's prometheus scraping the cluster.
 	Prometheus bool
 	// Faultline installs faultline's CRDs and runs its controller on the
@@ -56,6 +62,14 @@ type Config struct {
 	// Root is where sandboxes keep their state; empty means DefaultRoot.
 	Root string
 }
+
+// DefaultRealNodeMemory is a real node's allocatable memory by default:
+// room for the demo workloads, and a node-pressure eviction within reach
+// of a 1 GiB allocation.
+const DefaultRealNodeMemory = 1 << 30
+
+// minRealNodeMemory leaves room for the kubelet's own pods' overhead.
+const minRealNodeMemory = 256 << 20
 
 // DefaultRoot is where sandboxes live unless Config.Root says otherwise.
 const DefaultRoot = "/var/lib/faultline/sandbox"
@@ -92,10 +106,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--isolated-nodes %d: must be between 0 and %d", c.IsolatedKwokNodes, maxIsolatedKwokNodes)
 	case c.RealNodes < 0 || c.RealNodes > maxRealNodes:
 		return fmt.Errorf("--real-nodes %d: must be between 0 and %d", c.RealNodes, maxRealNodes)
+	case c.RealNodeMemory != 0 && c.RealNodeMemory < minRealNodeMemory:
+		return fmt.Errorf("--real-node-memory %d: must be at least %d (256Mi)", c.RealNodeMemory, minRealNodeMemory)
 	case c.Timings != TimingsUpstream && c.Timings != TimingsFast:
 		return fmt.Errorf("--timings %q: must be %q or %q", c.Timings, TimingsUpstream, TimingsFast)
 	}
 	return nil
+}
+
+// realNodeMemory is RealNodeMemory with its default.
+func (c Config) realNodeMemory() int64 {
+	if c.RealNodeMemory == 0 {
+		return DefaultRealNodeMemory
+	}
+	return c.RealNodeMemory
 }
 
 func (c Config) root() string {

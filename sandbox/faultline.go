@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path"
 	"path/filepath"
 	"time"
 
@@ -80,10 +81,16 @@ func (s *State) startFaultline(ctx context.Context, cs kubernetes.Interface) err
 		if n.Kind == NodeKwok {
 			continue // simulated by the shared kwok process, with no network of its own
 		}
-		if _, err := s.start(procSpec{name: AgentComponent(n.Name), bin: filepath.Join(bins, "faultline-agent"), netns: n.Netns, args: []string{
+		args := []string{
 			"--kubeconfig=" + s.Kubeconfig, "--node=" + n.Name,
 			"--ledger-dir=" + filepath.Join(s.Config.Dir(), "agents", n.Name),
-		}}); err != nil {
+		}
+		if n.Kind == NodeReal {
+			// The kubelet's pod cgroup under this node's cgroup root: node
+			// memory pressure is made there, where the kubelet counts it.
+			args = append(args, "--pods-cgroup="+path.Join(Plan{}.cgroupRoot(s.Config.Name, n.Name), "kubepods"))
+		}
+		if _, err := s.start(procSpec{name: AgentComponent(n.Name), bin: filepath.Join(bins, "faultline-agent"), netns: n.Netns, args: args}); err != nil {
 			return err
 		}
 	}

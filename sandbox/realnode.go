@@ -4,17 +4,21 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	toml "github.com/pelletier/go-toml/v2"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
@@ -242,6 +246,10 @@ func (s *State) startKubelet(n realNode, cp *controlPlane) error {
 	if err := os.WriteFile(resolv, nil, 0o644); err != nil {
 		return err
 	}
+	reserved, err := s.reservedMemory()
+	if err != nil {
+		return err
+	}
 	kc := kubeletv1beta1.KubeletConfiguration{
 		Address:           n.addr.String(),
 		Port:              10250,
@@ -266,6 +274,24 @@ func (s *State) startKubelet(n realNode, cp *controlPlane) error {
 		HealthzPort:              ptr.To[int32](10248),
 		RegisterNode:             ptr.To(true),
 		EnforceNodeAllocatable:   []string{"pods"},
+		// Allocatable is sized (Config.RealNodeMemory) so that memory
+		// pressure is reachable; the kubelet adds an allocatable threshold
+		// to the hard one, and evicts once its pods' working set passes
+		// the allocatable memory.
+		SystemReserved: map[string]string{"memory": strconv.FormatInt(reserved, 10)},
+		EvictionHard: map[string]string{
+			"memory.available": evictionHardMemory, "nodefs.available": "10%", "imagefs.available": "15%", "nodefs.inodesFree": "5%",
+		},
+		// Evict as soon as the threshold is crossed, not at the next round.
+		KernelMemcgNotification: true,
+		// Report a pressure condition within 2 s, so that the node is
+		// tainted before an evicted pod's replacement is scheduled back
+		// onto it (10 s by default, when a Deployment's pods come back in
+		// a loop and the kernel OOM-kills what the kubelet has not evicted).
+		NodeStatusUpdateFrequency: metav1.Duration{Duration: 2 * time.Second},
+		// Kubernetes' 5 minutes would hold MemoryPressure (and its taint)
+		// long after a fault ends, and refuse BestEffort pods meanwhile.
+		EvictionPressureTransitionPeriod: metav1.Duration{Duration: 15 * time.Second},
 		ClusterDomain:            "cluster.local",
 		MaxPods:                  110,
 		SerializeImagePulls:      ptr.To(false),
@@ -313,6 +339,44 @@ func (s *State) startKubeProxy(n realNode, p Plan, cp *controlPlane) error {
 		"--v=1",
 	}})
 	return err
+}
+
+// evictionHardMemory is the kubelet's hard memory threshold. The pods'
+// cgroup is capped that much above the allocatable memory: the margin in
+// which the kubelet evicts before the kernel OOM-kills, so it must hold
+// what a ramp adds between two of the kubelet's 10 s eviction rounds.
+const evictionHardMemory = "300Mi"
+
+// reservedMemory is what a real node's kubelet reserves for the system, so
+// that its allocatable memory is Config.RealNodeMemory: the machine's
+// memory (the kubelet's capacity) less that, less the hard threshold.
+func (s *State) reservedMemory() (int64, error) {
+	total, err := machineMemory()
+	if err != nil {
+		return 0, err
+	}
+	want := s.Config.realNodeMemory()
+	hard := resource.MustParse(evictionHardMemory)
+	reserved := total - want - hard.Value()
+	if reserved <= 0 {
+		return 0, fmt.Errorf("--real-node-memory %d: must be less than the machine's memory (%d bytes) less %s", want, total, evictionHardMemory)
+	}
+	return reserved, nil
+}
+
+// machineMemory is MemTotal, which the kubelet reports as capacity.
+func machineMemory() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "MemTotal:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("/proc/meminfo: no MemTotal")
 }
 
 // kubeletSysctls are the kernel settings the kubelet changes on start; the

@@ -7,6 +7,10 @@
 //     proxy);
 //   - graceful: on SIGTERM it fails its readiness check, keeps serving for
 //     the drain period while traffic moves away, then shuts down cleanly.
+//
+// --hold-memory makes it a workload with a working set: it keeps that much
+// memory resident, as a cache would, so that the kubelet's eviction
+// ranking (usage above requests) has something to rank.
 package main
 
 import (
@@ -18,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -25,6 +30,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 func envOr(key, def string) string {
@@ -38,6 +44,7 @@ func main() {
 	addr := flag.String("listen", envOr("DEMO_LISTEN", ":8080"), "address to serve on (env DEMO_LISTEN)")
 	mode := flag.String("shutdown", envOr("DEMO_SHUTDOWN", "graceful"), "shutdown mode on SIGTERM: fragile (exit at once) or graceful (drain, then exit) (env DEMO_SHUTDOWN)")
 	drainStr := flag.String("drain", envOr("DEMO_DRAIN", "10s"), "graceful mode: how long to keep serving after SIGTERM (env DEMO_DRAIN)")
+	holdStr := flag.String("hold-memory", envOr("DEMO_HOLD_MEMORY", "0"), "bytes to keep resident, such as 64Mi (env DEMO_HOLD_MEMORY)")
 	signalLog := flag.String("signal-log", envOr("DEMO_SIGNAL_LOG", ""), "file to append each received signal to, so tests can see what reached the main process (env DEMO_SIGNAL_LOG)")
 	flag.Parse()
 	drain, err := time.ParseDuration(*drainStr)
@@ -47,6 +54,11 @@ func main() {
 	if *mode != "fragile" && *mode != "graceful" {
 		log.Fatalf("--shutdown %q: must be fragile or graceful", *mode)
 	}
+	hold, err := resource.ParseQuantity(*holdStr)
+	if err != nil || hold.Sign() < 0 {
+		log.Fatalf("--hold-memory %q: must be a quantity of bytes such as 64Mi", *holdStr)
+	}
+	held := holdMemory(hold.Value())
 
 	reg := prometheus.NewRegistry()
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -128,10 +140,21 @@ func main() {
 			}()
 		}
 	}()
-	log.Printf("demo-app listening on %s, shutdown mode %s, drain %s", *addr, *mode, drain)
+	log.Printf("demo-app listening on %s, shutdown mode %s, drain %s, holding %d bytes", *addr, *mode, drain, len(held))
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
 	<-stopped
 	log.Printf("drained and stopped")
+	runtime.KeepAlive(held)
+}
+
+// holdMemory allocates n bytes and writes every page, so that they are
+// resident and in the container's working set.
+func holdMemory(n int64) []byte {
+	b := make([]byte, n)
+	for i := 0; i < len(b); i += os.Getpagesize() {
+		b[i] = 1
+	}
+	return b
 }

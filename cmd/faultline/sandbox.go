@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"faultline.dev/faultline/sandbox"
 )
@@ -77,6 +78,9 @@ made, even after an 'up' that was killed halfway.`,
 	up.Flags().IntVar(&f.cfg.SharedKwokNodes, "kwok-nodes", f.cfg.SharedKwokNodes, "simulated nodes in one shared kwok process (1,000 work)")
 	up.Flags().IntVar(&f.cfg.IsolatedKwokNodes, "isolated-nodes", f.cfg.IsolatedKwokNodes, "simulated nodes each in its own network namespace, for real network loss")
 	up.Flags().IntVar(&f.cfg.RealNodes, "real-nodes", f.cfg.RealNodes, "real nodes with containerd, kubelet and kube-proxy")
+	up.Flags().Var(&bytesFlag{&f.cfg.RealNodeMemory}, "real-node-memory",
+		"each real node's allocatable memory, such as 1Gi (default 1Gi): the kubelet reserves the rest of the machine, so that\n"+
+			"memory pressure reaches the kubelet's eviction threshold with a bounded allocation")
 	up.Flags().BoolVar(&f.cfg.Prometheus, "prometheus", false, "also run Prometheus (Debian's package) scraping the cluster")
 	up.Flags().BoolVar(&f.cfg.Faultline, "faultline", false, "also install faultline's CRDs and run its controller and an agent per isolated and real node")
 	up.Flags().BoolVar(&f.cfg.Ingress, "ingress", false,
@@ -176,3 +180,24 @@ made, even after an 'up' that was killed halfway.`,
 	cmd.AddCommand(up, down, status, kubeconfig, targets, readiness, syncCmd)
 	return cmd
 }
+
+// bytesFlag is a flag given as a Kubernetes quantity, such as 1Gi.
+type bytesFlag struct{ v *int64 }
+
+func (b *bytesFlag) String() string {
+	if b.v == nil || *b.v == 0 {
+		return ""
+	}
+	return resource.NewQuantity(*b.v, resource.BinarySI).String()
+}
+
+func (b *bytesFlag) Set(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a quantity of bytes, such as 1Gi: %w", s, err)
+	}
+	*b.v = q.Value()
+	return nil
+}
+
+func (b *bytesFlag) Type() string { return "quantity" }
