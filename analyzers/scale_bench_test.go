@@ -24,14 +24,16 @@ import (
 	"faultline.dev/faultline/analyzers"
 	"faultline.dev/faultline/analyzers/evictions"
 	"faultline.dev/faultline/analyzers/nodes"
+	"faultline.dev/faultline/analyzers/oomkills"
 	"faultline.dev/faultline/sandbox"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
-// BenchmarkNodesAndEvictionsAtScale runs the nodes and evictions analyzers,
-// fed by informers as in the controller, on a sandbox of 1,000 kwok nodes
+// BenchmarkNodesAndEvictionsAtScale runs the nodes, evictions and OOM-kill
+// analyzers, fed by informers as in the controller (one pod cache, with
+// evictions.Strip, for both pod trackers), on a sandbox of 1,000 kwok nodes
 // and 30,000 pods, while 6,000 pods are churned (deleted and created). It
 // reports the heap after the churn, the CPU time the process used, and
 // the events handled per second (goal: under 300 MiB, keeping up).
@@ -110,7 +112,7 @@ func BenchmarkNodesAndEvictionsAtScale(b *testing.B) {
 	if err := podInf.SetTransform(evictions.Strip); err != nil {
 		b.Fatal(err)
 	}
-	nt, et := nodes.New(), evictions.New(time.Now())
+	nt, et, ot := nodes.New(), evictions.New(time.Now()), oomkills.New(time.Now())
 	if _, err := factory.Core().V1().Nodes().Informer().AddEventHandler(analyzers.Handler(func(n *corev1.Node, _ bool) {
 		events.Add(1)
 		nt.Observe(n, time.Now())
@@ -120,6 +122,7 @@ func BenchmarkNodesAndEvictionsAtScale(b *testing.B) {
 	if _, err := podInf.AddEventHandler(analyzers.Handler(func(p *corev1.Pod, _ bool) {
 		events.Add(1)
 		et.Observe(p)
+		ot.Observe(p)
 	})); err != nil {
 		b.Fatal(err)
 	}
@@ -172,4 +175,5 @@ func BenchmarkNodesAndEvictionsAtScale(b *testing.B) {
 		len(podInf.GetStore().List()), events.Load(), churn.Round(time.Millisecond), lag.Round(time.Millisecond))
 	_ = nt.Measure(time.Now())
 	_ = et.Measure(time.Now())
+	_ = ot.Measure(time.Now())
 }

@@ -163,7 +163,7 @@ func explain(expr string, vars map[string]any) string {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if strings.Contains(expr, a+"."+k) {
+			if names(expr, a+"."+k) {
 				parts = append(parts, fmt.Sprintf("%s.%s = %v", a, k, g[k]))
 			}
 		}
@@ -172,4 +172,24 @@ func explain(expr string, vars map[string]any) string {
 		return expr
 	}
 	return expr + " with " + strings.Join(parts, ", ")
+}
+
+// names reports whether expr names the measurement whole: evictions.order
+// is not named by evictions.orderKept.
+func names(expr, name string) bool {
+	for i := 0; ; {
+		j := strings.Index(expr[i:], name)
+		if j < 0 {
+			return false
+		}
+		end := i + j + len(name)
+		if end == len(expr) || !isIdent(expr[end]) {
+			return true
+		}
+		i = end
+	}
+}
+
+func isIdent(c byte) bool {
+	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }

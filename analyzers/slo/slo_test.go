@@ -7,22 +7,25 @@ import (
 
 func TestEvaluate(t *testing.T) {
 	m := Measurements{
-		"nodes":     {"maxNotReadySeconds": 25.5, "notReadySpans": int64(1)},
-		"evictions": {"count": int64(4), "reasons": map[string]any{"TaintManagerEviction": int64(4)}},
+		"nodes": {"maxNotReadySeconds": 25.5, "notReadySpans": int64(1)},
+		"evictions": {"count": int64(4), "reasons": map[string]any{"TaintManagerEviction": int64(4)},
+			"orderKept": true, "order": []any{map[string]any{"qosClass": "BestEffort"}}},
 	}
 	tests := map[string]struct {
 		expr    string
 		want    Verdict
 		message string
 	}{
-		"a bound that holds passes":                {expr: "nodes.maxNotReadySeconds <= 60", want: Passed, message: "nodes.maxNotReadySeconds = 25.5"},
-		"a bound that is crossed fails, naming it": {expr: "evictions.count == 0", want: Failed, message: "breached: evictions.count == 0 with evictions.count = 4"},
-		"a measurement not taken is inconclusive":  {expr: "recovery.seconds < 120", want: Inconclusive},
-		"nested maps can be read":                  {expr: "evictions.reasons['TaintManagerEviction'] >= 1", want: Passed},
-		"a syntax error is an error":               {expr: "nodes.maxNotReadySeconds <=", want: Error},
-		"an expression that is not a boolean errs": {expr: "nodes.maxNotReadySeconds + 1", want: Error, message: "must be true or false"},
-		"an unknown analyzer is an error":          {expr: "weather.sunny", want: Error, message: "undeclared reference"},
-		"integers and doubles compare with a cast": {expr: "double(evictions.count) < 4.5", want: Passed},
+		"a bound that holds passes":                                    {expr: "nodes.maxNotReadySeconds <= 60", want: Passed, message: "nodes.maxNotReadySeconds = 25.5"},
+		"a bound that is crossed fails, naming it":                     {expr: "evictions.count == 0", want: Failed, message: "breached: evictions.count == 0 with evictions.count = 4"},
+		"a measurement not taken is inconclusive":                      {expr: "recovery.seconds < 120", want: Inconclusive},
+		"nested maps can be read":                                      {expr: "evictions.reasons['TaintManagerEviction'] >= 1", want: Passed},
+		"a syntax error is an error":                                   {expr: "nodes.maxNotReadySeconds <=", want: Error},
+		"an expression that is not a boolean errs":                     {expr: "nodes.maxNotReadySeconds + 1", want: Error, message: "must be true or false"},
+		"an unknown analyzer is an error":                              {expr: "weather.sunny", want: Error, message: "undeclared reference"},
+		"integers and doubles compare with a cast":                     {expr: "double(evictions.count) < 4.5", want: Passed},
+		"a measurement is named whole, not by a longer name it begins": {expr: "evictions.orderKept", want: Passed, message: "with evictions.orderKept = true"},
+		"lists can be read":                                            {expr: "evictions.order.all(e, e.qosClass == 'BestEffort')", want: Passed, message: "evictions.order = [map[qosClass:BestEffort]]"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -36,6 +39,9 @@ func TestEvaluate(t *testing.T) {
 			}
 			if !strings.Contains(rs[0].Message, tc.message) {
 				t.Errorf("message %q lacks %q", rs[0].Message, tc.message)
+			}
+			if strings.Contains(tc.expr, "orderKept") && strings.Contains(rs[0].Message, "evictions.order =") {
+				t.Errorf("message %q names evictions.order", rs[0].Message)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"faultline.dev/faultline/analyzers"
 	"faultline.dev/faultline/analyzers/evictions"
 	"faultline.dev/faultline/analyzers/nodes"
+	"faultline.dev/faultline/analyzers/oomkills"
 	"faultline.dev/faultline/analyzers/prometheus"
 	"faultline.dev/faultline/analyzers/slo"
 	"faultline.dev/faultline/analyzers/traffic"
@@ -45,6 +47,7 @@ type Analysis struct {
 type run struct {
 	nodes     *nodes.Tracker
 	evictions *evictions.Tracker
+	oom       *oomkills.Tracker
 	// recovery, once measured
 	recovery map[string]any
 	// traffic, when the experiment drives it; stopTraffic ends it.
@@ -205,8 +208,14 @@ func (a *Analysis) Setup(ctx context.Context, c cache.Cache) error {
 	if err != nil {
 		return err
 	}
+	// One pod cache (stripped by evictions.Strip, which keeps what both
+	// trackers read) feeds the evictions and the OOM kills; a deleted pod's
+	// last state may still show a kill.
 	if _, err = pi.AddEventHandler(analyzers.Handler(func(p *corev1.Pod, _ bool) {
-		a.each(func(r *run) { r.evictions.Observe(p) })
+		a.each(func(r *run) {
+			r.evictions.Observe(p)
+			r.oom.Observe(p)
+		})
 	})); err != nil {
 		return err
 	}
@@ -214,6 +223,8 @@ func (a *Analysis) Setup(ctx context.Context, c cache.Cache) error {
 	if err != nil {
 		return err
 	}
+	// Every Event, of any involved kind: the tracker takes the pods'
+	// eviction Events and the nodes' EvictionThresholdMet.
 	_, err = ei.AddEventHandler(analyzers.Handler(func(e *corev1.Event, deleted bool) {
 		if !deleted {
 			a.each(func(r *run) { r.evictions.ObserveEvent(e) })
@@ -267,14 +278,12 @@ func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
 	if exp.Status.StartTime != nil {
 		since = exp.Status.StartTime.Time
 	}
-	r := &run{nodes: nodes.New(targetNodes(exp)...), evictions: evictions.New(since)}
+	r := &run{nodes: nodes.New(targetNodes(exp)...), evictions: evictions.New(since), oom: oomkills.New(since)}
 	// Seed with what the status already holds.
 	for _, s := range exp.Status.NodeSpans {
-		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: s.Node}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: s.From}}}}
-		r.nodes.Observe(n, s.From.Time)
+		r.nodes.ObserveCondition(s.Node, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: s.From}, s.From.Time)
 		if s.To != nil {
-			n.Status.Conditions[0] = corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastTransitionTime: *s.To}
-			r.nodes.Observe(n, s.To.Time)
+			r.nodes.ObserveCondition(s.Node, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastTransitionTime: *s.To}, s.To.Time)
 		}
 	}
 	for _, c := range exp.Status.Taints {
@@ -285,6 +294,13 @@ func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
 		r.evictions.Seed(evictions.Eviction{Namespace: ns, Pod: name, Node: e.Node, Reason: e.Reason, At: e.Time.Time, ViolatedPDB: e.ViolatedPDB})
 	}
 	r.evictions.ViolatedPDB = a.violatedPDB
+	// OOM kills are not in the status: the count and its first and last
+	// times carry on from the measurements (see oomkills.Resume); the
+	// kills themselves are seen again only as far as the pods still show
+	// them.
+	if kills, first, last := resumeOOM(exp); kills > 0 {
+		r.oom.Resume(kills, first, last)
+	}
 	// Traffic starts with the plan, before the faults. A controller that
 	// restarts once the plan is made cannot measure the run whole: it
 	// starts none, and says so.
@@ -350,8 +366,20 @@ func (a *Analysis) seed(ctx context.Context, c client.Reader, exp *v1alpha1.Expe
 			if e.InvolvedObject.Kind != "Node" || !targets[e.InvolvedObject.Name] || e.Reason != "NodeNotReady" || at.Before(exp.Status.StartTime.Time) || r.nodes.Covers(e.InvolvedObject.Name, at) {
 				continue
 			}
-			r.nodes.Observe(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.InvolvedObject.Name}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
-				{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(at)}}}}, at)
+			r.nodes.ObserveCondition(e.InvolvedObject.Name, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(at)}, at)
+		}
+	}
+	// Evictions of pods deleted while no controller watched are known from
+	// their Events, and the nodes' EvictionThresholdMet Events hold their
+	// own counts: replayed whole (Events live an hour). So are the
+	// kubelet's pressure transitions, oldest first, for pressure spans that
+	// ended meanwhile (the nodes' current conditions give those still open).
+	for i := range events.Items {
+		e := &events.Items[i]
+		r.evictions.ObserveEvent(e)
+		if cond, ok := nodes.PressureEvents[e.Reason]; ok && e.InvolvedObject.Kind == "Node" && exp.Status.StartTime != nil && !eventTime(e).Before(exp.Status.StartTime.Time) {
+			cond.LastTransitionTime = metav1.NewTime(eventTime(e))
+			r.nodes.ObserveCondition(e.InvolvedObject.Name, cond, eventTime(e))
 		}
 	}
 	for n := range targets {
@@ -366,8 +394,113 @@ func (a *Analysis) seed(ctx context.Context, c client.Reader, exp *v1alpha1.Expe
 	}
 	for i := range pods.Items {
 		r.evictions.Observe(&pods.Items[i])
+		r.oom.Observe(&pods.Items[i])
+	}
+	if keys, size := workload(exp, pods.Items, r.evictions.List()); len(keys) > 0 || size > 0 {
+		r.evictions.SetWorkload(keys, size)
 	}
 	return nil
+}
+
+// workload is the fault's workload at its start, for evictions.lostShare:
+// the pods the pod targets select (by namespace, labels, names, nodes and
+// phases; annotations and fields are not in the stripped cache), or the
+// pods on the target nodes; none for other targets. Pods created after
+// the start are not in it, nor pods already finished. A restarted
+// controller takes the size from the status, and the pods from the
+// cluster as it is: the pods still there, those evicted and still shown
+// (Failed), and those evicted and since deleted if they ran on a target
+// node, or in a target namespace.
+func workload(exp *v1alpha1.Experiment, pods []corev1.Pod, evicted []evictions.Eviction) ([]string, int) {
+	since := time.Now()
+	if exp.Status.StartTime != nil {
+		since = exp.Status.StartTime.Time
+	}
+	size, _ := strconv.Atoi(exp.Status.Measurements["evictions.workloadPods"])
+	wasEvicted := map[string]bool{}
+	for _, e := range evicted {
+		wasEvicted[e.Namespace+"/"+e.Pod] = true
+	}
+	var in func(p *corev1.Pod) bool
+	var inScope func(e evictions.Eviction) bool
+	switch t := exp.Spec.Targets; {
+	case t.Nodes != nil:
+		nodes := map[string]bool{}
+		for _, n := range targetNodes(exp) {
+			nodes[n] = true
+		}
+		in = func(p *corev1.Pod) bool { return nodes[p.Spec.NodeName] }
+		inScope = func(e evictions.Eviction) bool { return nodes[e.Node] }
+	case t.Pods != nil:
+		ps := t.Pods
+		namespaces := map[string]bool{}
+		for _, ns := range ps.Namespaces {
+			namespaces[ns] = true
+		}
+		for ns := range ps.Pods {
+			namespaces[ns] = true
+		}
+		if len(namespaces) == 0 {
+			namespaces[exp.Namespace] = true
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: ps.LabelSelectors, MatchExpressions: ps.ExpressionSelectors})
+		if err != nil {
+			return nil, 0
+		}
+		in = func(p *corev1.Pod) bool {
+			switch {
+			case !namespaces[p.Namespace] || !sel.Matches(labels.Set(p.Labels)):
+				return false
+			case len(ps.Nodes) > 0 && !contains(ps.Nodes, p.Spec.NodeName):
+				return false
+			case len(ps.Pods) > 0 && !contains(ps.Pods[p.Namespace], p.Name):
+				return false
+			}
+			return len(ps.PodPhaseSelectors) == 0 || contains(ps.PodPhaseSelectors, string(p.Status.Phase)) || wasEvicted[p.Namespace+"/"+p.Name]
+		}
+		inScope = func(e evictions.Eviction) bool { return namespaces[e.Namespace] }
+	default:
+		return nil, 0
+	}
+	var keys []string
+	seen := map[string]bool{}
+	for i := range pods {
+		p := &pods[i]
+		key := p.Namespace + "/" + p.Name
+		done := p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+		if p.CreationTimestamp.After(since) || done && !wasEvicted[key] || !in(p) {
+			continue
+		}
+		keys = append(keys, key)
+		seen[key] = true
+	}
+	if size > 0 {
+		for _, e := range evicted {
+			if key := e.Namespace + "/" + e.Pod; !seen[key] && inScope(e) {
+				keys = append(keys, key)
+				seen[key] = true
+			}
+		}
+	}
+	return keys, size
+}
+
+// resumeOOM reads back the OOM kills' count and times from the status's
+// measurements.
+func resumeOOM(exp *v1alpha1.Experiment) (kills int64, first, last time.Time) {
+	m := exp.Status.Measurements
+	kills, _ = strconv.ParseInt(m["oom.kills"], 10, 64)
+	if kills == 0 || exp.Status.StartTime == nil {
+		return 0, first, last
+	}
+	at := func(key string) time.Time {
+		s, err := strconv.ParseFloat(m[key], 64)
+		if err != nil {
+			return time.Time{}
+		}
+		return exp.Status.StartTime.Add(time.Duration(math.Round(s * float64(time.Second))))
+	}
+	return kills, at("oom.secondsToFirst"), at("oom.secondsToLast")
 }
 
 func (a *Analysis) get(exp *v1alpha1.Experiment) *run {
@@ -397,11 +530,15 @@ func (a *Analysis) Measurements(exp *v1alpha1.Experiment, now time.Time) slo.Mea
 	if r == nil {
 		return slo.Measurements{}
 	}
-	m := slo.Measurements{"nodes": r.nodes.Measure(now), "evictions": r.evictions.Measure(now)}
+	m := slo.Measurements{"nodes": r.nodes.Measure(now), "evictions": r.evictions.Measure(now), "oom": r.oom.Measure(now)}
 	// How long after the faults began the first node went NotReady: the
 	// grace period, as the cluster applied it.
 	if spans := r.nodes.Spans(); len(spans) > 0 && exp.Status.StartTime != nil {
 		m["nodes"]["secondsToNotReady"] = spans[0].From.Sub(exp.Status.StartTime.Time).Seconds()
+	}
+	// Likewise to the first MemoryPressure: how fast memory ran short.
+	if spans := r.nodes.ConditionSpans(corev1.NodeMemoryPressure); len(spans) > 0 && exp.Status.StartTime != nil {
+		m["nodes"]["secondsToMemoryPressure"] = spans[0].From.Sub(exp.Status.StartTime.Time).Seconds()
 	}
 	if r.recovery != nil {
 		m["recovery"] = r.recovery
@@ -459,6 +596,9 @@ func (a *Analysis) Snapshot(exp *v1alpha1.Experiment, now time.Time) {
 	exp.Status.Measurements = flat
 }
 
+// maxListed bounds the items of a list written into the status.
+const maxListed = 50
+
 func flatten(out map[string]string, prefix string, v any) {
 	switch x := v.(type) {
 	case map[string]any:
@@ -473,6 +613,24 @@ func flatten(out map[string]string, prefix string, v any) {
 	case float64:
 		// Six decimals: latencies are seconds, ratios are small.
 		out[prefix] = strconv.FormatFloat(math.Round(x*1e6)/1e6, 'f', -1, 64)
+	case []any:
+		// A list (evictions.order) is long: one line an item, the first
+		// maxListed, numbered so that they sort.
+		for i, item := range x[:min(len(x), maxListed)] {
+			key := fmt.Sprintf("%s.%02d", prefix, i)
+			if m, ok := item.(map[string]any); ok {
+				one := map[string]string{}
+				flatten(one, "", m)
+				parts := make([]string, 0, len(one))
+				for k, v := range one {
+					parts = append(parts, k[1:]+"="+v)
+				}
+				sort.Strings(parts)
+				out[key] = strings.Join(parts, " ")
+			} else {
+				flatten(out, key, item)
+			}
+		}
 	default:
 		out[prefix] = fmt.Sprint(x)
 	}
