@@ -10,7 +10,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="self.faults.all(f, f.type != 'Rollout' || has(self.targets.deployment))",message="targets.deployment: required by Rollout faults"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout')",message="targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' || has(f.diskLatency.process))",message="diskLatency.process: required for node targets (the process to slow on each node)"
-// +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'MemoryPressure' || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel"
+// +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'MemoryPressure' || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel"
 type ExperimentSpec struct {
 	// Targets selects the pods, the nodes or the Deployment that the faults
 	// act on.

@@ -133,6 +133,7 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 		"a valid disk latency experiment is accepted":            {disk: true},
 		"a valid memory pressure experiment is accepted":         {memory: true},
 		"a share of memory given as a percent is accepted":       {memory: true, from: "size: 200Mi", to: "percent: 80"},
+		"a node memory fault is accepted":                        {memory: true, from: "targets: {pods: {namespaces: [demo], labelSelectors: {app: demo-app}}}", to: "targets: {nodes: {names: [real-0]}}"},
 		"a memory ramp of 0 is refused":                          {memory: true, from: "rampPerSecond: 64Mi", to: "rampPerSecond: \"0\"", want: []string{"memoryPressure.rampPerSecond: must be more than 0"}},
 		"a negative memory ramp is refused":                      {memory: true, from: "rampPerSecond: 64Mi", to: "rampPerSecond: -1Mi", want: []string{"memoryPressure.rampPerSecond: must be more than 0"}},
 		"a memory share above 100 is refused":                    {memory: true, from: "size: 200Mi", to: "percent: 101", want: []string{"memoryPressure.percent", "less than or equal to 100"}},
