@@ -33,3 +33,12 @@ type Once interface {
 	Fault
 	Once()
 }
+
+// Reporter is implemented by a fault whose effect is worth telling, such as
+// the memory a stressor holds or the OOM kill it forced. Effect is read
+// while the fault is in place and once more just before it is recovered;
+// it must be cheap and must not change the fault.
+type Reporter interface {
+	Fault
+	Effect(ctx context.Context) string
+}

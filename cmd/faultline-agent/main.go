@@ -36,6 +36,7 @@ import (
 	"faultline.dev/faultline/injectors/agent"
 	"faultline.dev/faultline/injectors/disklatency"
 	"faultline.dev/faultline/injectors/ledger"
+	"faultline.dev/faultline/injectors/memstress"
 	"faultline.dev/faultline/injectors/netloss"
 	"faultline.dev/faultline/injectors/rollout"
 )
@@ -45,13 +46,29 @@ var factories = map[string]injectors.Factory{
 	string(v1alpha1.FaultNetworkLoss): netloss.New,
 	string(v1alpha1.FaultRollout):     rollout.New,
 	string(v1alpha1.FaultDiskLatency): disklatency.New,
+	string(v1alpha1.FaultMemoryPressure): memstress.New,
+}
+
+// nodeEnv is what resolving a fault needs to know of this node.
+type nodeEnv struct {
+	// ledgerDir holds the ledger and the faults' own state (a stressor's).
+	ledgerDir string
+	// podsCgroup is the kubelet's pod cgroup, where node memory pressure
+	// is made so that the kubelet counts it.
+	podsCgroup string
 }
 
 func main() {
-	var node, ledgerDir, metricsAddr string
+	// The memory stressor is this binary, so that nothing else needs
+	// installing on the node.
+	if len(os.Args) > 1 && os.Args[1] == memstress.StressorCommand {
+		os.Exit(memstress.StressorMain(os.Args[2:]))
+	}
+	var node, ledgerDir, metricsAddr, podsCgroup string
 	flag.StringVar(&node, "node", os.Getenv("NODE_NAME"), "the node this agent serves (env NODE_NAME)")
 	flag.StringVar(&ledgerDir, "ledger-dir", "/var/lib/faultline/agent", "the on-node ledger's directory; it must survive the agent")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "where Prometheus metrics are served (0 disables)")
+	flag.StringVar(&podsCgroup, "pods-cgroup", "/kubepods", "the kubelet's pod cgroup (its cgroup root plus kubepods): node memory pressure is made under it, where the kubelet counts it")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -94,6 +111,16 @@ func main() {
 	} else if len(orphans) > 0 {
 		logger.Info("removed faults the ledger did not know", "tables", orphans)
 	}
+	// The same for stressors and their cgroups, found by the state they
+	// keep beside the ledger (pid and start time, never a name).
+	if swept, err := memstress.Sweep(ctx, ledgerDir, func(id string) bool {
+		en, ok := l.Get(id)
+		return ok && en.Active()
+	}); err != nil {
+		logger.Error(err, "sweep for stressors the ledger does not know")
+	} else if len(swept) > 0 {
+		logger.Info("removed stressors the ledger did not know", "faults", swept)
+	}
 	poke := make(chan struct{}, 1)
 	go engine.RunDeadlines(ctx, poke, func(err error) { logger.Error(err, "deadline") })
 
@@ -114,7 +141,7 @@ func main() {
 	// manager (discovery fails): keep trying, while the deadline loop above
 	// goes on recovering faults by itself.
 	for {
-		err := runManager(ctx, cfg, scheme, node, metricsAddr, engine, poke)
+		err := runManager(ctx, cfg, scheme, node, metricsAddr, engine, poke, nodeEnv{ledgerDir: ledgerDir, podsCgroup: podsCgroup})
 		if ctx.Err() != nil {
 			return
 		}
@@ -127,7 +154,7 @@ func main() {
 	}
 }
 
-func runManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, node, metricsAddr string, engine *agent.Engine, poke chan struct{}) error {
+func runManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, node, metricsAddr string, engine *agent.Engine, poke chan struct{}, env nodeEnv) error {
 	mine := labels.SelectorFromSet(labels.Set{v1alpha1.LabelNode: node})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
@@ -137,7 +164,7 @@ func runManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, n
 	if err != nil {
 		return err
 	}
-	r := &reconciler{Client: mgr.GetClient(), node: node, engine: engine, poke: poke, unresolved: map[string]string{}}
+	r := &reconciler{Client: mgr.GetClient(), node: node, env: env, engine: engine, poke: poke, unresolved: map[string]string{}}
 	// Retries build the controller again in the same process.
 	opts := controller.Options{SkipNameValidation: ptr.To(true)}
 	if err := ctrl.NewControllerManagedBy(mgr).Named("faultassignment").For(&v1alpha1.FaultAssignment{}).WithOptions(opts).Complete(r); err != nil {
@@ -151,6 +178,7 @@ func runManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, n
 type reconciler struct {
 	client.Client
 	node   string
+	env    nodeEnv
 	engine *agent.Engine
 	poke   chan struct{}
 	// unresolved faults (say, a pod not found on this node) and why
@@ -169,7 +197,7 @@ func (r *reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 			continue
 		}
 		for _, f := range fa.Spec.Faults {
-			d, err := desiredFor(f, time.Now(), r.engine.Ledger.Get)
+			d, err := desiredFor(f, time.Now(), r.engine.Ledger.Get, r.env)
 			if err != nil {
 				// Still assigned: the engine holds it as it is (a passing
 				// lookup failure must not recover a fault in place), and the
@@ -252,6 +280,7 @@ func (r *reconciler) report(ctx context.Context, fa *v1alpha1.FaultAssignment) e
 		}
 		if en, ok := r.engine.Ledger.Get(f.ID); ok {
 			s.State, s.Error = stateOf[en.State], en.Error
+			s.Message = r.engine.Effect(ctx, f.ID)
 			if en.InjectedAt != nil {
 				t := metav1.NewTime(*en.InjectedAt)
 				s.InjectedAt = &t
@@ -274,7 +303,7 @@ func (r *reconciler) report(ctx context.Context, fa *v1alpha1.FaultAssignment) e
 // injector's parameters, with the pod's network namespace, or the
 // container's main process, found on this node. known is the ledger's
 // entry for a fault ID.
-func desiredFor(f v1alpha1.AssignedFault, now time.Time, known func(id string) (ledger.Entry, bool)) (agent.Desired, error) {
+func desiredFor(f v1alpha1.AssignedFault, now time.Time, known func(id string) (ledger.Entry, bool), env nodeEnv) (agent.Desired, error) {
 	d := agent.Desired{ID: f.ID, Type: string(f.Type), StartAt: f.StartAt.Time, Deadline: f.Deadline.Time, Recover: f.Recover}
 	switch f.Type {
 	case v1alpha1.FaultNetworkLoss:
@@ -368,10 +397,90 @@ func desiredFor(f v1alpha1.AssignedFault, now time.Time, known func(id string) (
 			return d, err
 		}
 		d.Params = b
+	case v1alpha1.FaultMemoryPressure:
+		if f.MemoryPressure == nil {
+			return d, fmt.Errorf("fault %s: memoryPressure missing", f.ID)
+		}
+		// The container's cgroup is fixed at the first injection and kept
+		// in the ledger: after the OOM kill it forced, the container
+		// restarts in a cgroup of its own that this fault never targets.
+		if en, ok := known(f.ID); ok && en.Type == string(f.Type) {
+			d.Params = en.Params
+			return d, nil
+		}
+		if now.Before(d.StartAt) {
+			return d, nil
+		}
+		p, err := memoryParams(f, env)
+		if err != nil {
+			return d, fmt.Errorf("fault %s on %s: %w", f.ID, f.Target, err)
+		}
+		if _, err := p.Validate(); err != nil {
+			return d, fmt.Errorf("fault %s: %w", f.ID, err)
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return d, err
+		}
+		d.Params = b
 	default:
 		return d, fmt.Errorf("fault %s: type %q is not known to this agent", f.ID, f.Type)
 	}
 	return d, nil
+}
+
+// memoryParams resolves a memory fault on this node: the memory cgroup of
+// the pod's container (from its main process), or the kubelet's pod cgroup
+// for the node itself.
+func memoryParams(f v1alpha1.AssignedFault, env nodeEnv) (memstress.Params, error) {
+	m := f.MemoryPressure
+	p := memstress.Params{Mode: memstress.ModeNode, Cgroup: env.podsCgroup, TargetBytes: m.SizeBytes,
+		RampBytesPerSecond: m.RampBytesPerSecond, PushPastLimit: m.PushPastLimit, StateDir: env.ledgerDir}
+	if f.ContainerID == "" {
+		return p, nil
+	}
+	id, err := rollout.BareContainerID(f.ContainerID)
+	if err != nil {
+		return p, err
+	}
+	pid, _, err := rollout.FindMainProcess(id)
+	if err != nil {
+		return p, fmt.Errorf("container %s: %w", id, err)
+	}
+	cg, err := memoryCgroupOf(pid)
+	if err != nil {
+		return p, fmt.Errorf("container %s: %w", id, err)
+	}
+	p.Mode, p.Cgroup = memstress.ModeContainer, cg
+	return p, nil
+}
+
+// memoryCgroupOf reads a process's memory cgroup from /proc/PID/cgroup:
+// the memory controller's line on cgroup v1, the unified line on v2.
+func memoryCgroupOf(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", err
+	}
+	unified := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == "memory" {
+				return parts[2], nil
+			}
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			unified = parts[2]
+		}
+	}
+	if unified == "" {
+		return "", fmt.Errorf("process %d has no memory cgroup", pid)
+	}
+	return unified, nil
 }
 
 // diskLatencyParams resolves a DiskLatency fault's process on this node:

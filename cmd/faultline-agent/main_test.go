@@ -51,7 +51,7 @@ func TestDesiredForARolloutFault(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			known := func(id string) (ledger.Entry, bool) { en, ok := tc.ledger[id]; return en, ok }
-			d, err := desiredFor(tc.fault, tc.now, known)
+			d, err := desiredFor(tc.fault, tc.now, known, nodeEnv{})
 			if tc.wantErr != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want one starting %q", err, tc.wantErr)

@@ -259,6 +259,11 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 			return ctrl.Result{}, nil
 		}
 	}
+	mem, err := r.planMemory(ctx, exp, targets)
+	if err != nil {
+		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
+		return ctrl.Result{}, nil
+	}
 	if exp.Spec.DryRun {
 		r.setPhase(exp, v1alpha1.PhasePassed)
 		exp.Status.Verdict = v1alpha1.VerdictInconclusive
@@ -290,7 +295,7 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		}
 	}
 	exp.Status.StartTime = &start
-	if err := r.writeAssignments(ctx, exp, targets); err != nil {
+	if err := r.writeAssignments(ctx, exp, targets, mem); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
@@ -402,7 +407,7 @@ func (r *ExperimentReconciler) apiServerPeers(ctx context.Context) ([]string, []
 	return peers, ports, nil
 }
 
-func (r *ExperimentReconciler) writeAssignments(ctx context.Context, exp *v1alpha1.Experiment, ts []target) error {
+func (r *ExperimentReconciler) writeAssignments(ctx context.Context, exp *v1alpha1.Experiment, ts []target, mem memoryPlan) error {
 	start := exp.Status.StartTime.Time
 	byNode := map[string][]v1alpha1.AssignedFault{}
 	exp.Status.Records = nil
@@ -441,6 +446,17 @@ func (r *ExperimentReconciler) writeAssignments(ctx context.Context, exp *v1alph
 					id, err := containerID(t.pod, f.DiskLatency.Container)
 					if err != nil {
 						return fmt.Errorf("spec.faults[%s].diskLatency.container: pod %s: %w", f.Name, t, err)
+					}
+					af.ContainerID = id
+				}
+			}
+			if a, ok := mem[memoryKey(f.Name, t)]; ok {
+				af.MemoryPressure = &a
+				af.Deadline = metav1.NewTime(memoryDeadline(f.MemoryPressure, a, at, f.Duration.Duration))
+				if t.pod != nil {
+					id, err := containerID(t.pod, f.MemoryPressure.Container)
+					if err != nil {
+						return fmt.Errorf("spec.faults[%s].memoryPressure.container: pod %s: %w", f.Name, t, err)
 					}
 					af.ContainerID = id
 				}
@@ -520,6 +536,12 @@ func (r *ExperimentReconciler) syncRecords(exp *v1alpha1.Experiment, fas []v1alp
 				if s.Error != "" && rec.Error != s.Error {
 					rec.Error = s.Error
 					r.note(exp, true, "FaultError", "%s on %s: %s", af.Fault, af.Target, s.Error)
+				}
+				// Effects change as a fault goes on (a stressor's ramp):
+				// the record keeps the latest, the timeline its milestones.
+				if s.Message != "" && rec.Effect != s.Message {
+					rec.Effect = s.Message
+					r.note(exp, false, "FaultEffect", "%s on %s: %s", af.Fault, af.Target, s.Message)
 				}
 			}
 			if !current[fa.Name] {

@@ -138,6 +138,12 @@ func (e *Engine) inject(ctx context.Context, en ledger.Entry) error {
 func (e *Engine) recover(ctx context.Context, en ledger.Entry, why string) error {
 	f, err := e.fault(en)
 	if err == nil {
+		// The last word on the effect, before recovery removes what tells it.
+		if r, ok := f.(injectors.Reporter); ok {
+			if eff := r.Effect(ctx); eff != "" {
+				en.Effect = eff
+			}
+		}
 		err = f.Recover(ctx)
 	}
 	if err != nil {
@@ -237,6 +243,28 @@ func (e *Engine) Resume(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Effect is what the fault's injector reports of its effect now, or what
+// it reported last once the fault is recovered ("" when it tells nothing).
+func (e *Engine) Effect(ctx context.Context, id string) string {
+	en, ok := e.Ledger.Get(id)
+	if !ok {
+		return ""
+	}
+	if en.State != ledger.Injected {
+		return en.Effect
+	}
+	f, err := e.fault(en)
+	if err != nil {
+		return en.Effect
+	}
+	if r, ok := f.(injectors.Reporter); ok {
+		if eff := r.Effect(ctx); eff != "" {
+			return eff
+		}
+	}
+	return en.Effect
 }
 
 // once reports whether en's fault acts at one instant (injectors.Once). A

@@ -44,6 +44,9 @@ type Entry struct {
 	// Note records what happened outside the normal path, such as a
 	// tracer found gone after a restart.
 	Note string `json:"note,omitempty"`
+	// Effect is the injector's last report of what the fault did
+	// (injectors.Reporter), kept after recovery.
+	Effect string `json:"effect,omitempty"`
 }
 
 // Active reports whether the fault may still be in place.
