@@ -70,6 +70,8 @@ type Tracker struct {
 	mu        sync.Mutex
 	seen      map[string]Eviction
 	threshold map[string]*repeated
+	// rejected are pods the kubelet refused at admission under pressure.
+	rejected map[string]bool
 	// The workload, for lostShare: its pods at the start (NAMESPACE/NAME)
 	// and its size.
 	workload     map[string]bool
@@ -77,7 +79,7 @@ type Tracker struct {
 }
 
 func New(since time.Time) *Tracker {
-	return &Tracker{Since: since, seen: map[string]Eviction{}, threshold: map[string]*repeated{}}
+	return &Tracker{Since: since, seen: map[string]Eviction{}, threshold: map[string]*repeated{}, rejected: map[string]bool{}}
 }
 
 // SetWorkload sets the pods in scope when the fault began (as
@@ -204,6 +206,16 @@ func (t *Tracker) ObserveEvent(e *corev1.Event) {
 	if at.Before(t.Since) {
 		return
 	}
+	// The kubelet also says Evicted of a pod it refuses to admit under
+	// pressure ("The node had condition: [MemoryPressure]"): that pod never
+	// ran there, and counting it would make every replacement of an
+	// evicted pod, refused in a loop, look like a storm of evictions.
+	if e.Reason == Evicted && strings.HasPrefix(e.Message, admissionRefusal) {
+		t.mu.Lock()
+		t.rejected[e.InvolvedObject.Namespace+"/"+e.InvolvedObject.Name] = true
+		t.mu.Unlock()
+		return
+	}
 	// The kubelet reports from its node; the taint manager and the
 	// scheduler from no host.
 	ev := Eviction{Namespace: e.InvolvedObject.Namespace, Pod: e.InvolvedObject.Name, Node: e.Source.Host, Reason: reason, At: at}
@@ -212,6 +224,10 @@ func (t *Tracker) ObserveEvent(e *corev1.Event) {
 	}
 	t.Seed(ev)
 }
+
+// admissionRefusal starts the kubelet's message for a pod it refuses to
+// admit under node pressure.
+const admissionRefusal = "The node had condition:"
 
 // repeated is one Event object, which the recorder reuses for repeats:
 // its count grows and its last time moves.
@@ -433,6 +449,9 @@ func (t *Tracker) Measure(now time.Time) map[string]any {
 		}
 	}
 	m["thresholdMet"], m["thresholdMetByNode"] = met, metByNode
+	t.mu.Lock()
+	m["admissionsRefused"] = int64(len(t.rejected))
+	t.mu.Unlock()
 	if met > 0 {
 		m["secondsToThresholdMet"] = firstMet.Sub(t.Since).Seconds()
 	}

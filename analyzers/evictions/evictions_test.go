@@ -333,3 +333,15 @@ func TestLostShareIsTheWorkloadsShareEvicted(t *testing.T) {
 		t.Errorf("measurements %v, want 2 of 10 workload pods lost (20%%) of 3 evictions", m)
 	}
 }
+
+func TestAPodRefusedAtAdmissionUnderPressureIsNotAnEviction(t *testing.T) {
+	tr := New(t0)
+	for _, name := range []string{"batch-1", "batch-2", "batch-1"} {
+		tr.ObserveEvent(event("Pod", name, Evicted, "The node had condition: [MemoryPressure]. ", "n1", time.Second))
+	}
+	tr.ObserveEvent(event("Pod", "cache", Evicted, "The node was low on resource: memory. ", "n1", 2*time.Second))
+	m := tr.Measure(t0.Add(time.Minute))
+	if m["count"] != int64(1) || m["admissionsRefused"] != int64(2) {
+		t.Errorf("count %v, admissionsRefused %v; want 1 eviction and 2 pods refused", m["count"], m["admissionsRefused"])
+	}
+}
