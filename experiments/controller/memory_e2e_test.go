@@ -280,3 +280,27 @@ func TestNodeMemoryPressureEvictsInTheKubeletsDocumentedOrder(t *testing.T) {
 	assertNoStressorsLeft(t, env)
 	_ = c.Delete(ctx, exp)
 }
+
+func TestNodeMemoryAboveTheAllocatableIsRefusedNamingTheField(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	doc := `apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: too-much-memory, namespace: default}
+spec:
+  targets: {nodes: {names: [real-0]}}
+  faults:
+  - name: squeeze
+    type: MemoryPressure
+    duration: 30s
+    memoryPressure: {size: 3Gi, rampPerSecond: 64Mi}
+`
+	cleanupExp(t, c, "too-much-memory")
+	out, code := runCLI(t, env, "run", "--timeout", "2m", "-f", writeFile(t, doc))
+	if code != 2 || !strings.Contains(out, "spec.faults[squeeze].memoryPressure.size: 3Gi is above the allocatable memory of node real-0 (1Gi); set force: true") {
+		t.Errorf("exit %d, want 2 with the field named:\n%s", code, out)
+	}
+	if exp := getExp(t, c, "too-much-memory"); len(exp.Status.Records) != 0 {
+		t.Errorf("records %+v, want nothing injected", exp.Status.Records)
+	}
+}
