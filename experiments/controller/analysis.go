@@ -291,7 +291,8 @@ func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
 	}
 	for _, e := range exp.Status.Evictions {
 		ns, name := splitKey(e.Pod)
-		r.evictions.Seed(evictions.Eviction{Namespace: ns, Pod: name, Node: e.Node, Reason: e.Reason, At: e.Time.Time, ViolatedPDB: e.ViolatedPDB})
+		r.evictions.Seed(evictions.Eviction{Namespace: ns, Pod: name, Node: e.Node, Reason: e.Reason, At: e.Time.Time, ViolatedPDB: e.ViolatedPDB,
+			QOSClass: corev1.PodQOSClass(e.QOSClass), Priority: e.Priority, Resource: e.Resource})
 	}
 	r.evictions.ViolatedPDB = a.violatedPDB
 	// OOM kills are not in the status: the count and its first and last
@@ -584,7 +585,8 @@ func (a *Analysis) Snapshot(exp *v1alpha1.Experiment, now time.Time) {
 		if i == 500 {
 			break
 		}
-		exp.Status.Evictions = append(exp.Status.Evictions, v1alpha1.EvictionRecord{Pod: e.Namespace + "/" + e.Pod, Node: e.Node, Reason: e.Reason, Time: metav1.NewTime(e.At), ViolatedPDB: e.ViolatedPDB})
+		exp.Status.Evictions = append(exp.Status.Evictions, v1alpha1.EvictionRecord{Pod: e.Namespace + "/" + e.Pod, Node: e.Node, Reason: e.Reason, Time: metav1.NewTime(e.At), ViolatedPDB: e.ViolatedPDB,
+			QOSClass: string(e.QOSClass), Priority: e.Priority, Resource: e.Resource})
 	}
 	if r.traffic != nil {
 		exp.Status.Traffic = trafficBuckets(r.traffic.Timeline(), 900)

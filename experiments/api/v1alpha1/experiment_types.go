@@ -852,6 +852,16 @@ type EvictionRecord struct {
 	// PodDisruptionBudget that this eviction violated, if any.
 	// +optional
 	ViolatedPDB string `json:"violatedPDB,omitempty"`
+	// QOSClass of the pod (BestEffort, Burstable, Guaranteed), when known:
+	// the kubelet's eviction order is judged by it.
+	// +optional
+	QOSClass string `json:"qosClass,omitempty"`
+	// Priority of the pod.
+	// +optional
+	Priority int32 `json:"priority,omitempty"`
+	// Resource the kubelet reclaimed (memory, ephemeral-storage, pids).
+	// +optional
+	Resource string `json:"resource,omitempty"`
 }
 
 // TaintChange is a taint added to or removed from a target node.
