@@ -1,4 +1,5 @@
-// Command faultline-controller runs faultline's Experiment controller.
+// Command faultline-controller runs faultline's Experiment and Schedule
+// controllers.
 package main
 
 import (
@@ -28,6 +29,7 @@ import (
 	"faultline.dev/faultline/analyzers/prometheus"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/controller"
+	"faultline.dev/faultline/experiments/schedule"
 )
 
 func main() {
@@ -77,7 +79,7 @@ func main() {
 	ctx := ctrl.SetupSignalHandler()
 	// Ask for every informer the controller reads now, so they sync before
 	// the first experiment rather than lazily in its way.
-	for _, obj := range []client.Object{&appsv1.ReplicaSet{}, &appsv1.Deployment{}, &discoveryv1.EndpointSlice{}, &policyv1.PodDisruptionBudget{}, &corev1.Namespace{}, &v1alpha1.FaultAssignment{}} {
+	for _, obj := range []client.Object{&appsv1.ReplicaSet{}, &appsv1.Deployment{}, &discoveryv1.EndpointSlice{}, &policyv1.PodDisruptionBudget{}, &corev1.Namespace{}, &v1alpha1.FaultAssignment{}, &v1alpha1.Schedule{}} {
 		// CRDs installed a moment ago may not be served yet: retry a while.
 		var err error
 		for try := 0; try < 30; try++ {
@@ -110,6 +112,14 @@ func main() {
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		log.Error(err, "controller")
+		os.Exit(1)
+	}
+	sr := &schedule.Reconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("faultline-schedule"), //nolint:staticcheck // as above
+		Clock: clock.RealClock{}, Metrics: schedule.NewMetrics(ctrlmetrics.Registry),
+	}
+	if err := sr.SetupWithManager(mgr); err != nil {
+		log.Error(err, "schedule controller")
 		os.Exit(1)
 	}
 	_ = mgr.AddHealthzCheck("healthz", healthz.Ping)

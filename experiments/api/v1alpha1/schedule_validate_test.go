@@ -1,0 +1,66 @@
+package v1alpha1
+
+import (
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+// validSchedule is a Schedule that validates; each case breaks one field.
+const validSchedule = `
+apiVersion: faultline.dev/v1alpha1
+kind: Schedule
+metadata: {name: nightly, namespace: default}
+spec:
+  schedule: "30 2 * * 1-5"
+  timeZone: America/New_York
+  template:
+    gameday:
+      steps:
+      - name: cut
+        onFailure: Continue
+        experiment:
+          targets: {nodes: {names: [isolated-0]}}
+          faults:
+          - {name: cut, type: NetworkLoss, duration: 90s, networkLoss: {lossPercent: 100, towardAPIServer: true}}
+`
+
+func TestScheduleValidateNamesTheField(t *testing.T) {
+	tests := map[string]struct {
+		from, to string
+		want     string // empty: valid
+	}{
+		"a valid gameday schedule is valid":              {},
+		"a descriptor such as @daily is valid":           {from: `"30 2 * * 1-5"`, to: `"@daily"`},
+		"a cron with an hour of 25 does not parse":       {from: `"30 2 * * 1-5"`, to: `"30 25 * * 1-5"`, want: "spec.schedule"},
+		"a cron with 6 fields is refused":                {from: `"30 2 * * 1-5"`, to: `"0 30 2 * * 1-5"`, want: "spec.schedule"},
+		"a cron that is not cron is refused":             {from: `"30 2 * * 1-5"`, to: `"tuesdays"`, want: "spec.schedule"},
+		"a zone inside the schedule is refused":          {from: `"30 2 * * 1-5"`, to: `"TZ=UTC 30 2 * *"`, want: "spec.schedule"},
+		"an unknown time zone is refused":                {from: "America/New_York", to: "Mars/Olympus_Mons", want: "spec.timeZone"},
+		"a gameday with no steps is refused":             {from: validSchedule[strings.Index(validSchedule, "      steps:"):], to: "      steps: []\n", want: "spec.template.gameday.steps"},
+		"a bad step experiment names the nested field":   {from: "lossPercent: 100", to: "lossPercent: 101", want: "spec.template.gameday.steps[0].experiment.faults[0].networkLoss.lossPercent"},
+		"an unknown onFailure is refused":                {from: "onFailure: Continue", to: "onFailure: Retry", want: "spec.template.gameday.steps[0].onFailure"},
+		"an unknown concurrency policy is refused":       {from: "  timeZone:", to: "  concurrencyPolicy: Sometimes\n  timeZone:", want: "spec.concurrencyPolicy"},
+		"a template with neither experiment nor gameday": {from: validSchedule[strings.Index(validSchedule, "  template:"):], to: "  template: {}\n", want: "spec.template"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			doc := strings.Replace(validSchedule, tc.from, tc.to, 1)
+			var s Schedule
+			if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
+				t.Fatal(err)
+			}
+			errs := s.Validate()
+			if tc.want == "" {
+				if len(errs) > 0 {
+					t.Fatalf("refused: %v", errs)
+				}
+				return
+			}
+			if len(errs) == 0 || !strings.Contains(errs.ToAggregate().Error(), tc.want) {
+				t.Errorf("errors %v do not name %s", errs, tc.want)
+			}
+		})
+	}
+}

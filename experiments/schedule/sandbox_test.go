@@ -1,0 +1,140 @@
+//go:build sandbox
+
+package schedule_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/schedule"
+	"faultline.dev/faultline/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+func kube(t testing.TB, env *sandboxtest.Env) client.Client {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{v1alpha1.AddToScheme, corev1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := client.New(env.RESTConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// nodeLoss is a NetworkLoss experiment on the isolated node isolated-0
+// toward the API server: with dryRun it is final at once; with 0% loss it
+// really holds a fault that changes nothing, for as long as it lasts.
+func nodeLoss(loss int32, d time.Duration, dryRun bool) *v1alpha1.ExperimentSpec {
+	return &v1alpha1.ExperimentSpec{
+		Targets: v1alpha1.Targets{Nodes: &v1alpha1.NodeTargets{Names: []string{"isolated-0"}}},
+		Faults: []v1alpha1.Fault{{Name: "cut", Type: v1alpha1.FaultNetworkLoss, Duration: metav1.Duration{Duration: d},
+			NetworkLoss: &v1alpha1.NetworkLoss{LossPercent: loss, TowardAPIServer: true}}},
+		DryRun: dryRun,
+	}
+}
+
+func runs(t *testing.T, c client.Client, name string) []v1alpha1.Experiment {
+	t.Helper()
+	var list v1alpha1.ExperimentList
+	if err := c.List(context.Background(), &list, client.InNamespace("default"), client.MatchingLabels{v1alpha1.LabelSchedule: name}); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+func create(t *testing.T, c client.Client, s *v1alpha1.Schedule) {
+	t.Helper()
+	if err := c.Create(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// The garbage collector deletes the runs; their finalizer recovers
+		// any fault first.
+		_ = c.Delete(context.Background(), s, client.PropagationPolicy(metav1.DeletePropagationForeground))
+		sandboxtest.WaitFor(t, 2*time.Minute, "the schedule's experiments to be gone", func() bool { return len(runs(t, c, s.Name)) == 0 })
+	})
+}
+
+func get(t *testing.T, c client.Client, name string) *v1alpha1.Schedule {
+	t.Helper()
+	var s v1alpha1.Schedule
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: name}, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+// An every-minute Schedule starts a run within a minute, named for its
+// slot, and records the run's verdict; with Forbid, a slot that comes
+// while a long run is active is skipped, with an event, and makes no
+// second run.
+func TestAScheduleRunsEveryMinuteAndForbidSkipsWhileARunIsActive(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	t.Run("a run starts within a minute and its verdict is recorded", func(t *testing.T) {
+		t.Parallel()
+		s := &v1alpha1.Schedule{
+			ObjectMeta: metav1.ObjectMeta{Name: "every-minute", Namespace: "default"},
+			Spec: v1alpha1.ScheduleSpec{Schedule: "* * * * *", ConcurrencyPolicy: v1alpha1.ConcurrencyAllow,
+				Template: v1alpha1.ScheduleTemplate{Experiment: nodeLoss(100, 5*time.Second, true)}},
+		}
+		create(t, c, s)
+		sandboxtest.WaitFor(t, 75*time.Second, "a run", func() bool { return len(runs(t, c, s.Name)) > 0 })
+		e := runs(t, c, s.Name)[0]
+		slot := get(t, c, s.Name).Status.LastScheduleTime
+		if slot == nil || e.Name != schedule.RunName(s.Name, slot.Time, false) {
+			t.Errorf("run %s, last schedule time %v", e.Name, slot)
+		}
+		sandboxtest.WaitFor(t, 30*time.Second, "the run's verdict in the schedule's status", func() bool {
+			v := get(t, c, s.Name).Status.LastVerdicts
+			return len(v) > 0 && v[0].Verdict == v1alpha1.VerdictPassed
+		})
+	})
+	t.Run("Forbid skips a slot while a run is active", func(t *testing.T) {
+		t.Parallel()
+		s := &v1alpha1.Schedule{
+			ObjectMeta: metav1.ObjectMeta{Name: "forbid", Namespace: "default"},
+			Spec: v1alpha1.ScheduleSpec{Schedule: "* * * * *", ConcurrencyPolicy: v1alpha1.ConcurrencyForbid,
+				SuccessfulRunsHistoryLimit: ptr.To[int32](1),
+				Template:                   v1alpha1.ScheduleTemplate{Experiment: nodeLoss(0, 150*time.Second, false)}},
+		}
+		create(t, c, s)
+		sandboxtest.WaitFor(t, 75*time.Second, "a run", func() bool { return len(runs(t, c, s.Name)) > 0 })
+		first := runs(t, c, s.Name)[0].Name
+		sandboxtest.WaitFor(t, 75*time.Second, "the next slot to be skipped", func() bool {
+			st := get(t, c, s.Name).Status
+			return st.LastSkippedTime != nil && st.LastScheduleTime != nil && st.LastSkippedTime.After(st.LastScheduleTime.Time)
+		})
+		if rs := runs(t, c, s.Name); len(rs) != 1 || rs[0].Name != first {
+			t.Errorf("runs %v, want only %s", rs, first)
+		}
+		if st := get(t, c, s.Name).Status; st.ActiveCount != 1 || st.Active[0].Experiment != first {
+			t.Errorf("active %+v", st.Active)
+		}
+		var events corev1.EventList
+		if err := c.List(context.Background(), &events, client.InNamespace("default")); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range events.Items {
+			found = found || (e.InvolvedObject.Name == s.Name && e.Reason == "ConcurrencyForbid")
+		}
+		if !found {
+			t.Error("no ConcurrencyForbid event")
+		}
+	})
+}
