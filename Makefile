@@ -8,8 +8,9 @@ export CGO_ENABLED := 0
 GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 
 # Debian packages the sandbox runs (containerd, runc, CNI plugins, nftables,
-# iptables, iproute2, prometheus) and curl for humans.
-DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus nginx-light curl util-linux wrk hey
+# iptables, iproute2, prometheus), curl for humans, and chromium, in which
+# the HTML report's test renders it.
+DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus nginx-light curl util-linux wrk hey chromium
 
 .PHONY: all generate deps tools build demo test gate-validity test-unit vet fmt clean help
 
@@ -58,15 +59,16 @@ test: deps tools build
 	$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) || rc=1; \
 	exit $$rc
 
-## gate-validity: run the rollout gate against the fragile and the hardened app
-## GATE_RUNS times each (5 by default), through the ClusterIP and the ingress,
-## on a sandbox of its own, and print how often each verdict was right
+## gate-validity: run the gates against the fragile and the hardened variants
+## GATE_RUNS times each (5 by default): the rollout gate through the ClusterIP
+## and the ingress, and the catalog's memory overcommit, on a sandbox of its
+## own, and print how often each verdict was right
 GATE_RUNS ?= 5
 gate-validity: deps tools build
 	@$(BIN)/faultline sandbox down --name gate >/dev/null 2>&1 || true
 	$(BIN)/faultline sandbox up --name gate --timings fast --faultline --ingress
-	@rc=0; FAULTLINE_TEST_SANDBOX=gate FAULTLINE_GATE_RUNS=$(GATE_RUNS) FAULTLINE_GATE_TABLE=$(CURDIR)/bin/gate-validity.txt \
-	  $(GO) test -count=1 -tags root,sandbox -timeout 180m -v -run 'TestTheRolloutGate' ./experiments/controller/ || rc=$$?; \
+	@rm -f $(CURDIR)/bin/gate-validity.txt; rc=0; FAULTLINE_TEST_SANDBOX=gate FAULTLINE_GATE_RUNS=$(GATE_RUNS) FAULTLINE_GATE_TABLE=$(CURDIR)/bin/gate-validity.txt \
+	  $(GO) test -count=1 -p 1 -tags root,sandbox -timeout 240m -v -run 'TestTheRolloutGate|TestTheCatalogGate' ./experiments/controller/ ./experiments/catalog/ || rc=$$?; \
 	$(BIN)/faultline sandbox down --name gate || rc=1; \
 	cat $(CURDIR)/bin/gate-validity.txt 2>/dev/null; exit $$rc
 

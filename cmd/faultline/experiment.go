@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -20,10 +19,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"faultline.dev/faultline/analyzers/report"
 	"faultline.dev/faultline/analyzers/slo"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
@@ -40,7 +42,8 @@ func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&f.namespace, "namespace", "n", "", "namespace (default: the kubeconfig's, else default)")
 }
 
-func (f *clusterFlags) client() (client.Client, string, error) {
+// config is the cluster's REST config and the namespace to use.
+func (f *clusterFlags) config() (*rest.Config, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if f.kubeconfig != "" {
 		rules.ExplicitPath = f.kubeconfig
@@ -56,8 +59,17 @@ func (f *clusterFlags) client() (client.Client, string, error) {
 			ns = "default"
 		}
 	}
+	return cfg, ns, nil
+}
+
+func (f *clusterFlags) client() (client.Client, string, error) {
+	cfg, ns, err := f.config()
+	if err != nil {
+		return nil, "", err
+	}
+	// Kubernetes' own kinds too: the catalog waits for Deployments.
 	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	if err := errors.Join(v1alpha1.AddToScheme(scheme), clientgoscheme.AddToScheme(scheme)); err != nil {
 		return nil, "", err
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
@@ -146,10 +158,11 @@ run), which checks against the CRDs actually installed.`,
 
 func newRunCommand() *cobra.Command {
 	var (
-		file, junit, output string
-		wait                bool
-		timeout             time.Duration
-		cf                  clusterFlags
+		file, junit, output   string
+		reportPath, reportFmt string
+		wait                  bool
+		timeout               time.Duration
+		cf                    clusterFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run -f FILE",
@@ -166,6 +179,7 @@ Exit codes, for CI gates:
 Ctrl-C asks the controller to abort the experiment, which recovers every
 fault at once, and waits for that.`,
 		Example: `  faultline run -f deploy/examples/node-partition.yaml --junit report.xml
+  faultline run -f deploy/examples/node-partition.yaml --report report.html
   faultline run -f exp.yaml --timeout 15m -o json > result.json
 
   # A CI gate on rolling updates: SIGTERM in a rollout under 200 req/s;
@@ -177,6 +191,13 @@ fault at once, and waits for that.`,
 			exp, err := readExperiment(file)
 			if err != nil {
 				return &exitError{exitInvalid, err}
+			}
+			// A report that cannot be written is known before anything runs.
+			var repFormat report.Format
+			if reportPath != "" {
+				if repFormat, err = reportFormat(reportFmt, reportPath); err != nil {
+					return &exitError{exitInvalid, err}
+				}
 			}
 			c, ns, err := cf.client()
 			if err != nil {
@@ -202,7 +223,12 @@ fault at once, and waits for that.`,
 				return &exitError{exitInvalid, err}
 			}
 			if junit != "" {
-				if err := writeJUnit(junit, final); err != nil {
+				if err := writeReport(cmd.OutOrStdout(), out, junit, report.JUnit, final); err != nil {
+					return &exitError{exitInvalid, err}
+				}
+			}
+			if reportPath != "" {
+				if err := writeReport(cmd.OutOrStdout(), out, reportPath, repFormat, final); err != nil {
 					return &exitError{exitInvalid, err}
 				}
 			}
@@ -224,6 +250,8 @@ fault at once, and waits for that.`,
 	cmd.Flags().BoolVar(&wait, "wait", true, "follow the experiment to its verdict")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "give up waiting after this long (the experiment goes on; exit 2)")
 	cmd.Flags().StringVar(&junit, "junit", "", "also write a JUnit XML report, one testcase per objective")
+	cmd.Flags().StringVar(&reportPath, "report", "", "also write a report once the verdict is in: .html (charts), .md (a PR comment), .xml (JUnit) or .json; see faultline report --help")
+	cmd.Flags().StringVar(&reportFmt, "report-format", "", "the --report's format when its extension does not tell: html, md, junit or json")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "print the final Experiment as json or yaml instead of the verdict table")
 	cf.add(cmd)
 	return cmd
@@ -297,7 +325,7 @@ func follow(ctx context.Context, c client.Client, key types.NamespacedName, time
 func keyFigures(exp *v1alpha1.Experiment) string {
 	m := exp.Status.Measurements
 	var parts []string
-	for _, k := range []string{"nodes.notReadyNodes", "nodes.maxNotReadySeconds", "evictions.count", "traffic.requests", "traffic.errors", "traffic.status.502", "traffic.latency.p99", "recovery.seconds"} {
+	for _, k := range []string{"nodes.notReadyNodes", "nodes.maxNotReadySeconds", "evictions.count", "traffic.requests", "traffic.errors", "traffic.status.502", "traffic.latency.p99", "oom.kills", "nodes.memoryPressure.totalSeconds", "prometheus.fault.walFsyncP99", "recovery.seconds"} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, k+"="+v)
 		}
@@ -321,59 +349,6 @@ func printVerdict(w io.Writer, exp *v1alpha1.Experiment) {
 		}
 		tw.Flush()
 	}
-}
-
-// JUnit XML: one testcase per objective, so CI systems show each SLO.
-type junitSuites struct {
-	XMLName xml.Name     `xml:"testsuites"`
-	Suites  []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name     string      `xml:"name,attr"`
-	Tests    int         `xml:"tests,attr"`
-	Failures int         `xml:"failures,attr"`
-	Errors   int         `xml:"errors,attr"`
-	Time     float64     `xml:"time,attr"`
-	Cases    []junitCase `xml:"testcase"`
-}
-
-type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	ClassName string        `xml:"classname,attr"`
-	Failure   *junitMessage `xml:"failure,omitempty"`
-	Error     *junitMessage `xml:"error,omitempty"`
-}
-
-type junitMessage struct {
-	Message string `xml:"message,attr"`
-	Type    string `xml:"type,attr"`
-	Text    string `xml:",chardata"`
-}
-
-func writeJUnit(path string, exp *v1alpha1.Experiment) error {
-	s := junitSuite{Name: "faultline/" + exp.Namespace + "/" + exp.Name}
-	if exp.Status.StartTime != nil && len(exp.Status.Timeline) > 0 {
-		s.Time = exp.Status.Timeline[len(exp.Status.Timeline)-1].Time.Sub(exp.Status.StartTime.Time).Seconds()
-	}
-	for _, o := range exp.Status.Objectives {
-		c := junitCase{Name: o.Name, ClassName: s.Name}
-		switch o.Verdict {
-		case v1alpha1.VerdictFailed, v1alpha1.VerdictInconclusive:
-			c.Failure = &junitMessage{Message: o.Message, Type: string(o.Verdict), Text: o.Expr}
-			s.Failures++
-		case v1alpha1.VerdictError:
-			c.Error = &junitMessage{Message: o.Message, Type: "Error", Text: o.Expr}
-			s.Errors++
-		}
-		s.Cases = append(s.Cases, c)
-	}
-	s.Tests = len(s.Cases)
-	b, err := xml.MarshalIndent(junitSuites{Suites: []junitSuite{s}}, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append([]byte(xml.Header), b...), 0o644)
 }
 
 func newGetCommand() *cobra.Command {

@@ -45,8 +45,8 @@ Start with a local cluster of your own:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newValidateCommand(), newGetCommand(), newDescribeCommand(), newAbortCommand(),
-		newSandboxCommand(), newDemoCommand(), newVersionCommand())
+	root.AddCommand(newRunCommand(), withScheduleValidate(newValidateCommand()), newGetCommand(), newDescribeCommand(), newAbortCommand(),
+		newSandboxCommand(), newDemoCommand(), newCatalogCommand(), newScheduleCommand(), newReportCommand(), newVersionCommand())
 	return root
 }
 

@@ -143,7 +143,7 @@ func (r *ExperimentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{Requeue: true}, r.Update(ctx, &exp)
 	}
 	if exp.Status.Phase.IsFinal() {
-		return ctrl.Result{}, r.deleteAssignments(ctx, &exp)
+		return ctrl.Result{}, errors.Join(r.storeReport(ctx, &exp), r.deleteAssignments(ctx, &exp))
 	}
 	before := exp.Status.DeepCopy()
 	res, err := r.step(ctx, &exp)
@@ -155,6 +155,9 @@ func (r *ExperimentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			}
 			return ctrl.Result{}, uerr
 		}
+	}
+	if exp.Status.Phase.IsFinal() && err == nil {
+		err = r.storeReport(ctx, &exp)
 	}
 	return res, err
 }
