@@ -189,8 +189,14 @@ func TestTheRolloutGateFailsTheFragileAppAndPassesTheHardenedOne(t *testing.T) {
 		fmt.Fprintf(&b, "%-100s %d/%-4d %s\n", tc.name, right, len(table[tc.name]), detail)
 	}
 	t.Log(b.String())
+	// Appended: the catalog's gate writes its rows to the same table.
 	if p := os.Getenv("FAULTLINE_GATE_TABLE"); p != "" {
-		if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(b.String()); err != nil {
 			t.Error(err)
 		}
 	}

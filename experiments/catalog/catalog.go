@@ -1,0 +1,125 @@
+// Package catalog is faultline's set of ready scenarios: failure stories
+// with their expected outcome written down, a fragile and a hardened
+// variant of the workload, and the experiment that tells them apart. It is
+// embedded in the binary; its manifests are deploy/examples', so that the
+// catalog, the examples and the tests run the very same files.
+package catalog
+
+import (
+	_ "embed"
+	"fmt"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"faultline.dev/faultline/deploy"
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+//go:embed catalog.yaml
+var index []byte
+
+// Scenario is one failure story.
+type Scenario struct {
+	Name  string `json:"name"`
+	Title string `json:"title"`
+	Story string `json:"story"`
+	// Namespace the workloads and the experiment use in the files.
+	Namespace string `json:"namespace"`
+	// Experiment file (deploy/examples) that judges every variant, unless a
+	// variant names its own.
+	Experiment string `json:"experiment"`
+	// Needs are what the cluster must offer: real-node, isolated-node,
+	// prometheus, ingress.
+	Needs []string `json:"needs,omitempty"`
+	// Demo marks the scenarios of the demo gameday.
+	Demo bool `json:"demo,omitempty"`
+	// Landed is false for a scenario written down but not runnable yet.
+	Landed   *bool     `json:"landed,omitempty"`
+	Variants []Variant `json:"variants"`
+}
+
+// Variant is one version of the workload and the verdict it must get.
+type Variant struct {
+	Name string `json:"name"`
+	// Workload file (deploy/examples) applied before the experiment.
+	Workload string `json:"workload,omitempty"`
+	// Experiment overrides the scenario's.
+	Experiment string `json:"experiment,omitempty"`
+	// Expect is the verdict the variant gets: Passed or Failed.
+	Expect v1alpha1.Verdict `json:"expect"`
+	// Outcome is what happens, as measured.
+	Outcome string `json:"outcome"`
+}
+
+// IsLanded reports whether the scenario can run.
+func (s Scenario) IsLanded() bool { return s.Landed == nil || *s.Landed }
+
+// Variant returns the named variant.
+func (s Scenario) Variant(name string) (Variant, error) {
+	var names []string
+	for _, v := range s.Variants {
+		if v.Name == name {
+			return v, nil
+		}
+		names = append(names, v.Name)
+	}
+	return Variant{}, fmt.Errorf("variant %q: scenario %s has %s", name, s.Name, strings.Join(names, ", "))
+}
+
+// ExperimentFile is the experiment that judges the variant.
+func (s Scenario) ExperimentFile(v Variant) string {
+	if v.Experiment != "" {
+		return v.Experiment
+	}
+	return s.Experiment
+}
+
+// Catalog is the embedded scenarios, in their order.
+type Catalog struct {
+	Scenarios []Scenario `json:"scenarios"`
+}
+
+// Load parses the embedded catalog and checks that every file it names is
+// shipped.
+func Load() (*Catalog, error) {
+	var c Catalog
+	if err := yaml.UnmarshalStrict(index, &c); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	for _, s := range c.Scenarios {
+		files := []string{s.Experiment}
+		for _, v := range s.Variants {
+			if v.Expect != v1alpha1.VerdictPassed && v.Expect != v1alpha1.VerdictFailed {
+				return nil, fmt.Errorf("catalog: %s/%s: expect %q, want Passed or Failed", s.Name, v.Name, v.Expect)
+			}
+			files = append(files, v.Workload, v.Experiment)
+		}
+		for _, f := range files {
+			if f == "" {
+				continue
+			}
+			if _, err := deploy.Files.ReadFile("examples/" + f); err != nil {
+				return nil, fmt.Errorf("catalog: %s: %w", s.Name, err)
+			}
+		}
+	}
+	return &c, nil
+}
+
+// Get returns a scenario by name, or an error that lists the known ones.
+func (c *Catalog) Get(name string) (Scenario, error) {
+	var names []string
+	for _, s := range c.Scenarios {
+		if s.Name == name {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	return Scenario{}, fmt.Errorf("scenario %q: no such scenario in the catalog; known: %s (faultline catalog list)", name, strings.Join(names, ", "))
+}
+
+// File reads a manifest of deploy/examples.
+func File(name string) ([]byte, error) { return deploy.Files.ReadFile("examples/" + name) }

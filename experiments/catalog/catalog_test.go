@@ -1,0 +1,117 @@
+package catalog
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestEveryLandedVariantPreparesIntoAValidExperiment(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Bindings{SandboxDir: "/var/lib/faultline/sandbox/ci", PrometheusURL: "http://10.200.0.1:9090"}
+	landed := 0
+	for _, s := range c.Scenarios {
+		if !s.IsLanded() {
+			continue
+		}
+		landed++
+		for _, v := range s.Variants {
+			t.Run(s.Name+"/"+v.Name, func(t *testing.T) {
+				r, err := s.Prepare(v, s.Namespace+"-x", b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if errs := r.Experiment.Validate(); len(errs) > 0 {
+					t.Fatalf("the prepared experiment is invalid: %v", errs)
+				}
+				raw, _ := File(s.ExperimentFile(v))
+				if strings.Contains(string(raw), examplePrometheus) && r.Experiment.Spec.Prometheus.Address != b.PrometheusURL {
+					t.Errorf("prometheus address %q, want the bound %q", r.Experiment.Spec.Prometheus.Address, b.PrometheusURL)
+				}
+				for _, o := range r.Workload {
+					if o.GetKind() == "Namespace" && o.GetName() != r.Namespace || o.GetKind() != "Namespace" && o.GetNamespace() != r.Namespace {
+						t.Errorf("%s %s/%s is not moved to %s", o.GetKind(), o.GetNamespace(), o.GetName(), r.Namespace)
+					}
+				}
+				if r.Experiment.Namespace != r.Namespace || r.Experiment.GenerateName == "" {
+					t.Errorf("experiment %s/%s (generateName %q), want it in %s with a generated name", r.Experiment.Namespace, r.Experiment.Name, r.Experiment.GenerateName, r.Namespace)
+				}
+			})
+		}
+	}
+	if landed < 4 {
+		t.Errorf("%d landed scenarios, want at least 4", landed)
+	}
+}
+
+func TestEachScenarioWritesDownAFailingAndAPassingOutcome(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Scenarios {
+		if s.Story == "" || s.Title == "" {
+			t.Errorf("%s: no story or title", s.Name)
+		}
+		for _, v := range s.Variants {
+			if v.Outcome == "" {
+				t.Errorf("%s/%s: no outcome written down", s.Name, v.Name)
+			}
+		}
+	}
+}
+
+func TestAMovedRolloutExperimentAimsItsTrafficAndObjectivesAtTheNewNamespace(t *testing.T) {
+	c, _ := Load()
+	s, err := c.Get("rolling-update")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.Variant("fragile")
+	r, err := s.Prepare(v, "rollout-run1", Bindings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "http://web.rollout-run1.svc/"; r.Experiment.Spec.Traffic.URL != want {
+		t.Errorf("traffic URL %q, want %q", r.Experiment.Spec.Traffic.URL, want)
+	}
+	for _, o := range r.Workload {
+		if p := o.GetAnnotations()[ingressPath]; p != "" && p != "/rollout-run1" {
+			t.Errorf("ingress path %q, want /rollout-run1", p)
+		}
+	}
+}
+
+func TestBadScenarioInputIsRefusedNamingIt(t *testing.T) {
+	c, _ := Load()
+	tests := map[string]struct {
+		run  func() error
+		want string
+	}{
+		"an unknown scenario lists the known ones": {func() error { _, err := c.Get("meteor-strike"); return err }, `scenario "meteor-strike": no such scenario in the catalog; known: etcd-slow-disk, memory-overcommit`},
+		"an unknown variant lists the scenario's": {func() error {
+			s, _ := c.Get("rolling-update")
+			_, err := s.Variant("sturdy")
+			return err
+		}, `variant "sturdy": scenario rolling-update has fragile, hardened`},
+		"a scenario that has not landed cannot run": {func() error {
+			s, _ := c.Get("priority-preemption")
+			_, err := s.Prepare(s.Variants[0], "", Bindings{})
+			return err
+		}, "has not landed yet"},
+		"an experiment that needs Prometheus without one says how to get one": {func() error {
+			s, _ := c.Get("etcd-slow-disk")
+			_, err := s.Prepare(s.Variants[0], "", Bindings{})
+			return err
+		}, "spec.prometheus.address: the experiment queries a Prometheus and none is known"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if err := tc.run(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,92 @@
+//go:build sandbox
+
+package catalog_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"faultline.dev/faultline/experiments/catalog"
+	"faultline.dev/faultline/sandbox/sandboxtest"
+)
+
+func TestMain(m *testing.M) { sandboxtest.Main(m) }
+
+// gateRuns is how many times each variant runs: 1 in CI, more with
+// `make gate-validity`.
+func gateRuns(t *testing.T) int {
+	n := 1
+	if v := os.Getenv("FAULTLINE_GATE_RUNS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("FAULTLINE_GATE_RUNS=%q: want a count of at least 1", v)
+		}
+	}
+	return n
+}
+
+// The catalog's gate: each fragile variant gets its Failed and each hardened
+// one its Passed, through `faultline catalog run` as a user runs it. The
+// rolling update's gate has its own test (experiments/controller), through
+// a ClusterIP and an ingress; the memory overcommit's is this one.
+func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.T) {
+	env := sandboxtest.Get(t)
+	bins, err := sandboxtest.Binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalog.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := gateRuns(t)
+	var table strings.Builder
+	fmt.Fprintf(&table, "\n%-60s %-6s %s\n", "catalog scenario, variant (expected verdict)", "right", "exit codes")
+	for _, name := range []string{"memory-overcommit"} {
+		s, err := c.Get(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range s.Variants {
+			right, codes := 0, ""
+			t.Run(name+"/"+v.Name, func(t *testing.T) {
+				for i := 0; i < runs; i++ {
+					cmd := exec.Command(filepath.Join(bins, "faultline"), "catalog", "run", name, "--variant", v.Name, "--sandbox", env.State.Name)
+					out, err := cmd.CombinedOutput()
+					code := 0
+					var ee *exec.ExitError
+					if errors.As(err, &ee) {
+						code = ee.ExitCode()
+					} else if err != nil {
+						t.Fatal(err)
+					}
+					codes += fmt.Sprintf("%d ", code)
+					row := fmt.Sprintf("%s  %s  %s  %s  yes", name, v.Name, v.Expect, v.Expect)
+					if code == 0 && strings.Contains(strings.Join(strings.Fields(string(out)), "  "), row) {
+						right++
+					} else {
+						t.Errorf("run %d: exit %d, want 0 with the row %q:\n%s", i+1, code, row, out)
+					}
+				}
+			})
+			fmt.Fprintf(&table, "%-60s %d/%-4d %s\n", fmt.Sprintf("%s, %s (%s)", name, v.Name, v.Expect), right, runs, codes)
+		}
+	}
+	t.Log(table.String())
+	if p := os.Getenv("FAULTLINE_GATE_TABLE"); p != "" {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(table.String()); err != nil {
+			t.Error(err)
+		}
+	}
+}
