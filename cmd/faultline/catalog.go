@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"faultline.dev/faultline/analyzers/report"
 	"faultline.dev/faultline/deploy"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/catalog"
@@ -132,6 +134,7 @@ type catalogFlags struct {
 	prometheus string
 	variants   []string
 	timeout    time.Duration
+	report     string
 }
 
 func newCatalogRunCommand() *cobra.Command {
@@ -163,6 +166,12 @@ that query one.`,
 			}
 			results := runScenarios(cmd.Context(), cfg, c, runs, f.timeout, cmd.ErrOrStderr())
 			printResults(cmd.OutOrStdout(), results)
+			if f.report != "" {
+				if err := writeGamedayReport(f.report, "catalog "+strings.Join(args, ", "), results); err != nil {
+					return &exitError{exitInvalid, err}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", f.report)
+			}
 			return resultsExit(results)
 		},
 	}
@@ -171,7 +180,32 @@ that query one.`,
 	cmd.Flags().StringVar(&f.prometheus, "prometheus", "", "Prometheus URL for scenarios that query one (default: the sandbox's)")
 	cmd.Flags().StringSliceVar(&f.variants, "variant", nil, "run only these variants (default: all)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up on one variant's verdict after this long")
+	cmd.Flags().StringVar(&f.report, "report", "", "also write a gameday report of every variant (html, md, junit or json, by the file's extension)")
 	return cmd
+}
+
+// writeGamedayReport writes the report of the runs that reached a verdict,
+// each step named for its scenario, variant and expected verdict.
+func writeGamedayReport(path, name string, results []result) error {
+	format, err := report.FormatOf(path)
+	if err != nil {
+		return err
+	}
+	var steps []report.Step
+	for _, r := range results {
+		if r.final != nil {
+			steps = append(steps, report.Step{Name: fmt.Sprintf("%s/%s (expect %s)", r.run.Scenario, r.run.Variant, r.run.Expect), Report: report.FromExperiment(r.final)})
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := report.WriteGameday(f, format, report.NewGameday(name, steps...)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // bindings are what the scenarios learn of the cluster.

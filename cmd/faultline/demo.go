@@ -1,153 +1,135 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
+	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
-	"faultline.dev/faultline/deploy"
+	"faultline.dev/faultline/experiments/catalog"
 	"faultline.dev/faultline/sandbox"
 )
 
 func newDemoCommand() *cobra.Command {
-	var keep bool
+	var (
+		keep    bool
+		report  string
+		timeout time.Duration
+	)
 	f := &sandboxFlags{cfg: sandbox.DefaultConfig()}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Bring up a sandbox, run the demo app on a real node, and show how to reach it",
-		Long: `demo brings the sandbox up (or reuses a running one), deploys the demo app
-(deploy/examples/demo-app.yaml) onto the real node, waits until it serves
-through its Service's ClusterIP, and prints what runs and how to reach it.
-It then waits for Enter (or Ctrl-C) and tears the sandbox down, unless --keep.`,
+		Short: "Bring up a sandbox and run a gameday of the catalog's scenarios on it",
+		Long: `demo is faultline's main job on one machine. It brings a sandbox up (fast
+node timings, Prometheus, the ingress and faultline's controller and
+agents; or reuses a running one) and runs a gameday of the catalog's
+scenarios that fit in about ten minutes: a rolling update under load and
+memory overcommit, each with its fragile and its hardened workload, and
+etcd on a slow disk. Each variant must get the verdict written down in the
+catalog (faultline catalog list).
+
+While it runs it prints each experiment's timeline live. At the end it
+prints the verdict table (scenario, variant, expected and actual verdict,
+key figures) and the path of the HTML report, and tears the sandbox down
+unless --keep.
+
+Exit codes: 0 when every variant got its expected verdict, 1 when one did
+not, 2 when the sandbox or a run failed before a verdict.`,
+		Example: `  sudo make demo
+  sudo faultline demo --keep --report /tmp/gameday.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.cfg.Timings, f.cfg.Prometheus, f.cfg.Ingress, f.cfg.Faultline = sandbox.TimingsFast, true, true, true
+			start := time.Now()
 			ctx := cmd.Context()
-			out := cmd.OutOrStdout()
-			p := sandbox.NewProgress(cmd.ErrOrStderr())
+			out, logw := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			p := sandbox.NewProgress(logw)
 			st, err := sandbox.Status(f.cfg)
-			if err != nil || !st.Ready {
+			if err != nil || !st.Ready || st.PrometheusURL == "" || st.IngressURL == "" {
 				if st, err = sandbox.Up(ctx, f.cfg, p, false); err != nil {
-					return err
+					return &exitError{exitInvalid, err}
 				}
 			} else {
 				p.Printf("reusing sandbox %q", st.Name)
 			}
-			url, err := deployDemo(ctx, st.Kubeconfig, p, out)
+			if !keep {
+				defer func() {
+					if err := sandbox.Down(f.cfg, p); err != nil {
+						fmt.Fprintln(logw, "error: tearing the sandbox down:", err)
+					}
+				}()
+			}
+			results, err := runDemoGameday(ctx, st, timeout, logw)
 			if err != nil {
-				return err
+				return &exitError{exitInvalid, err}
 			}
-			fmt.Fprintf(out, "\nReach it from this machine:\n  curl %s/\n  export KUBECONFIG=%s\n  kubectl -n demo get pods,svc -o wide\n", url, st.Kubeconfig)
-			if st.PrometheusURL != "" {
-				fmt.Fprintf(out, "  prometheus: %s\n", st.PrometheusURL)
+			printResults(out, results)
+			if report == "" {
+				report = filepath.Join(".", "faultline-demo-report.html")
 			}
+			if abs, err := filepath.Abs(report); err == nil {
+				report = abs
+			}
+			if err := writeGamedayReport(report, "faultline demo", results); err != nil {
+				return &exitError{exitInvalid, err}
+			}
+			fmt.Fprintf(out, "\nreport: %s\ntotal: %s\n", report, time.Since(start).Round(time.Second))
 			if keep {
-				fmt.Fprintf(out, "\nThe sandbox stays up; remove it with: sudo faultline sandbox down --name %s\n", st.Name)
-				return nil
+				fmt.Fprintf(out, "The sandbox stays up: export KUBECONFIG=%s; remove it with: sudo faultline sandbox down --name %s\n", st.Kubeconfig, st.Name)
 			}
-			fmt.Fprintln(out, "\nPress Enter to tear the sandbox down (Ctrl-C does too).")
-			waitForEnter(ctx, cmd.InOrStdin())
-			return sandbox.Down(f.cfg, p)
+			return resultsExit(results)
 		},
 	}
 	f.addName(cmd)
 	cmd.Flags().BoolVar(&keep, "keep", false, "leave the sandbox up when done")
+	cmd.Flags().StringVar(&report, "report", "", "where to write the gameday report; html, md, junit or json by the extension (default ./faultline-demo-report.html)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up on one variant's verdict after this long")
 	return cmd
 }
 
-func waitForEnter(ctx context.Context, in io.Reader) {
-	line := make(chan struct{})
-	go func() {
-		_, _ = bufio.NewReader(in).ReadString('\n')
-		close(line)
-	}()
-	select {
-	case <-line:
-	case <-ctx.Done():
+// runDemoGameday runs the catalog's demo variants on the sandbox, in order.
+func runDemoGameday(ctx context.Context, st *sandbox.State, timeout time.Duration, out io.Writer) ([]result, error) {
+	c, err := catalog.Load()
+	if err != nil {
+		return nil, err
 	}
+	f := &catalogFlags{cf: clusterFlags{kubeconfig: st.Kubeconfig}, sandbox: st.Name}
+	var names []string
+	for _, s := range c.Scenarios {
+		if len(s.Demo) > 0 && s.IsLanded() {
+			names = append(names, s.Name)
+		}
+	}
+	runs, err := f.prepareDemo(c, names)
+	if err != nil {
+		return nil, err
+	}
+	cfg, cl, err := f.cluster()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "\ngameday: %d run(s) of %s\n", len(runs), strings.Join(names, ", "))
+	return runScenarios(ctx, cfg, cl, runs, timeout, out), nil
 }
 
-// deployDemo applies the demo app, waits until it answers through its
-// ClusterIP and prints its pods. It returns the Service's URL.
-func deployDemo(ctx context.Context, kubeconfig string, p *sandbox.Progress, out io.Writer) (string, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return "", err
-	}
-	manifest, err := deploy.Files.ReadFile("examples/demo-app.yaml")
-	if err != nil {
-		return "", err
-	}
-	if err := deploy.Apply(ctx, cfg, manifest); err != nil {
-		return "", err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return "", err
-	}
-	p.Printf("demo app applied; waiting until it is available")
-	deadline := time.Now().Add(3 * time.Minute)
-	var url string
-	for {
-		d, err := cs.AppsV1().Deployments("demo").Get(ctx, "demo-app", metav1.GetOptions{})
-		if err == nil && d.Status.AvailableReplicas == *d.Spec.Replicas {
-			svc, err := cs.CoreV1().Services("demo").Get(ctx, "demo-app", metav1.GetOptions{})
-			if err != nil {
-				return "", err
-			}
-			url = "http://" + svc.Spec.ClusterIP
-			if body, err := httpGet(ctx, url+"/"); err == nil {
-				p.Printf("demo app answers through its ClusterIP: %s", strings.TrimSpace(body))
-				break
-			}
+// prepareDemo prepares each scenario's demo variants.
+func (f *catalogFlags) prepareDemo(c *catalog.Catalog, names []string) ([]*catalog.Run, error) {
+	var runs []*catalog.Run
+	for _, name := range names {
+		s, err := c.Get(name)
+		if err != nil {
+			return nil, err
 		}
-		if time.Now().After(deadline) {
-			return "", errors.New("demo app not available through its ClusterIP after 3m: see `kubectl -n demo describe pods`")
+		f.variants = s.Demo
+		rs, err := f.prepare([]string{name})
+		if err != nil {
+			return nil, err
 		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(time.Second):
-		}
+		runs = append(runs, rs...)
 	}
-	pods, err := cs.CoreV1().Pods("demo").List(ctx, metav1.ListOptions{LabelSelector: "app=demo-app"})
-	if err != nil {
-		return "", err
-	}
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nPOD\tNODE\tIP\tPHASE")
-	for _, pod := range pods.Items {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pod.Name, pod.Spec.NodeName, pod.Status.PodIP, pod.Status.Phase)
-	}
-	tw.Flush()
-	return url, nil
-}
-
-func httpGet(ctx context.Context, url string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return string(b), err
+	return runs, nil
 }

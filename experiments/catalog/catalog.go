@@ -33,8 +33,8 @@ type Scenario struct {
 	// Needs are what the cluster must offer: real-node, isolated-node,
 	// prometheus, ingress.
 	Needs []string `json:"needs,omitempty"`
-	// Demo marks the scenarios of the demo gameday.
-	Demo bool `json:"demo,omitempty"`
+	// Demo names the variants the demo gameday runs.
+	Demo []string `json:"demo,omitempty"`
 	// Landed is false for a scenario written down but not runnable yet.
 	Landed   *bool     `json:"landed,omitempty"`
 	Variants []Variant `json:"variants"`
@@ -90,6 +90,11 @@ func Load() (*Catalog, error) {
 	}
 	for _, s := range c.Scenarios {
 		files := []string{s.Experiment}
+		for _, d := range s.Demo {
+			if _, err := s.Variant(d); err != nil {
+				return nil, fmt.Errorf("catalog: %s: demo: %w", s.Name, err)
+			}
+		}
 		for _, v := range s.Variants {
 			if v.Expect != v1alpha1.VerdictPassed && v.Expect != v1alpha1.VerdictFailed {
 				return nil, fmt.Errorf("catalog: %s/%s: expect %q, want Passed or Failed", s.Name, v.Name, v.Expect)
