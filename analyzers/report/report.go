@@ -13,6 +13,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"faultline.dev/faultline/analyzers/slo"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
 
@@ -210,7 +211,7 @@ func FromExperiment(exp *v1alpha1.Experiment) *Report {
 			}
 		}
 		for k, v := range st.Measurements {
-			if names(o.Expr, k) {
+			if slo.Names(o.Expr, k) {
 				if obj.Measured == nil {
 					obj.Measured = map[string]string{}
 				}
@@ -344,26 +345,6 @@ func tp(t *metav1.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
-}
-
-// names reports whether expr names the measurement whole, as the SLO
-// judge does: evictions.order is not named by evictions.orderKept.
-func names(expr, name string) bool {
-	for i := 0; ; {
-		j := strings.Index(expr[i:], name)
-		if j < 0 {
-			return false
-		}
-		end := i + j + len(name)
-		if end == len(expr) || !isIdent(expr[end]) {
-			return true
-		}
-		i = end
-	}
-}
-
-func isIdent(c byte) bool {
-	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
 // KeyFigures are the measurements worth a glance, in this order, where

@@ -163,7 +163,7 @@ func explain(expr string, vars map[string]any) string {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if names(expr, a+"."+k) {
+			if Names(expr, a+"."+k) {
 				parts = append(parts, fmt.Sprintf("%s.%s = %v", a, k, g[k]))
 			}
 		}
@@ -174,9 +174,9 @@ func explain(expr string, vars map[string]any) string {
 	return expr + " with " + strings.Join(parts, ", ")
 }
 
-// names reports whether expr names the measurement whole: evictions.order
+// Names reports whether expr names the measurement whole: evictions.order
 // is not named by evictions.orderKept.
-func names(expr, name string) bool {
+func Names(expr, name string) bool {
 	for i := 0; ; {
 		j := strings.Index(expr[i:], name)
 		if j < 0 {

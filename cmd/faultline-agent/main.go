@@ -341,88 +341,54 @@ func desiredFor(f v1alpha1.AssignedFault, now time.Time, known func(id string) (
 		if s == nil {
 			return d, fmt.Errorf("fault %s: signal missing", f.ID)
 		}
-		// A signal's target is fixed when it is first injected, and kept in
-		// the ledger: the process that got, or may have got, the signal. It
-		// is never looked up again. After the signal the container restarts
-		// with a new main process, which is not the target; and a container
-		// gone since must not make a fault already in place unresolved.
-		if en, ok := known(f.ID); ok && en.Type == string(f.Type) {
-			d.Params = en.Params
-			return d, nil
-		}
-		// The process is looked up in the reconcile that injects it, not
-		// before: until the start, it may still change (or not be there).
-		if now.Before(d.StartAt) {
-			return d, nil
-		}
-		id, err := rollout.BareContainerID(s.ContainerID)
-		if err != nil {
-			return d, fmt.Errorf("fault %s: %w", f.ID, err)
-		}
-		p := rollout.Params{ContainerID: id, Signal: s.Signal}
-		p.PID, p.StartTime, err = rollout.FindMainProcess(id)
-		if err != nil {
-			return d, fmt.Errorf("fault %s on pod %s, container %q: %w", f.ID, f.Target, s.Container, err)
-		}
-		if _, err := p.Validate(); err != nil {
-			return d, fmt.Errorf("fault %s: %w", f.ID, err)
-		}
-		b, err := json.Marshal(p)
-		if err != nil {
-			return d, err
-		}
-		d.Params = b
+		// A signal's target is the process that got, or may have got, the
+		// signal. After it the container restarts with a new main process,
+		// which is not the target; and a container gone since must not make
+		// a fault already in place unresolved.
+		return d, resolveOnce(&d, f, now, known, func() (any, error) {
+			id, err := rollout.BareContainerID(s.ContainerID)
+			if err != nil {
+				return nil, fmt.Errorf("fault %s: %w", f.ID, err)
+			}
+			p := rollout.Params{ContainerID: id, Signal: s.Signal}
+			p.PID, p.StartTime, err = rollout.FindMainProcess(id)
+			if err != nil {
+				return nil, fmt.Errorf("fault %s on pod %s, container %q: %w", f.ID, f.Target, s.Container, err)
+			}
+			if _, err := p.Validate(); err != nil {
+				return nil, fmt.Errorf("fault %s: %w", f.ID, err)
+			}
+			return p, nil
+		})
 	case v1alpha1.FaultDiskLatency:
-		dl := f.DiskLatency
-		if dl == nil {
+		if f.DiskLatency == nil {
 			return d, fmt.Errorf("fault %s: diskLatency missing", f.ID)
 		}
-		// Like a signal's, the traced process is fixed at the first
-		// injection and kept in the ledger (pid and start time): a restarted
-		// agent traces that process again, never another that took its
-		// name or pid.
-		if en, ok := known(f.ID); ok && en.Type == string(f.Type) {
-			d.Params = en.Params
-			return d, nil
-		}
-		if now.Before(d.StartAt) {
-			return d, nil
-		}
-		p, err := diskLatencyParams(f)
-		if err != nil {
-			return d, fmt.Errorf("fault %s on %s: %w", f.ID, f.Target, err)
-		}
-		b, err := json.Marshal(p)
-		if err != nil {
-			return d, err
-		}
-		d.Params = b
+		// The traced process (pid and start time): a restarted agent traces
+		// that process again, never another that took its name or pid.
+		return d, resolveOnce(&d, f, now, known, func() (any, error) {
+			p, err := diskLatencyParams(f)
+			if err != nil {
+				return nil, fmt.Errorf("fault %s on %s: %w", f.ID, f.Target, err)
+			}
+			return p, nil
+		})
 	case v1alpha1.FaultMemoryPressure:
 		if f.MemoryPressure == nil {
 			return d, fmt.Errorf("fault %s: memoryPressure missing", f.ID)
 		}
-		// The container's cgroup is fixed at the first injection and kept
-		// in the ledger: after the OOM kill it forced, the container
-		// restarts in a cgroup of its own that this fault never targets.
-		if en, ok := known(f.ID); ok && en.Type == string(f.Type) {
-			d.Params = en.Params
-			return d, nil
-		}
-		if now.Before(d.StartAt) {
-			return d, nil
-		}
-		p, err := memoryParams(f, env)
-		if err != nil {
-			return d, fmt.Errorf("fault %s on %s: %w", f.ID, f.Target, err)
-		}
-		if _, err := p.Validate(); err != nil {
-			return d, fmt.Errorf("fault %s: %w", f.ID, err)
-		}
-		b, err := json.Marshal(p)
-		if err != nil {
-			return d, err
-		}
-		d.Params = b
+		// The container's cgroup: after the OOM kill the fault forced, the
+		// container restarts in a cgroup of its own that it never targets.
+		return d, resolveOnce(&d, f, now, known, func() (any, error) {
+			p, err := memoryParams(f, env)
+			if err != nil {
+				return nil, fmt.Errorf("fault %s on %s: %w", f.ID, f.Target, err)
+			}
+			if _, err := p.Validate(); err != nil {
+				return nil, fmt.Errorf("fault %s: %w", f.ID, err)
+			}
+			return p, nil
+		})
 	default:
 		return d, fmt.Errorf("fault %s: type %q is not known to this agent", f.ID, f.Type)
 	}
@@ -481,6 +447,31 @@ func memoryCgroupOf(pid int) (string, error) {
 		return "", fmt.Errorf("process %d has no memory cgroup", pid)
 	}
 	return unified, nil
+}
+
+// resolveOnce fixes a fault's target for good at its first injection: the
+// ledger keeps the parameters then resolved, and every later reconcile (or
+// restarted agent) uses them, never a fresh lookup. The target is resolved
+// in the reconcile that injects it, not before: until the start it may
+// still change, or not be there yet.
+func resolveOnce(d *agent.Desired, f v1alpha1.AssignedFault, now time.Time, known func(id string) (ledger.Entry, bool), resolve func() (any, error)) error {
+	if en, ok := known(f.ID); ok && en.Type == string(f.Type) {
+		d.Params = en.Params
+		return nil
+	}
+	if now.Before(d.StartAt) {
+		return nil
+	}
+	p, err := resolve()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	d.Params = b
+	return nil
 }
 
 // diskLatencyParams resolves a DiskLatency fault's process on this node:

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -18,18 +17,6 @@ import (
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
-// gateRuns is how many times each variant runs: 1 in CI, more with
-// `make gate-validity`.
-func gateRuns(t *testing.T) int {
-	n := 1
-	if v := os.Getenv("FAULTLINE_GATE_RUNS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			t.Fatalf("FAULTLINE_GATE_RUNS=%q: want a count of at least 1", v)
-		}
-	}
-	return n
-}
 
 // The catalog's gate: each fragile variant gets its Failed and each hardened
 // one its Passed, through `faultline catalog run` as a user runs it. The
@@ -45,7 +32,7 @@ func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.
 	if err != nil {
 		t.Fatal(err)
 	}
-	runs := gateRuns(t)
+	runs := sandboxtest.GateRuns(t)
 	var table strings.Builder
 	fmt.Fprintf(&table, "\n%-60s %-6s %s\n", "catalog scenario, variant (expected verdict)", "right", "exit codes")
 	for _, name := range []string{"memory-overcommit"} {

@@ -87,18 +87,6 @@ func num(exp *v1alpha1.Experiment, key string) float64 {
 	return f
 }
 
-// gateRuns is how many times each case of the gate runs: 1 in CI, more
-// with `make gate-validity`.
-func gateRuns(t *testing.T) int {
-	n := 1
-	if v := os.Getenv("FAULTLINE_GATE_RUNS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			t.Fatalf("FAULTLINE_GATE_RUNS=%q: want a count of at least 1", v)
-		}
-	}
-	return n
-}
 
 func TestTheRolloutGateFailsTheFragileAppAndPassesTheHardenedOne(t *testing.T) {
 	env := sandboxtest.Get(t)
@@ -122,7 +110,7 @@ func TestTheRolloutGateFailsTheFragileAppAndPassesTheHardenedOne(t *testing.T) {
 		{"the hardened app passes through its ClusterIP with no failed request, and run exits 0", "hardened", false, 0},
 		{"the hardened app passes through the ingress with no failed request, and run exits 0", "hardened", true, 0},
 	}
-	runs := gateRuns(t)
+	runs := sandboxtest.GateRuns(t)
 	table := map[string][]result{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -227,4 +228,18 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// GateRuns is how many times each case of a gate runs: 1 in CI, more with
+// `make gate-validity` (FAULTLINE_GATE_RUNS).
+func GateRuns(t testing.TB) int {
+	t.Helper()
+	n := 1
+	if v := os.Getenv("FAULTLINE_GATE_RUNS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("FAULTLINE_GATE_RUNS=%q: want a count of at least 1", v)
+		}
+	}
+	return n
 }
