@@ -140,8 +140,8 @@ func TestEtcdDiskLatencyShowsInEtcdsOwnMetrics(t *testing.T) {
 			if fault < 0.1 {
 				t.Errorf("WAL fsync p99 during the fault: %.4f s, want at least 0.1 s", fault)
 			}
-			if after >= 0.01 {
-				t.Errorf("WAL fsync p99 after the fault: %.4f s, want under 0.01 s", after)
+			if after >= 0.025 {
+				t.Errorf("WAL fsync p99 after the fault: %.4f s, want under 0.025 s (a quarter of the delay)", after)
 			}
 			base, slow := measurement(t, exp, "prometheus.baseline.apiServerWriteP99"), measurement(t, exp, "prometheus.fault.apiServerWriteP99")
 			if slow <= base {
