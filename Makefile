@@ -61,8 +61,8 @@ test: deps tools build
 
 ## gate-validity: run the gates against the fragile and the hardened variants
 ## GATE_RUNS times each (5 by default): the rollout gate through the ClusterIP
-## and the ingress, and the catalog's memory overcommit, on a sandbox of its
-## own, and print how often each verdict was right
+## and the ingress, and the catalog's memory overcommit and node loss, on a
+## sandbox of its own, and print how often each verdict was right
 GATE_RUNS ?= 5
 gate-validity: deps tools build
 	@$(BIN)/faultline sandbox down --name gate >/dev/null 2>&1 || true

@@ -57,7 +57,7 @@ type Judge struct {
 }
 
 // Analyzers are the top-level names objectives may use.
-var Analyzers = []string{"nodes", "evictions", "recovery", "traffic", "prometheus", "oom"}
+var Analyzers = []string{"nodes", "evictions", "recovery", "traffic", "prometheus", "oom", "workloads"}
 
 // New compiles the objectives. An objective that does not compile, or is
 // not a boolean, is reported by Validate and judged Error.

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
@@ -312,6 +313,9 @@ func runScenarios(ctx context.Context, cfg *rest.Config, c client.Client, runs [
 }
 
 func runVariant(ctx context.Context, cfg *rest.Config, c client.Client, r *catalog.Run, timeout time.Duration, out io.Writer) (*v1alpha1.Experiment, error) {
+	if err := waitSettled(ctx, c, 3*time.Minute, out); err != nil {
+		return nil, err
+	}
 	if len(r.Workload) > 0 {
 		var docs []string
 		for _, o := range r.Workload {
@@ -324,10 +328,9 @@ func runVariant(ctx context.Context, cfg *rest.Config, c client.Client, r *catal
 		if err := deploy.Apply(ctx, cfg, []byte(strings.Join(docs, "\n"))); err != nil {
 			return nil, fmt.Errorf("apply the workload: %w", err)
 		}
-		// The namespace goes with the run; the next run has its own.
-		defer func() {
-			_ = c.Delete(context.WithoutCancel(ctx), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.Namespace}})
-		}()
+		// The namespace goes with the run, before the next starts: its
+		// workloads would otherwise be on the next run's targets too.
+		defer deleteNamespace(context.WithoutCancel(ctx), c, r.Namespace, out)
 		if err := waitAvailable(ctx, c, r.Namespace, 3*time.Minute, out); err != nil {
 			return nil, err
 		}
@@ -338,6 +341,60 @@ func runVariant(ctx context.Context, cfg *rest.Config, c client.Client, r *catal
 	}
 	fmt.Fprintf(out, "experiment %s/%s created\n", exp.Namespace, exp.Name)
 	return follow(ctx, c, client.ObjectKeyFromObject(exp), timeout, out)
+}
+
+// waitSettled waits until no node is under memory, disk or PID pressure:
+// a run right after another would start inside the last one's pressure
+// (the kubelet keeps its condition a while after the pressure ends), and
+// be judged on what the other left.
+func waitSettled(ctx context.Context, c client.Client, timeout time.Duration, out io.Writer) error {
+	start, said := time.Now(), false
+	for {
+		var nodes corev1.NodeList
+		if err := c.List(ctx, &nodes); err != nil {
+			return err
+		}
+		var pressed []string
+		for _, n := range nodes.Items {
+			for _, cond := range n.Status.Conditions {
+				switch cond.Type {
+				case corev1.NodeMemoryPressure, corev1.NodeDiskPressure, corev1.NodePIDPressure:
+					if cond.Status == corev1.ConditionTrue {
+						pressed = append(pressed, n.Name+" "+string(cond.Type))
+					}
+				}
+			}
+		}
+		if len(pressed) == 0 {
+			return nil
+		}
+		if !said {
+			fmt.Fprintf(out, "waiting for the cluster to settle: %s\n", strings.Join(pressed, ", "))
+			said = true
+		}
+		if time.Since(start) > timeout {
+			return fmt.Errorf("the cluster has not settled after %s: %s", timeout, strings.Join(pressed, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// deleteNamespace deletes ns and waits (up to 2 minutes) until it is gone.
+func deleteNamespace(ctx context.Context, c client.Client, ns string, out io.Writer) {
+	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+	if err := c.Delete(ctx, obj); err != nil {
+		return
+	}
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); apierrors.IsNotFound(err) {
+			return
+		}
+	}
+	fmt.Fprintf(out, "namespace %s is still going away after 2m; going on\n", ns)
 }
 
 // waitAvailable waits until every Deployment of ns has all its replicas

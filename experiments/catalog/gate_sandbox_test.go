@@ -21,7 +21,8 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 // The catalog's gate: each fragile variant gets its Failed and each hardened
 // one its Passed, through `faultline catalog run` as a user runs it. The
 // rolling update's gate has its own test (experiments/controller), through
-// a ClusterIP and an ingress; the memory overcommit's is this one.
+// a ClusterIP and an ingress; the memory overcommit's and the node loss's
+// are this one.
 func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.T) {
 	env := sandboxtest.Get(t)
 	bins, err := sandboxtest.Binaries()
@@ -35,7 +36,7 @@ func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.
 	runs := sandboxtest.GateRuns(t)
 	var table strings.Builder
 	fmt.Fprintf(&table, "\n%-60s %-6s %s\n", "catalog scenario, variant (expected verdict)", "right", "exit codes")
-	for _, name := range []string{"memory-overcommit"} {
+	for _, name := range []string{"memory-overcommit", "node-off-network"} {
 		s, err := c.Get(name)
 		if err != nil {
 			t.Fatal(err)

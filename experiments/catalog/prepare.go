@@ -107,7 +107,9 @@ func bindExperiment(exp *v1alpha1.Experiment, from, to string, b Bindings) error
 	}
 	for i := range exp.Spec.Objectives {
 		o := &exp.Spec.Objectives[i]
+		// A namespace, or a NAMESPACE/NAME key, in a string.
 		o.Expr = strings.ReplaceAll(o.Expr, `"`+from+`"`, `"`+to+`"`)
+		o.Expr = strings.ReplaceAll(o.Expr, `"`+from+`/`, `"`+to+`/`)
 	}
 	for i := range exp.Spec.Faults {
 		if d := exp.Spec.Faults[i].DiskLatency; d != nil && d.Process != nil && d.Process.CommandLineContains == exampleEtcdDir && b.SandboxDir != "" {

@@ -28,6 +28,7 @@ import (
 	"faultline.dev/faultline/analyzers/prometheus"
 	"faultline.dev/faultline/analyzers/slo"
 	"faultline.dev/faultline/analyzers/traffic"
+	"faultline.dev/faultline/analyzers/workloads"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
 
@@ -48,6 +49,9 @@ type run struct {
 	nodes     *nodes.Tracker
 	evictions *evictions.Tracker
 	oom       *oomkills.Tracker
+	// workloads: what the Deployments on the targets kept serving. A
+	// restarted controller measures them from its restart on.
+	workloads *workloads.Tracker
 	// recovery, once measured
 	recovery map[string]any
 	// traffic, when the experiment drives it; stopTraffic ends it.
@@ -219,6 +223,18 @@ func (a *Analysis) Setup(ctx context.Context, c cache.Cache) error {
 	})); err != nil {
 		return err
 	}
+	di, err := c.GetInformer(ctx, &appsv1.Deployment{})
+	if err != nil {
+		return err
+	}
+	if _, err := di.AddEventHandler(analyzers.Handler(func(d *appsv1.Deployment, deleted bool) {
+		if !deleted {
+			now := time.Now()
+			a.each(func(r *run) { r.workloads.Observe(d, now) })
+		}
+	})); err != nil {
+		return err
+	}
 	ei, err := c.GetInformer(ctx, &corev1.Event{})
 	if err != nil {
 		return err
@@ -278,7 +294,17 @@ func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
 	if exp.Status.StartTime != nil {
 		since = exp.Status.StartTime.Time
 	}
-	r := &run{nodes: nodes.New(targetNodes(exp)...), evictions: evictions.New(since), oom: oomkills.New(since)}
+	r := &run{nodes: nodes.New(targetNodes(exp)...), evictions: evictions.New(since), oom: oomkills.New(since), workloads: workloads.New(since, exp.Status.Workloads...)}
+	// Where the workloads stand now: the informer tells only changes.
+	if a.reader != nil {
+		for _, w := range exp.Status.Workloads {
+			ns, name := splitKey(w)
+			var d appsv1.Deployment
+			if err := a.reader.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &d); err == nil {
+				r.workloads.Observe(&d, time.Now())
+			}
+		}
+	}
 	// Seed with what the status already holds.
 	for _, s := range exp.Status.NodeSpans {
 		r.nodes.ObserveCondition(s.Node, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: s.From}, s.From.Time)
@@ -531,7 +557,7 @@ func (a *Analysis) Measurements(exp *v1alpha1.Experiment, now time.Time) slo.Mea
 	if r == nil {
 		return slo.Measurements{}
 	}
-	m := slo.Measurements{"nodes": r.nodes.Measure(now), "evictions": r.evictions.Measure(now), "oom": r.oom.Measure(now)}
+	m := slo.Measurements{"nodes": r.nodes.Measure(now), "evictions": r.evictions.Measure(now), "oom": r.oom.Measure(now), "workloads": r.workloads.Measure(now)}
 	// How long after the faults began the first node went NotReady: the
 	// grace period, as the cluster applied it.
 	if spans := r.nodes.Spans(); len(spans) > 0 && exp.Status.StartTime != nil {
