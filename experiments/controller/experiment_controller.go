@@ -507,6 +507,30 @@ func (r *ExperimentReconciler) assignments(ctx context.Context, exp *v1alpha1.Ex
 // whether every agent has acknowledged its assignment (reported on its
 // current generation, which it does before injecting) and whether every
 // fault is recovered.
+// superseded says why a signal the agent could not deliver had nothing
+// left to act on: its pod was already being deleted, or gone, as when the
+// rollout itself scaled that old pod down in the instant the point was
+// reached. "" when the pod is still there: then it is a real error.
+func (r *ExperimentReconciler) superseded(af v1alpha1.AssignedFault) string {
+	if af.Signal == nil || af.PodUID == "" {
+		return ""
+	}
+	ns, name := splitKey(af.Target)
+	var reader client.Reader = r.Client
+	if r.Reader != nil {
+		reader = r.Reader
+	}
+	var p corev1.Pod
+	err := reader.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &p)
+	switch {
+	case apierrors.IsNotFound(err), err == nil && p.UID != af.PodUID:
+		return "its pod was deleted before the signal reached it: nothing was left to signal"
+	case err == nil && p.DeletionTimestamp != nil:
+		return "its pod was already terminating (by the rollout, or someone else) when the signal came: nothing was left to signal"
+	}
+	return ""
+}
+
 func (r *ExperimentReconciler) syncRecords(exp *v1alpha1.Experiment, fas []v1alpha1.FaultAssignment) (allAcknowledged, allRecovered bool) {
 	allAcknowledged, allRecovered = true, true
 	status := map[string]v1alpha1.AssignedFaultStatus{}
@@ -536,9 +560,14 @@ func (r *ExperimentReconciler) syncRecords(exp *v1alpha1.Experiment, fas []v1alp
 						r.Metrics.RecoveryLatency.Observe(s.RecoveredAt.Sub(af.Deadline.Time).Seconds())
 					}
 				}
-				if s.Error != "" && rec.Error != s.Error {
-					rec.Error = s.Error
-					r.note(exp, true, "FaultError", "%s on %s: %s", af.Fault, af.Target, s.Error)
+				if s.Error != "" && rec.Error != s.Error && rec.Superseded == "" {
+					if why := r.superseded(af); why != "" {
+						rec.Superseded = why
+						r.note(exp, true, "FaultSuperseded", "%s on %s: %s (%s)", af.Fault, af.Target, why, s.Error)
+					} else {
+						rec.Error = s.Error
+						r.note(exp, true, "FaultError", "%s on %s: %s", af.Fault, af.Target, s.Error)
+					}
 				}
 				// Effects change as a fault goes on (a stressor's ramp):
 				// the record keeps the latest, the timeline its milestones.
@@ -777,6 +806,8 @@ func (r *ExperimentReconciler) judgeAll(exp *v1alpha1.Experiment) v1alpha1.Verdi
 	var broken []string
 	for _, rec := range exp.Status.Records {
 		switch {
+		case rec.Superseded != "":
+			// Nothing was left to act on: not a fault that failed.
 		case rec.Error != "":
 			broken = append(broken, fmt.Sprintf("%s on %s: %s", rec.Fault, rec.Target, rec.Error))
 		case rec.InjectedAt == nil:

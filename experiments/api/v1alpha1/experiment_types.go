@@ -911,6 +911,11 @@ type InjectionRecord struct {
 	// OOM kill it forced.
 	// +optional
 	Effect string `json:"effect,omitempty"`
+	// Superseded says why the fault had nothing left to act on, as when a
+	// rollout terminated the pod a signal was meant for first: not an
+	// error of the fault, and not counted as one.
+	// +optional
+	Superseded string `json:"superseded,omitempty"`
 }
 
 // ObjectiveResult is an objective's judgement.
