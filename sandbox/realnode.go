@@ -292,9 +292,9 @@ func (s *State) startKubelet(n realNode, cp *controlPlane) error {
 		// Kubernetes' 5 minutes would hold MemoryPressure (and its taint)
 		// long after a fault ends, and refuse BestEffort pods meanwhile.
 		EvictionPressureTransitionPeriod: metav1.Duration{Duration: 15 * time.Second},
-		ClusterDomain:            "cluster.local",
-		MaxPods:                  110,
-		SerializeImagePulls:      ptr.To(false),
+		ClusterDomain:                    "cluster.local",
+		MaxPods:                          110,
+		SerializeImagePulls:              ptr.To(false),
 	}
 	kc.APIVersion, kc.Kind = "kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"
 	b, err := yaml.Marshal(kc)

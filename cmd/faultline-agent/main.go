@@ -43,9 +43,9 @@ import (
 
 // factories are the fault families this agent carries, by fault type.
 var factories = map[string]injectors.Factory{
-	string(v1alpha1.FaultNetworkLoss): netloss.New,
-	string(v1alpha1.FaultRollout):     rollout.New,
-	string(v1alpha1.FaultDiskLatency): disklatency.New,
+	string(v1alpha1.FaultNetworkLoss):    netloss.New,
+	string(v1alpha1.FaultRollout):        rollout.New,
+	string(v1alpha1.FaultDiskLatency):    disklatency.New,
 	string(v1alpha1.FaultMemoryPressure): memstress.New,
 }
 

@@ -17,7 +17,6 @@ import (
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
-
 // The catalog's gate: each fragile variant gets its Failed and each hardened
 // one its Passed, through `faultline catalog run` as a user runs it. The
 // rolling update's gate has its own test (experiments/controller), through

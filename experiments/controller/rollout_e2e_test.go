@@ -87,7 +87,6 @@ func num(exp *v1alpha1.Experiment, key string) float64 {
 	return f
 }
 
-
 func TestTheRolloutGateFailsTheFragileAppAndPassesTheHardenedOne(t *testing.T) {
 	env := sandboxtest.Get(t)
 	if env.State.IngressURL == "" {
