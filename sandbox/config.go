@@ -181,7 +181,10 @@ func (p Plan) String() string                     { return p.Super.String() }
 func (p Plan) BridgeName() string                 { return fmt.Sprintf("flbr%d", p.Index) }
 func (p Plan) HostVeth(kind byte, i int) string   { return fmt.Sprintf("fl%d%c%d", p.Index, kind, i) }
 func (p Plan) NetnsName(node string) string       { return fmt.Sprintf("fl%d-%s", p.Index, node) }
-func (p Plan) cgroupRoot(name, node string) string {
+
+// cgroupRoot is a node's cgroup root: named for the sandbox and the node,
+// whatever the address plan, so the agent can be told its kubelet's.
+func cgroupRoot(name, node string) string {
 	return fmt.Sprintf("/faultline-%s-%s", name, node)
 }
 

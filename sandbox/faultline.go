@@ -88,7 +88,7 @@ func (s *State) startFaultline(ctx context.Context, cs kubernetes.Interface) err
 		if n.Kind == NodeReal {
 			// The kubelet's pod cgroup under this node's cgroup root: node
 			// memory pressure is made there, where the kubelet counts it.
-			args = append(args, "--pods-cgroup="+path.Join(Plan{}.cgroupRoot(s.Config.Name, n.Name), "kubepods"))
+			args = append(args, "--pods-cgroup="+path.Join(cgroupRoot(s.Config.Name, n.Name), "kubepods"))
 		}
 		if _, err := s.start(procSpec{name: AgentComponent(n.Name), bin: filepath.Join(bins, "faultline-agent"), netns: n.Netns, args: args}); err != nil {
 			return err

@@ -48,7 +48,7 @@ func (s *State) realNodeLayout(p Plan, i int) realNode {
 	return realNode{
 		index: i, name: name, netns: p.NetnsName(name), dir: dir,
 		addr: p.RealNodeAddr(i), podCIDR: p.RealNodePodCIDR(i),
-		cgroupRoot:     p.cgroupRoot(s.Config.Name, name),
+		cgroupRoot:     cgroupRoot(s.Config.Name, name),
 		containerdSock: filepath.Join(dir, "containerd.sock"),
 		cniConfig:      filepath.Join(dir, "cni"),
 	}
