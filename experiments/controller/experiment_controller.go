@@ -221,6 +221,12 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		if d, notes, err = r.resolveDeployment(ctx, exp); err == nil {
 			exp.Status.Targets = []string{"Deployment " + d.Namespace + "/" + d.Name}
 			exp.Status.Workloads = []string{d.Namespace + "/" + d.Name}
+			if surging(exp) {
+				// What a surge costs shows in the others' Deployments.
+				if exp.Status.Workloads, err = r.surgeWorkloads(ctx, d); err != nil {
+					return ctrl.Result{}, err
+				}
+			}
 		}
 	} else {
 		targets, notes, err = r.resolveTargets(ctx, exp)
@@ -634,6 +640,11 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 				r.note(exp, true, "RolloutError", "%v", rolloutErr)
 			}
 		}
+		if err := r.driveSurges(ctx, exp); err != nil {
+			if n := len(exp.Status.Timeline); n == 0 || exp.Status.Timeline[n-1].Message != err.Error() {
+				r.note(exp, true, "SurgeError", "%v", err)
+			}
+		}
 		// New assignments may have been written at the point.
 		if fas, err = r.assignments(ctx, exp); err != nil {
 			return ctrl.Result{}, err
@@ -666,6 +677,9 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Aborted", Status: metav1.ConditionTrue, Reason: "Abort", Message: why})
 		r.note(exp, true, "Aborting", "%s: recovering every fault now", why)
 		if err := r.recoverAll(ctx, fas); err != nil {
+			return ctrl.Result{}, err
+		}
+		if err := r.endSurges(ctx, exp); err != nil {
 			return ctrl.Result{}, err
 		}
 		r.setPhase(exp, v1alpha1.PhaseRecovering)
@@ -708,6 +722,9 @@ func (r *ExperimentReconciler) recovering(ctx context.Context, exp *v1alpha1.Exp
 		return ctrl.Result{}, err
 	}
 	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.endSurges(ctx, exp); err != nil {
 		return ctrl.Result{}, err
 	}
 	_, allRecovered := r.syncRecords(exp, fas)
@@ -883,6 +900,11 @@ func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Exper
 		if err := r.deleteAssignments(ctx, exp); err != nil {
 			return ctrl.Result{}, err
 		}
+	}
+	// A surge is scaled back before the experiment may go: its mark on the
+	// Deployment names this experiment, and nothing else would undo it.
+	if err := r.endSurges(ctx, exp); err != nil {
+		return ctrl.Result{}, err
 	}
 	r.Analysis.Forget(client.ObjectKeyFromObject(exp))
 	controllerutil.RemoveFinalizer(exp, v1alpha1.Finalizer)

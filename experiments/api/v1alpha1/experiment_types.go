@@ -7,8 +7,8 @@ import (
 )
 
 // ExperimentSpec is what to break, for how long, and what must still hold.
-// +kubebuilder:validation:XValidation:rule="self.faults.all(f, f.type != 'Rollout' || has(self.targets.deployment))",message="targets.deployment: required by Rollout faults"
-// +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout')",message="targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"
+// +kubebuilder:validation:XValidation:rule="self.faults.all(f, (f.type != 'Rollout' && f.type != 'Surge') || has(self.targets.deployment))",message="targets.deployment: required by Rollout and Surge faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout' || f.type == 'Surge')",message="targets.deployment: only for Rollout and Surge faults; the others need targets.pods or targets.nodes"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' || has(f.diskLatency.process))",message="diskLatency.process: required for node targets (the process to slow on each node)"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'MemoryPressure' || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel"
 type ExperimentSpec struct {
@@ -70,8 +70,8 @@ type Targets struct {
 	// +optional
 	Nodes *NodeTargets `json:"nodes,omitempty"`
 
-	// Deployment, by name in the experiment's namespace, for Rollout
-	// faults. The namespace must carry faultline.dev/chaos=enabled.
+	// Deployment, by name in the experiment's namespace, for Rollout and
+	// Surge faults. The namespace must carry faultline.dev/chaos=enabled.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
@@ -93,7 +93,7 @@ type NodeTargets struct {
 }
 
 // FaultType names a fault family.
-// +kubebuilder:validation:Enum=NetworkLoss;Rollout;DiskLatency;MemoryPressure
+// +kubebuilder:validation:Enum=NetworkLoss;Rollout;DiskLatency;MemoryPressure;Surge
 type FaultType string
 
 const (
@@ -108,7 +108,13 @@ const (
 	// FaultMemoryPressure allocates and touches memory inside a container's
 	// memory cgroup, or node-wide, with a ramp and a hold.
 	FaultMemoryPressure FaultType = "MemoryPressure"
+	// FaultSurge scales a Deployment up for the fault's duration: a burst
+	// of pods that, with a high PriorityClass, preempts others.
+	FaultSurge FaultType = "Surge"
 )
+
+// FaultTypes are the fault families, in the order the docs give them.
+var FaultTypes = []FaultType{FaultNetworkLoss, FaultRollout, FaultDiskLatency, FaultMemoryPressure, FaultSurge}
 
 // MaxFaultDuration is the longest a single fault may last.
 const MaxFaultDuration = "24h"
@@ -122,6 +128,8 @@ const MaxFaultDuration = "24h"
 // +kubebuilder:validation:XValidation:rule="self.type == 'DiskLatency' || !has(self.diskLatency)",message="diskLatency: only for type DiskLatency"
 // +kubebuilder:validation:XValidation:rule="self.type != 'MemoryPressure' || has(self.memoryPressure)",message="memoryPressure: required when type is MemoryPressure"
 // +kubebuilder:validation:XValidation:rule="self.type == 'MemoryPressure' || !has(self.memoryPressure)",message="memoryPressure: only for type MemoryPressure"
+// +kubebuilder:validation:XValidation:rule="self.type != 'Surge' || has(self.surge)",message="surge: required when type is Surge"
+// +kubebuilder:validation:XValidation:rule="self.type == 'Surge' || !has(self.surge)",message="surge: only for type Surge"
 // +kubebuilder:validation:XValidation:rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('24h')",message="duration: must be more than 0s and at most 24h"
 // +kubebuilder:validation:XValidation:rule="!has(self.startAfter) || (duration(self.startAfter) >= duration('0s') && duration(self.startAfter) <= duration('24h'))",message="startAfter: must be between 0s and 24h"
 type Fault struct {
@@ -160,6 +168,33 @@ type Fault struct {
 	// MemoryPressure parameters, for type MemoryPressure.
 	// +optional
 	MemoryPressure *MemoryPressure `json:"memoryPressure,omitempty"`
+
+	// Surge parameters, for type Surge: the target Deployment is scaled to
+	// surge.replicas for the fault's duration, then back to the count it
+	// had. With a high PriorityClass on full nodes, the scheduler makes
+	// room by preempting lower-priority pods (evictions.reasons.Preempted);
+	// what the others kept is workloads.byWorkload. The count to return to
+	// is kept in the Deployment's faultline.dev/surge annotation.
+	// +optional
+	Surge *Surge `json:"surge,omitempty"`
+}
+
+// Surge scales the target Deployment up to replicas for the fault's
+// duration, then back to the replicas it had: a department's burst of
+// pods. When its pods carry a high PriorityClass and the nodes are full,
+// the scheduler makes room by preempting lower-priority pods, which the
+// evictions analyzer counts (evictions.reasons.Preempted) and the
+// workloads analyzer turns into what each Deployment kept serving. A
+// ResourceQuota scoped to the class caps the burst. The replicas the
+// Deployment had are kept in its faultline.dev/surge annotation, so that
+// a restarted controller, or the deletion of the experiment, still scales
+// it back.
+type Surge struct {
+	// Replicas the Deployment is scaled to for the fault, 1 to 1000.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	Replicas int32 `json:"replicas"`
 }
 
 // MemoryPressure makes memory really resident where the kernel and the

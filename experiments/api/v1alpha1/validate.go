@@ -63,6 +63,9 @@ func (e *Experiment) Validate() field.ErrorList {
 		if f.Type != FaultMemoryPressure && f.MemoryPressure != nil {
 			errs = append(errs, field.Invalid(p, "", "memoryPressure: only for type MemoryPressure"))
 		}
+		if f.Type != FaultSurge && f.Surge != nil {
+			errs = append(errs, field.Invalid(p, "", "surge: only for type Surge"))
+		}
 		switch f.Type {
 		case FaultNetworkLoss:
 			if f.NetworkLoss == nil {
@@ -71,7 +74,7 @@ func (e *Experiment) Validate() field.ErrorList {
 				errs = append(errs, f.NetworkLoss.validate(p.Child("networkLoss"))...)
 			}
 			if e.Spec.Targets.Deployment != "" {
-				errs = append(errs, field.Invalid(t.Child("deployment"), e.Spec.Targets.Deployment, "targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"))
+				errs = append(errs, field.Invalid(t.Child("deployment"), e.Spec.Targets.Deployment, "targets.deployment: only for Rollout and Surge faults; the others need targets.pods or targets.nodes"))
 			}
 		case FaultRollout:
 			if f.Rollout == nil {
@@ -80,7 +83,7 @@ func (e *Experiment) Validate() field.ErrorList {
 				errs = append(errs, f.Rollout.validate(p.Child("rollout"))...)
 			}
 			if e.Spec.Targets.Deployment == "" {
-				errs = append(errs, field.Required(t.Child("deployment"), "targets.deployment: required by Rollout faults"))
+				errs = append(errs, field.Required(t.Child("deployment"), "targets.deployment: required by Rollout and Surge faults"))
 			}
 		case FaultDiskLatency:
 			if f.DiskLatency == nil {
@@ -92,7 +95,7 @@ func (e *Experiment) Validate() field.ErrorList {
 				}
 			}
 			if e.Spec.Targets.Deployment != "" {
-				errs = append(errs, field.Invalid(t.Child("deployment"), e.Spec.Targets.Deployment, "targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"))
+				errs = append(errs, field.Invalid(t.Child("deployment"), e.Spec.Targets.Deployment, "targets.deployment: only for Rollout and Surge faults; the others need targets.pods or targets.nodes"))
 			}
 		case FaultMemoryPressure:
 			if f.MemoryPressure == nil {
@@ -104,12 +107,21 @@ func (e *Experiment) Validate() field.ErrorList {
 				}
 			}
 			if e.Spec.Targets.Deployment != "" {
-				errs = append(errs, field.Invalid(t.Child("deployment"), e.Spec.Targets.Deployment, "targets.deployment: only for Rollout faults; NetworkLoss needs targets.pods or targets.nodes"))
+				errs = append(errs, field.Invalid(t.Child("deployment"), e.Spec.Targets.Deployment, "targets.deployment: only for Rollout and Surge faults; the others need targets.pods or targets.nodes"))
+			}
+		case FaultSurge:
+			if f.Surge == nil {
+				errs = append(errs, field.Required(p.Child("surge"), "surge: required when type is Surge"))
+			} else if f.Surge.Replicas < 1 || f.Surge.Replicas > 1000 {
+				errs = append(errs, field.Invalid(p.Child("surge", "replicas"), f.Surge.Replicas, "should be greater than or equal to 1 and less than or equal to 1000"))
+			}
+			if e.Spec.Targets.Deployment == "" {
+				errs = append(errs, field.Required(t.Child("deployment"), "targets.deployment: required by Rollout and Surge faults"))
 			}
 		case "":
 			errs = append(errs, field.Required(p.Child("type"), ""))
 		default:
-			errs = append(errs, field.NotSupported(p.Child("type"), f.Type, []FaultType{FaultNetworkLoss, FaultRollout, FaultDiskLatency, FaultMemoryPressure}))
+			errs = append(errs, field.NotSupported(p.Child("type"), f.Type, FaultTypes))
 		}
 		if f.Duration.Duration == 0 {
 			errs = append(errs, field.Required(p.Child("duration"), "duration: must be more than 0s and at most "+MaxFaultDuration))

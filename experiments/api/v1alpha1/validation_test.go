@@ -82,6 +82,10 @@ spec:
   - {name: no 502, expr: "traffic.status['502'] == 0"}
 `
 
+// surgeRollout is validRollout's rollout parameters, which a Surge fault
+// replaces.
+const surgeRollout = "    rollout:\n      trigger: {restart: true}\n      at: {newReady: 1}\n      action: {pods: Old, signal: SIGTERM}\n"
+
 // validDisk is a disk latency experiment the API server accepts.
 const validDisk = `
 apiVersion: faultline.dev/v1alpha1
@@ -157,7 +161,11 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 		"a rollout with both a trigger and a wait is refused":    {rollout: true, from: "trigger: {restart: true}", to: "trigger: {restart: true}\n      wait: {timeout: 30s}", want: []string{"rollout: set exactly one of trigger"}},
 		"a rollout with neither trigger nor wait is refused":     {rollout: true, from: "      trigger: {restart: true}\n", to: "", want: []string{"rollout: set exactly one of trigger"}},
 		"a rollout point set two ways is refused":                {rollout: true, from: "at: {newReady: 1}", to: "at: {newReady: 1, progressPercent: 50}", want: []string{"at: set exactly one of newReady"}},
-		"a rollout fault without a deployment target is refused": {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {nodes: {names: [real-0]}}", want: []string{"targets.deployment: required by Rollout faults"}},
+		"a rollout fault without a deployment target is refused": {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {nodes: {names: [real-0]}}", want: []string{"targets.deployment: required by Rollout and Surge faults"}},
+		"a valid surge experiment is accepted":                   {rollout: true, from: "type: Rollout", to: "type: Surge", and: surgeRollout, with: "    surge: {replicas: 3}\n"},
+		"a surge of 0 replicas is refused":                       {rollout: true, from: "type: Rollout", to: "type: Surge", and: surgeRollout, with: "    surge: {replicas: 0}\n", want: []string{"surge.replicas", "greater than or equal to 1"}},
+		"a surge without its replicas is refused":                {rollout: true, from: "type: Rollout", to: "type: Surge", and: surgeRollout, with: "", want: []string{"surge: required when type is Surge"}},
+		"a surge of nodes is refused":                            {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {nodes: {names: [real-0]}}", and: "type: Rollout\n    duration: 60s\n" + surgeRollout, with: "type: Surge\n    duration: 60s\n    surge: {replicas: 3}\n", want: []string{"targets.deployment: required by Rollout and Surge faults"}},
 		"an unknown signal is refused":                           {rollout: true, from: "signal: SIGTERM", to: "signal: SIGHUP", want: []string{"signal", "Unsupported value"}},
 		"a valid experiment is accepted":                         {},
 		"a loss share above 100 is refused":                      {from: "lossPercent: 100", to: "lossPercent: 101", want: []string{"lossPercent", "less than or equal to 100"}},
@@ -193,6 +201,9 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 				doc = strings.Replace(doc, tc.from, tc.to, 1)
 			}
 			if tc.and != "" {
+				if !strings.Contains(doc, tc.and) {
+					t.Fatalf("test bug: %q not in the valid experiment", tc.and)
+				}
 				doc = strings.Replace(doc, tc.and, tc.with, 1)
 			}
 			objs, err := deploy.Decode([]byte(doc))
@@ -242,6 +253,7 @@ func TestKubectlExplainTeachesEveryField(t *testing.T) {
 		"experiment.spec.traffic.rate":                   "requests per second",
 		"experiment.status.phase":                        "where the experiment is in its life",
 		"faultassignment.spec.faults.deadline":           "by its own clock",
+		"experiment.spec.faults.surge":                   "preempting lower-priority pods",
 	} {
 		var out []byte
 		var err error

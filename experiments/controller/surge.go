@@ -1,0 +1,284 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+// The Surge fault, like the Rollout fault, is the controller's own: it
+// changes a Deployment through the API, and the scheduler, the quota
+// admission and the Deployment controller do the rest. What it must never
+// do is leave the Deployment surged: the replicas it had are written on the
+// Deployment itself, in the same update that scales it, so a controller
+// that restarts, or an experiment deleted mid-surge (its finalizer),
+// scales it back from what the Deployment says.
+
+// AnnotationSurge on a Deployment holds the surge in progress: which
+// experiment and fault scaled it, and the replicas to return to.
+const AnnotationSurge = "faultline.dev/surge"
+
+// surgeMark is AnnotationSurge's value.
+type surgeMark struct {
+	Experiment types.UID `json:"experiment"`
+	Fault      string    `json:"fault"`
+	Replicas   int32     `json:"replicas"`
+	Surge      int32     `json:"surge"`
+}
+
+func readSurgeMark(d *appsv1.Deployment) (surgeMark, bool) {
+	var m surgeMark
+	v, ok := d.Annotations[AnnotationSurge]
+	if !ok || json.Unmarshal([]byte(v), &m) != nil {
+		return surgeMark{}, false
+	}
+	return m, true
+}
+
+func surgeTarget(exp *v1alpha1.Experiment) string {
+	return exp.Namespace + "/" + exp.Spec.Targets.Deployment
+}
+
+// driveSurges starts the Surge faults whose time has come, reports what the
+// cluster made of them, and ends those whose duration is over.
+func (r *ExperimentReconciler) driveSurges(ctx context.Context, exp *v1alpha1.Experiment) error {
+	var errs []error
+	now := r.Clock.Now()
+	for i := range exp.Spec.Faults {
+		f := &exp.Spec.Faults[i]
+		if f.Type != v1alpha1.FaultSurge || f.Surge == nil {
+			continue
+		}
+		start, end := faultWindow(exp, f)
+		if start.IsZero() || now.Before(start) {
+			continue
+		}
+		rec := r.record(exp, f.Name, surgeTarget(exp), "")
+		switch {
+		case rec.RecoveredAt != nil || rec.Error != "":
+		case !now.Before(end):
+			errs = append(errs, r.endSurge(ctx, exp, f))
+		case rec.InjectedAt == nil:
+			errs = append(errs, r.startSurge(ctx, exp, f, rec))
+		default:
+			errs = append(errs, r.surgeEffect(ctx, exp, f, rec))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// endSurges scales back every surge of the experiment now: at the end, on
+// abort and on deletion. It reads the Deployment's mark, not the status,
+// so that a status write lost before the crash loses nothing.
+func (r *ExperimentReconciler) endSurges(ctx context.Context, exp *v1alpha1.Experiment) error {
+	var errs []error
+	for i := range exp.Spec.Faults {
+		if f := &exp.Spec.Faults[i]; f.Type == v1alpha1.FaultSurge {
+			errs = append(errs, r.endSurge(ctx, exp, f))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.InjectionRecord) error {
+	var d appsv1.Deployment
+	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: exp.Spec.Targets.Deployment}, &d); err != nil {
+		if apierrors.IsNotFound(err) {
+			rec.Error = fmt.Sprintf("Deployment %s is gone: nothing to scale", rec.Target)
+			r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, rec.Error)
+			return nil
+		}
+		return fmt.Errorf("fault %s: read %s: %w", f.Name, rec.Target, err)
+	}
+	from := ptr.Deref(d.Spec.Replicas, 1)
+	if m, ok := readSurgeMark(&d); ok {
+		if m.Experiment != exp.UID || m.Fault != f.Name {
+			// Two surges of one Deployment would each restore the other's
+			// count: the second is refused.
+			rec.Error = fmt.Sprintf("Deployment %s is already surged by another experiment or fault (%s %s): one surge at a time", rec.Target, m.Experiment, m.Fault)
+			r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, rec.Error)
+			return nil
+		}
+		from = m.Replicas // a retry after a lost status write
+	} else {
+		mark, err := json.Marshal(surgeMark{Experiment: exp.UID, Fault: f.Name, Replicas: from, Surge: f.Surge.Replicas})
+		if err != nil {
+			return err
+		}
+		if d.Annotations == nil {
+			d.Annotations = map[string]string{}
+		}
+		d.Annotations[AnnotationSurge] = string(mark)
+		d.Spec.Replicas = ptr.To(f.Surge.Replicas)
+		if err := r.Update(ctx, &d); err != nil {
+			return fmt.Errorf("fault %s: scale %s to %d: %w", f.Name, rec.Target, f.Surge.Replicas, err)
+		}
+	}
+	t := r.now()
+	rec.InjectedAt = &t
+	rec.Action = fmt.Sprintf("scale Deployment %s from %d to %d replicas", rec.Target, from, f.Surge.Replicas)
+	r.note(exp, false, "Injected", "%s: %s", f.Name, rec.Action)
+	return nil
+}
+
+// surgeEffect says what the cluster made of the surge: the replicas that
+// became available, and why the others did not (a quota refusing them, no
+// room even after preemption).
+func (r *ExperimentReconciler) surgeEffect(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.InjectionRecord) error {
+	var d appsv1.Deployment
+	if err := r.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: exp.Spec.Targets.Deployment}, &d); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	effect := fmt.Sprintf("%d of %d replicas available, %d created", d.Status.AvailableReplicas, f.Surge.Replicas, d.Status.Replicas)
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue {
+			effect += "; " + c.Reason + ": " + c.Message
+		}
+	}
+	if pending, err := r.pendingWhy(ctx, &d); err == nil && pending != "" {
+		effect += "; " + pending
+	}
+	if effect != rec.Effect {
+		rec.Effect = effect
+		r.note(exp, false, "FaultEffect", "%s on %s: %s", f.Name, rec.Target, effect)
+	}
+	return nil
+}
+
+// pendingWhy counts the Deployment's pods the scheduler has not placed,
+// with the scheduler's reason for the first of them.
+func (r *ExperimentReconciler) pendingWhy(ctx context.Context, d *appsv1.Deployment) (string, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil || sel.Empty() {
+		return "", err
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return "", err
+	}
+	var why []string
+	for _, p := range pods.Items {
+		if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Message != "" {
+				why = append(why, c.Message)
+			}
+		}
+	}
+	if len(why) == 0 {
+		return "", nil
+	}
+	sort.Strings(why)
+	return fmt.Sprintf("%d unscheduled (%s)", len(why), why[0]), nil
+}
+
+// endSurge scales the Deployment back to the replicas its mark holds,
+// unless someone changed the count meanwhile: then theirs stands and only
+// the mark goes. Done when no mark of this fault is left.
+func (r *ExperimentReconciler) endSurge(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault) error {
+	rec := r.record(exp, f.Name, surgeTarget(exp), "")
+	done := func(msg string, warning bool) {
+		if rec.RecoveredAt == nil && rec.InjectedAt != nil {
+			t := r.now()
+			rec.RecoveredAt = &t
+			r.note(exp, warning, "Recovered", "%s on %s: %s", f.Name, rec.Target, msg)
+		}
+	}
+	var d appsv1.Deployment
+	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: exp.Spec.Targets.Deployment}, &d); err != nil {
+		if apierrors.IsNotFound(err) {
+			done("the Deployment is gone", true)
+			return nil
+		}
+		return fmt.Errorf("fault %s: read %s: %w", f.Name, rec.Target, err)
+	}
+	m, ok := readSurgeMark(&d)
+	if !ok || m.Experiment != exp.UID || m.Fault != f.Name {
+		done("scaled back", false)
+		return nil
+	}
+	delete(d.Annotations, AnnotationSurge)
+	msg := fmt.Sprintf("scaled back to %d replicas", m.Replicas)
+	if now := ptr.Deref(d.Spec.Replicas, 1); now == m.Surge {
+		d.Spec.Replicas = ptr.To(m.Replicas)
+	} else {
+		msg = fmt.Sprintf("left at %d replicas: someone changed them from the surge's %d during the fault (it had %d before)", now, m.Surge, m.Replicas)
+	}
+	if err := r.Update(ctx, &d); err != nil {
+		return fmt.Errorf("fault %s: scale %s back: %w", f.Name, rec.Target, err)
+	}
+	if rec.InjectedAt == nil {
+		// The status lost the start; the mark says it happened.
+		t := r.now()
+		rec.InjectedAt = &t
+		rec.Action = fmt.Sprintf("scale Deployment %s from %d to %d replicas", rec.Target, m.Replicas, m.Surge)
+	}
+	done(msg, ptr.Deref(d.Spec.Replicas, 1) != m.Replicas)
+	return nil
+}
+
+// surgeWorkloads are the Deployments a surge may take room from: those of
+// the experiment's namespace, and those with pods on the nodes the surged
+// pods may land on (by its nodeSelector, when it has one; a surge without
+// one may land anywhere, and measuring every Deployment of the cluster is
+// more than the status should hold).
+func (r *ExperimentReconciler) surgeWorkloads(ctx context.Context, d *appsv1.Deployment) ([]string, error) {
+	seen := map[string]bool{}
+	var deps appsv1.DeploymentList
+	if err := r.List(ctx, &deps, client.InNamespace(d.Namespace)); err != nil {
+		return nil, err
+	}
+	for _, o := range deps.Items {
+		seen[o.Namespace+"/"+o.Name] = true
+	}
+	if sel := d.Spec.Template.Spec.NodeSelector; len(sel) > 0 {
+		var nodes corev1.NodeList
+		if err := r.List(ctx, &nodes, client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(sel)}); err != nil {
+			return nil, err
+		}
+		var ts []target
+		for _, n := range nodes.Items {
+			ts = append(ts, target{node: n.Name})
+		}
+		if len(ts) > 0 {
+			on, err := r.workloadsOn(ctx, ts)
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range on {
+				seen[w] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for w := range seen {
+		out = append(out, w)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// surging says whether the experiment has a Surge fault.
+func surging(exp *v1alpha1.Experiment) bool {
+	for _, f := range exp.Spec.Faults {
+		if f.Type == v1alpha1.FaultSurge {
+			return true
+		}
+	}
+	return false
+}
