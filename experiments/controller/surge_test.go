@@ -55,9 +55,9 @@ func TestASurgeScalesUpForItsDurationAndAlwaysBack(t *testing.T) {
 			want: "from 1 to 4"},
 		"a Deployment another experiment surges is refused": {deployment: surgeDeployment(withMark(`{"experiment":"exp-2","fault":"other","replicas":1,"surge":9}`)), at: time.Second, wantReps: 1, wantMark: true,
 			want: "already surged", wantError: true},
-		"at its end it is scaled back and the mark goes": {deployment: surgeDeployment(withReplicas(4), withMark(mine)), at: time.Minute, wantReps: 1, wantDone: true},
-		"an abort scales it back before the end": {deployment: surgeDeployment(withReplicas(4), withMark(mine)), at: 10 * time.Second, end: true, wantReps: 1, wantDone: true},
-		"a count someone changed during the surge is theirs to keep": {deployment: surgeDeployment(withReplicas(7), withMark(mine)), at: time.Minute, wantReps: 7, wantDone: true},
+		"at its end it is scaled back and the mark goes":                {deployment: surgeDeployment(withReplicas(4), withMark(mine)), at: time.Minute, wantReps: 1, wantDone: true},
+		"an abort scales it back before the end":                        {deployment: surgeDeployment(withReplicas(4), withMark(mine)), at: 10 * time.Second, end: true, wantReps: 1, wantDone: true},
+		"a count someone changed during the surge is theirs to keep":    {deployment: surgeDeployment(withReplicas(7), withMark(mine)), at: time.Minute, wantReps: 7, wantDone: true},
 		"a Deployment gone at the start is an error, not a silent pass": {at: time.Second, want: "is gone", wantError: true},
 	}
 	scheme := runtime.NewScheme()
