@@ -222,6 +222,12 @@ func (t *Tracker) ObserveEvent(e *corev1.Event) {
 	if reason == Evicted {
 		ev.Resource = resourceOf(e.Message)
 	}
+	if reason == Preempted && ev.Node == "" {
+		// "Preempted by pod UID on node NAME": the scheduler names it.
+		if _, node, ok := strings.Cut(e.Message, " on node "); ok {
+			ev.Node = strings.TrimSpace(node)
+		}
+	}
 	t.Seed(ev)
 }
 

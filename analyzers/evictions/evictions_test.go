@@ -172,13 +172,17 @@ func TestEventsAnnounceEvictionsOnce(t *testing.T) {
 	tr.ObserveEvent(ev("TaintManagerEviction", "Marking for deletion Pod a/p0", "p0", time.Second))
 	tr.ObserveEvent(ev("TaintManagerEviction", "Cancelling deletion of Pod a/p1", "p1", time.Second)) // not an eviction
 	tr.ObserveEvent(ev("Evicted", "The node was low on resource: memory.", "p2", 2*time.Second))
-	tr.ObserveEvent(ev("Preempted", "Preempted by pod x", "p3", 3*time.Second))
+	tr.ObserveEvent(ev("Preempted", "Preempted by pod 5d1c on node kwok-1", "p3", 3*time.Second))
 	tr.ObserveEvent(ev("Scheduled", "assigned", "p4", 3*time.Second))
 	tr.Observe(pod("a", "p0", "n1", "DeletionByTaintManager", time.Second)) // the same eviction, from the pod
 	m := tr.Measure(t0.Add(time.Minute))
 	reasons := m["reasons"].(map[string]any)
 	if m["count"] != int64(3) || reasons[TaintManagerEviction] != int64(1) || reasons[Evicted] != int64(1) || reasons[Preempted] != int64(1) {
 		t.Errorf("measurements %v, want 3 evictions, one of each reason", m)
+	}
+	// The scheduler's event has no host: its message names the node.
+	if byNode := m["byNode"].(map[string]any); byNode["kwok-1"] != int64(1) {
+		t.Errorf("byNode %v, want the preemption on kwok-1", byNode)
 	}
 }
 

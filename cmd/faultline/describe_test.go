@@ -47,3 +47,24 @@ func TestDescribeShowsTheRolloutAndWhenTrafficFailed(t *testing.T) {
 		t.Errorf("a period without failures is listed:\n%s", out)
 	}
 }
+
+func TestKeyFiguresLeadWithWhatTheObjectivesRead(t *testing.T) {
+	exp := &v1alpha1.Experiment{
+		Spec: v1alpha1.ExperimentSpec{Objectives: []v1alpha1.Objective{
+			{Name: "checkout keeps five", Expr: `workloads.byWorkload["shop/checkout"].minAvailable >= 5`},
+			{Name: "no 502", Expr: `traffic.status['502'] == 0`},
+		}},
+		Status: v1alpha1.ExperimentStatus{Measurements: map[string]string{
+			"evictions.count": "4",
+			"workloads.byWorkload.shop/checkout.minAvailable":       "2",
+			"workloads.byWorkload.shop/checkout.unavailableSeconds": "0",
+			"traffic.status.502": "7",
+			"recovery.seconds":   "1.5",
+		}},
+	}
+	got := keyFigures(exp)
+	want := "traffic.status.502=7  workloads.byWorkload.shop/checkout.minAvailable=2  evictions.count=4  recovery.seconds=1.5"
+	if got != want {
+		t.Errorf("keyFigures:\n got %s\nwant %s", got, want)
+	}
+}

@@ -321,12 +321,31 @@ func follow(ctx context.Context, c client.Client, key types.NamespacedName, time
 	}
 }
 
-// keyFigures picks a few measurements for the live line.
+// keyFigures picks a few measurements for the live line: those the
+// objectives read first, then the usual ones.
 func keyFigures(exp *v1alpha1.Experiment) string {
 	m := exp.Status.Measurements
 	var parts []string
+	seen := map[string]bool{}
+	// Status keys flatten maps with dots: traffic.status["502"] is
+	// traffic.status.502.
+	var exprs []string
+	for _, o := range exp.Spec.Objectives {
+		exprs = append(exprs, o.Expr)
+	}
+	flat := strings.NewReplacer(`["`, ".", `"]`, "", `['`, ".", `']`, "").Replace(strings.Join(exprs, " "))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if slo.Names(flat, k) {
+			parts, seen[k] = append(parts, k+"="+m[k]), true
+		}
+	}
 	for _, k := range []string{"nodes.notReadyNodes", "nodes.maxNotReadySeconds", "evictions.count", "traffic.requests", "traffic.errors", "traffic.status.502", "traffic.latency.p99", "oom.kills", "nodes.memoryPressure.totalSeconds", "prometheus.fault.walFsyncP99", "recovery.seconds"} {
-		if v, ok := m[k]; ok {
+		if v, ok := m[k]; ok && !seen[k] {
 			parts = append(parts, k+"="+v)
 		}
 	}
