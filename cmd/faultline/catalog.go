@@ -136,6 +136,8 @@ type catalogFlags struct {
 	variants   []string
 	timeout    time.Duration
 	report     string
+	// notes hears the variants left out; nowhere when nil.
+	notes io.Writer
 }
 
 func newCatalogRunCommand() *cobra.Command {
@@ -157,6 +159,7 @@ that query one.`,
   faultline catalog run memory-overcommit --variant hardened --kubeconfig ~/.kube/staging`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.notes = cmd.ErrOrStderr()
 			runs, err := f.prepare(args)
 			if err != nil {
 				return &exitError{exitInvalid, err}
@@ -220,6 +223,7 @@ func (f *catalogFlags) bindings() (catalog.Bindings, error) {
 		return b, err
 	}
 	b.SandboxDir = st.Config.Dir()
+	b.Timings = string(st.Config.Timings)
 	if b.PrometheusURL == "" {
 		b.PrometheusURL = st.PrometheusURL
 	}
@@ -245,6 +249,20 @@ func (f *catalogFlags) prepare(names []string) ([]*catalog.Run, error) {
 			return nil, err
 		}
 		vs := s.Variants
+		if len(f.variants) == 0 {
+			// All variants: those written for other timings than the
+			// sandbox's are left out, and said so; one named is refused.
+			vs = nil
+			for _, v := range s.Variants {
+				if why := b.Fits(v); why != "" {
+					if f.notes != nil {
+						fmt.Fprintf(f.notes, "skipping %s/%s: %s\n", s.Name, v.Name, why)
+					}
+					continue
+				}
+				vs = append(vs, v)
+			}
+		}
 		if len(f.variants) > 0 {
 			vs = nil
 			for _, n := range f.variants {

@@ -51,6 +51,9 @@ type Variant struct {
 	Expect v1alpha1.Verdict `json:"expect"`
 	// Outcome is what happens, as measured.
 	Outcome string `json:"outcome"`
+	// Timings are the node-lifecycle timings (upstream or fast) the
+	// variant is written for, when its figures depend on them.
+	Timings string `json:"timings,omitempty"`
 }
 
 // IsLanded reports whether the scenario can run.

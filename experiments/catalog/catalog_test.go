@@ -107,6 +107,12 @@ func TestBadScenarioInputIsRefusedNamingIt(t *testing.T) {
 			_, err := s.Prepare(s.Variants[0], "", Bindings{})
 			return err
 		}, "has not landed yet"},
+		"a variant written for upstream timings is refused on a fast sandbox, saying how to get one": {func() error {
+			s, _ := c.Get("node-off-network")
+			v, _ := s.Variant("upstream")
+			_, err := s.Prepare(v, "", Bindings{Timings: "fast"})
+			return err
+		}, "variant upstream (timings: upstream) is written for upstream node timings and the sandbox runs fast ones; bring up a sandbox with --timings upstream"},
 		"an experiment that needs Prometheus without one says how to get one": {func() error {
 			s, _ := c.Get("etcd-slow-disk")
 			_, err := s.Prepare(s.Variants[0], "", Bindings{})

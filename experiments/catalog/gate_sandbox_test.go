@@ -52,6 +52,11 @@ func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.
 			if runs == 1 && v.Name != "fragile" && v.Name != "hardened" {
 				continue
 			}
+			// A variant written for other node timings runs on a sandbox
+			// with them (the upstream timeline takes ten minutes).
+			if v.Timings != "" && v.Timings != string(env.State.Config.Timings) {
+				continue
+			}
 			right, codes := 0, ""
 			t.Run(name+"/"+v.Name, func(t *testing.T) {
 				for i := 0; i < runs; i++ {

@@ -19,6 +19,17 @@ type Bindings struct {
 	SandboxDir string
 	// PrometheusURL is the Prometheus the experiments query.
 	PrometheusURL string
+	// Timings are the sandbox's node-lifecycle timings (upstream or fast),
+	// when known.
+	Timings string
+}
+
+// Fits says why a variant cannot run with these bindings, or "".
+func (b Bindings) Fits(v Variant) string {
+	if v.Timings != "" && b.Timings != "" && v.Timings != b.Timings {
+		return fmt.Sprintf("variant %s (timings: %s) is written for %s node timings and the sandbox runs %s ones; bring up a sandbox with --timings %s", v.Name, v.Timings, v.Timings, b.Timings, v.Timings)
+	}
+	return ""
 }
 
 // The example files' placeholders.
@@ -45,6 +56,9 @@ type Run struct {
 func (s Scenario) Prepare(v Variant, ns string, b Bindings) (*Run, error) {
 	if !s.IsLanded() {
 		return nil, fmt.Errorf("scenario %s is written down but has not landed yet: it cannot run", s.Name)
+	}
+	if why := b.Fits(v); why != "" {
+		return nil, fmt.Errorf("scenario %s: %s", s.Name, why)
 	}
 	if ns == "" || s.Namespace == "default" {
 		ns = s.Namespace
