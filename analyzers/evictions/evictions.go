@@ -338,7 +338,7 @@ func (t *Tracker) Seed(e Eviction) {
 }
 
 // Strip keeps what the pod analyzers read of a pod, this tracker's and
-// oomkills': an informer transform that cuts the memory of a 30,000-pod
+// oomkills', and why a pending pod is not scheduled: an informer transform that cuts the memory of a 30,000-pod
 // cache by an order of magnitude. Container statuses are kept only where
 // they show an OOM kill; the QoS class is interned, and the message kept
 // only on evicted pods, so that running pods cost no more than before.
@@ -358,7 +358,10 @@ func Strip(obj any) (any, error) {
 		out.Status.Message = p.Status.Message
 	}
 	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.DisruptionTarget || c.Type == corev1.PodReady {
+		// An unscheduled pod keeps the scheduler's reason: a Surge fault
+		// says why its pods wait. Scheduled pods keep none of it.
+		unscheduled := c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse
+		if c.Type == corev1.DisruptionTarget || c.Type == corev1.PodReady || unscheduled {
 			out.Status.Conditions = append(out.Status.Conditions, c)
 		}
 	}

@@ -133,6 +133,14 @@ func TestStripKeepsWhatTheOrderAndTheOOMKillsNeed(t *testing.T) {
 	if s := obj.(*corev1.Pod); s.Status.Message != "" || s.Status.ContainerStatuses != nil || s.Status.QOSClass != corev1.PodQOSBestEffort {
 		t.Errorf("stripped running pod %+v, want no message and no container status", s.Status)
 	}
+	running.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
+	pending := pod("a", "r", "", "", 0)
+	pending.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable", Message: "0/3 nodes are available: 1 Insufficient cpu."}}
+	obj, _ = Strip(running)
+	pobj, _ := Strip(pending)
+	if s, ps := obj.(*corev1.Pod), pobj.(*corev1.Pod); len(s.Status.Conditions) != 0 || len(ps.Status.Conditions) != 1 || ps.Status.Conditions[0].Message == "" {
+		t.Errorf("conditions kept: running %+v, pending %+v; want the scheduler's reason on the pending pod only", s.Status.Conditions, ps.Status.Conditions)
+	}
 }
 
 func TestEvictionsThatABudgetForbadeAreViolations(t *testing.T) {
