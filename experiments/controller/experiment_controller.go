@@ -287,6 +287,12 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		}
 		exp.Status.Workloads = workloads
 	}
+	named, err := r.namedWorkloads(ctx, exp)
+	if err != nil {
+		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
+		return ctrl.Result{}, nil
+	}
+	exp.Status.Workloads = mergeSorted(exp.Status.Workloads, named)
 	// A retry after a lost status write keeps the start (and so the
 	// deadlines) that agents may already hold. Traffic measures a baseline
 	// before the faults start.
@@ -367,6 +373,37 @@ func (r *ExperimentReconciler) workloadsOn(ctx context.Context, ts []target) ([]
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// namedWorkloads checks the Deployments spec.workloads names: each must be
+// in the experiment's namespace.
+func (r *ExperimentReconciler) namedWorkloads(ctx context.Context, exp *v1alpha1.Experiment) ([]string, error) {
+	var out []string
+	for i, name := range exp.Spec.Workloads {
+		var d appsv1.Deployment
+		if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: name}, &d); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("spec.workloads[%d]: Deployment %q not found in namespace %q; name Deployments of the experiment's namespace", i, name, exp.Namespace)
+			}
+			return nil, fmt.Errorf("spec.workloads[%d]: %w", i, err)
+		}
+		out = append(out, exp.Namespace+"/"+name)
+	}
+	return out, nil
+}
+
+// mergeSorted is the sorted union of two lists.
+func mergeSorted(a, b []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range append(append([]string(nil), a...), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // assignmentName is stable per experiment and node, and short enough for

@@ -49,6 +49,18 @@ type ExperimentSpec struct {
 	// +optional
 	Prometheus *Prometheus `json:"prometheus,omitempty"`
 
+	// Workloads names Deployments of the experiment's namespace whose
+	// availability is measured (workloads.byWorkload["NS/NAME"]), besides
+	// those with pods on the targets: the workload that feels a fault it
+	// does not host, such as an operator whose leader election writes
+	// through a slowed etcd.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	Workloads []string `json:"workloads,omitempty"`
+
 	// Safety bounds the blast radius.
 	// +optional
 	Safety Safety `json:"safety,omitempty"`

@@ -132,6 +132,11 @@ func (e *Experiment) Validate() field.ErrorList {
 			errs = append(errs, field.Invalid(p.Child("startAfter"), f.StartAfter.Duration.String(), "startAfter: must be between 0s and "+MaxFaultDuration))
 		}
 	}
+	for i, w := range e.Spec.Workloads {
+		if w == "" {
+			errs = append(errs, field.Required(spec.Child("workloads").Index(i), "the name of a Deployment of the experiment's namespace"))
+		}
+	}
 	for i, o := range e.Spec.Objectives {
 		if !objectiveName.MatchString(o.Name) {
 			errs = append(errs, field.Invalid(spec.Child("objectives").Index(i).Child("name"), o.Name, "1 to 64 letters, digits, spaces, '-', '_' or '.', starting and ending with a letter or digit"))

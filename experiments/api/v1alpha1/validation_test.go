@@ -162,6 +162,8 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 		"a rollout with neither trigger nor wait is refused":     {rollout: true, from: "      trigger: {restart: true}\n", to: "", want: []string{"rollout: set exactly one of trigger"}},
 		"a rollout point set two ways is refused":                {rollout: true, from: "at: {newReady: 1}", to: "at: {newReady: 1, progressPercent: 50}", want: []string{"at: set exactly one of newReady"}},
 		"a rollout fault without a deployment target is refused": {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {nodes: {names: [real-0]}}", want: []string{"targets.deployment: required by Rollout and Surge faults"}},
+		"a workload named besides the targets is accepted":       {disk: true, from: "  faults:\n", to: "  workloads: [reconciler]\n  faults:\n"},
+		"an empty workload name is refused":                      {disk: true, from: "  faults:\n", to: "  workloads: [\"\"]\n  faults:\n", want: []string{"spec.workloads[0]"}},
 		"a valid surge experiment is accepted":                   {rollout: true, from: "type: Rollout", to: "type: Surge", and: surgeRollout, with: "    surge: {replicas: 3}\n"},
 		"a surge of 0 replicas is refused":                       {rollout: true, from: "type: Rollout", to: "type: Surge", and: surgeRollout, with: "    surge: {replicas: 0}\n", want: []string{"surge.replicas", "greater than or equal to 1"}},
 		"a surge without its replicas is refused":                {rollout: true, from: "type: Rollout", to: "type: Surge", and: surgeRollout, with: "", want: []string{"surge: required when type is Surge"}},

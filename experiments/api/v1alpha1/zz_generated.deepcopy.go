@@ -277,6 +277,11 @@ func (in *ExperimentSpec) DeepCopyInto(out *ExperimentSpec) {
 		*out = new(Prometheus)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.Workloads != nil {
+		in, out := &in.Workloads, &out.Workloads
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	in.Safety.DeepCopyInto(&out.Safety)
 }
 
