@@ -8,6 +8,8 @@
 //   - graceful: on SIGTERM it fails its readiness check, keeps serving for
 //     the drain period while traffic moves away, then shuts down cleanly.
 //
+// --leader-elect makes it a leader-elected controller (see leader.go).
+//
 // --hold-memory makes it a workload with a working set: it keeps that much
 // memory resident, as a cache would, so that the kubelet's eviction
 // ranking (usage above requests) has something to rank.
@@ -40,11 +42,27 @@ func envOr(key, def string) string {
 	return def
 }
 
+func envDuration(key string, def time.Duration) time.Duration {
+	if v := os.Getenv(key); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			log.Fatalf("%s %q: must be a duration such as 10s", key, v)
+		}
+		return d
+	}
+	return def
+}
+
 func main() {
 	addr := flag.String("listen", envOr("DEMO_LISTEN", ":8080"), "address to serve on (env DEMO_LISTEN)")
 	mode := flag.String("shutdown", envOr("DEMO_SHUTDOWN", "graceful"), "shutdown mode on SIGTERM: fragile (exit at once) or graceful (drain, then exit) (env DEMO_SHUTDOWN)")
 	drainStr := flag.String("drain", envOr("DEMO_DRAIN", "10s"), "graceful mode: how long to keep serving after SIGTERM (env DEMO_DRAIN)")
 	holdStr := flag.String("hold-memory", envOr("DEMO_HOLD_MEMORY", "0"), "bytes to keep resident, such as 64Mi (env DEMO_HOLD_MEMORY)")
+	var lc leaderConfig
+	flag.StringVar(&lc.lease, "leader-elect", envOr("DEMO_LEADER_ELECT", ""), "hold this Lease in the pod's namespace as a leader-elected controller does, and exit when a renewal misses its deadline; not ready while not leading (env DEMO_LEADER_ELECT)")
+	flag.DurationVar(&lc.leaseDuration, "lease-duration", envDuration("DEMO_LEASE_DURATION", 15*time.Second), "leader election: how long a lease lasts unrenewed (env DEMO_LEASE_DURATION)")
+	flag.DurationVar(&lc.renewDeadline, "renew-deadline", envDuration("DEMO_RENEW_DEADLINE", 10*time.Second), "leader election: how long the leader keeps retrying a renewal before it gives up (env DEMO_RENEW_DEADLINE)")
+	flag.DurationVar(&lc.retryPeriod, "retry-period", envDuration("DEMO_RETRY_PERIOD", 2*time.Second), "leader election: time between tries (env DEMO_RETRY_PERIOD)")
 	signalLog := flag.String("signal-log", envOr("DEMO_SIGNAL_LOG", ""), "file to append each received signal to, so tests can see what reached the main process (env DEMO_SIGNAL_LOG)")
 	flag.Parse()
 	drain, err := time.ParseDuration(*drainStr)
@@ -58,6 +76,11 @@ func main() {
 	if err != nil || hold.Sign() < 0 {
 		log.Fatalf("--hold-memory %q: must be a quantity of bytes such as 64Mi", *holdStr)
 	}
+	if lc.lease != "" {
+		if err := lc.validate(); err != nil {
+			log.Fatal(err)
+		}
+	}
 	held := holdMemory(hold.Value())
 
 	reg := prometheus.NewRegistry()
@@ -67,7 +90,18 @@ func main() {
 	}, []string{"path", "code"})
 	reg.MustRegister(requests, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 
-	var draining atomic.Bool
+	var draining, leading atomic.Bool
+	leader := prometheus.NewGauge(prometheus.GaugeOpts{Name: "demo_app_leader", Help: "1 while this pod holds its leader election's lease."})
+	reg.MustRegister(leader)
+	if lc.lease != "" {
+		err := lc.lead(context.Background(), func(on bool) {
+			leading.Store(on)
+			leader.Set(map[bool]float64{true: 1}[on])
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
 	host, _ := os.Hostname()
 	count := func(path string, code int) { requests.WithLabelValues(path, strconv.Itoa(code)).Inc() }
 
@@ -85,6 +119,11 @@ func main() {
 		if draining.Load() {
 			count("/readyz", http.StatusServiceUnavailable)
 			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		if lc.lease != "" && !leading.Load() {
+			count("/readyz", http.StatusServiceUnavailable)
+			http.Error(w, "not leading", http.StatusServiceUnavailable)
 			return
 		}
 		count("/readyz", http.StatusOK)

@@ -139,3 +139,23 @@ func TestBadFlagsAreRefusedWithTheFlagName(t *testing.T) {
 		}
 	}
 }
+
+func TestLeaderElectionTimingsAreCheckedNamingTheFlag(t *testing.T) {
+	for name, tc := range map[string]struct {
+		c    leaderConfig
+		want string
+	}{
+		"client-go's defaults are accepted":    {leaderConfig{"l", 15 * time.Second, 10 * time.Second, 2 * time.Second}, ""},
+		"a fast-failover tuning is accepted":   {leaderConfig{"l", 2 * time.Second, time.Second, 200 * time.Millisecond}, ""},
+		"a lease no longer than the deadline":  {leaderConfig{"l", 10 * time.Second, 10 * time.Second, 2 * time.Second}, "--lease-duration 10s: must be more than --renew-deadline 10s"},
+		"a deadline within one jittered retry": {leaderConfig{"l", 15 * time.Second, 2 * time.Second, 2 * time.Second}, "--renew-deadline 2s: must be more than 1.2 times --retry-period 2s"},
+		"a retry period of zero":               {leaderConfig{"l", 15 * time.Second, 10 * time.Second, 0}, "--retry-period 0s: must be more than 0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := tc.c.validate()
+			if (err == nil) != (tc.want == "") || err != nil && err.Error() != tc.want {
+				t.Errorf("validate() = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
