@@ -61,9 +61,9 @@ test: deps tools build
 
 ## gate-validity: run the gates against the fragile and the hardened variants
 ## GATE_RUNS times each (5 by default): the rollout gate through the ClusterIP
-## and the ingress, and the catalog's memory overcommit, node loss and
-## priority preemption (with its budget-only variant), on a sandbox of its
-## own, and print how often each verdict was right.
+## and the ingress, and every variant of the catalog's memory overcommit,
+## node loss, priority preemption and slow etcd, on a sandbox of its own,
+## and print how often each verdict was right.
 ## GATES narrows the run to some tests, SCENARIOS the catalog gate to some
 ## scenarios: GATES=TestTheCatalogGate SCENARIOS=priority-preemption
 GATE_RUNS ?= 5
@@ -71,7 +71,7 @@ GATES ?= TestTheRolloutGate|TestTheCatalogGate
 SCENARIOS ?=
 gate-validity: deps tools build
 	@$(BIN)/faultline sandbox down --name gate >/dev/null 2>&1 || true
-	$(BIN)/faultline sandbox up --name gate --timings fast --faultline --ingress
+	$(BIN)/faultline sandbox up --name gate --timings fast --prometheus --faultline --ingress
 	@rm -f $(CURDIR)/bin/gate-validity.txt; rc=0; FAULTLINE_TEST_SANDBOX=gate FAULTLINE_GATE_RUNS=$(GATE_RUNS) FAULTLINE_GATE_SCENARIOS=$(SCENARIOS) FAULTLINE_GATE_TABLE=$(CURDIR)/bin/gate-validity.txt \
 	  $(GO) test -count=1 -p 1 -tags root,sandbox -timeout 240m -v -run '$(GATES)' ./experiments/controller/ ./experiments/catalog/ || rc=$$?; \
 	$(BIN)/faultline sandbox down --name gate || rc=1; \

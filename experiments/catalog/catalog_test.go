@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"strings"
 	"testing"
 )
@@ -31,6 +32,12 @@ func TestEveryLandedVariantPreparesIntoAValidExperiment(t *testing.T) {
 					t.Errorf("prometheus address %q, want the bound %q", r.Experiment.Spec.Prometheus.Address, b.PrometheusURL)
 				}
 				for _, o := range r.Workload {
+					subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+					for _, sub := range subjects {
+						if ns := sub.(map[string]any)["namespace"]; ns != nil && ns != r.Namespace {
+							t.Errorf("%s %s binds a subject of namespace %v, want %s", o.GetKind(), o.GetName(), ns, r.Namespace)
+						}
+					}
 					// Cluster-scoped objects (a PriorityClass) are shared by
 					// every run and stay as they are.
 					clusterScoped := map[string]bool{"PriorityClass": true}[o.GetKind()]

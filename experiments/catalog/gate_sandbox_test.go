@@ -20,8 +20,8 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 // The catalog's gate: each fragile variant gets its Failed and each hardened
 // one its Passed, through `faultline catalog run` as a user runs it. The
 // rolling update's gate has its own test (experiments/controller), through
-// a ClusterIP and an ingress; the memory overcommit's, the node loss's and
-// the priority preemption's are this one. FAULTLINE_GATE_SCENARIOS narrows
+// a ClusterIP and an ingress; the memory overcommit's, the node loss's, the
+// priority preemption's and the slow etcd's are this one. FAULTLINE_GATE_SCENARIOS narrows
 // it to a comma-separated list.
 func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.T) {
 	env := sandboxtest.Get(t)
@@ -36,7 +36,7 @@ func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.
 	runs := sandboxtest.GateRuns(t)
 	var table strings.Builder
 	fmt.Fprintf(&table, "\n%-60s %-6s %s\n", "catalog scenario, variant (expected verdict)", "right", "exit codes")
-	scenarios := []string{"memory-overcommit", "node-off-network", "priority-preemption"}
+	scenarios := []string{"memory-overcommit", "node-off-network", "priority-preemption", "etcd-slow-disk"}
 	if only := os.Getenv("FAULTLINE_GATE_SCENARIOS"); only != "" {
 		scenarios = strings.Split(only, ",")
 	}
@@ -47,8 +47,8 @@ func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.
 		}
 		for _, v := range s.Variants {
 			// One run each in CI: the fragile and the hardened variant, the
-			// gate itself. Variants in between (a budget alone) run in
-			// make gate-validity.
+			// gate itself. The others (a budget alone, the etcd latency
+			// measurements) run in make gate-validity.
 			if runs == 1 && v.Name != "fragile" && v.Name != "hardened" {
 				continue
 			}

@@ -50,9 +50,9 @@ type Run struct {
 	Expect            v1alpha1.Verdict
 }
 
-// Prepare binds a variant to namespace ns (the scenario's own when empty,
-// and always for scenarios in default, which create none) and to the
-// cluster.
+// Prepare binds a variant to namespace ns (the experiment file's own when
+// empty, and always for variants without a workload, which create no
+// namespace) and to the cluster.
 func (s Scenario) Prepare(v Variant, ns string, b Bindings) (*Run, error) {
 	if !s.IsLanded() {
 		return nil, fmt.Errorf("scenario %s is written down but has not landed yet: it cannot run", s.Name)
@@ -60,8 +60,20 @@ func (s Scenario) Prepare(v Variant, ns string, b Bindings) (*Run, error) {
 	if why := b.Fits(v); why != "" {
 		return nil, fmt.Errorf("scenario %s: %s", s.Name, why)
 	}
-	if ns == "" || s.Namespace == "default" {
-		ns = s.Namespace
+	file := s.ExperimentFile(v)
+	raw, err := File(file)
+	if err != nil {
+		return nil, err
+	}
+	var exp v1alpha1.Experiment
+	if err := yaml.UnmarshalStrict(raw, &exp); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	from := s.Namespace
+	if ns == "" || v.Workload == "" {
+		// Nothing of the variant creates a namespace (or none was asked
+		// for): the experiment runs where its file says.
+		from, ns = exp.Namespace, exp.Namespace
 	}
 	r := &Run{Scenario: s.Name, Variant: v.Name, Namespace: ns, Expect: v.Expect}
 	if v.Workload != "" {
@@ -79,6 +91,7 @@ func (s Scenario) Prepare(v Variant, ns string, b Bindings) (*Run, error) {
 			} else if o.GetNamespace() != "" {
 				o.SetNamespace(ns)
 			}
+			moveSubjects(o, from, ns)
 			if a := o.GetAnnotations(); a[ingressPath] != "" {
 				a[ingressPath] = "/" + ns
 				o.SetAnnotations(a)
@@ -86,16 +99,7 @@ func (s Scenario) Prepare(v Variant, ns string, b Bindings) (*Run, error) {
 		}
 		r.Workload = objs
 	}
-	file := s.ExperimentFile(v)
-	raw, err := File(file)
-	if err != nil {
-		return nil, err
-	}
-	var exp v1alpha1.Experiment
-	if err := yaml.UnmarshalStrict(raw, &exp); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	if err := bindExperiment(&exp, s.Namespace, ns, b); err != nil {
+	if err := bindExperiment(&exp, from, ns, b); err != nil {
 		return nil, fmt.Errorf("%s/%s: %w", s.Name, v.Name, err)
 	}
 	r.Experiment = &exp
@@ -137,4 +141,19 @@ func bindExperiment(exp *v1alpha1.Experiment, from, to string, b Bindings) error
 		pr.Address = b.PrometheusURL
 	}
 	return nil
+}
+
+// moveSubjects points a RoleBinding's service accounts of namespace from
+// at namespace to, where the run put them.
+func moveSubjects(o *unstructured.Unstructured, from, to string) {
+	if o.GetKind() != "RoleBinding" && o.GetKind() != "ClusterRoleBinding" {
+		return
+	}
+	subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+	for _, s := range subjects {
+		if m, ok := s.(map[string]any); ok && m["namespace"] == from {
+			m["namespace"] = to
+		}
+	}
+	_ = unstructured.SetNestedSlice(o.Object, subjects, "subjects")
 }
