@@ -9,6 +9,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
@@ -63,7 +64,11 @@ func (c leaderConfig) lead(ctx context.Context, onLeading func(bool)) error {
 	if err != nil {
 		return err
 	}
-	id, _ := os.Hostname()
+	// A restarted container must wait out the lease it held, as a real
+	// operator's does: its identity is new each time, as
+	// controller-runtime's hostname_UUID is.
+	host, _ := os.Hostname()
+	id := host + "_" + string(uuid.NewUUID())
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: c.lease},
 		Client:     kubernetes.NewForConfigOrDie(cfg).CoordinationV1(),
@@ -79,6 +84,10 @@ func (c leaderConfig) lead(ctx context.Context, onLeading func(bool)) error {
 			},
 			OnStoppedLeading: func() {
 				onLeading(false)
+				if ctx.Err() != nil {
+					log.Printf("released lease %s/%s on shutdown", ns, c.lease)
+					return
+				}
 				log.Printf("lost lease %s/%s: a renewal missed its %s deadline; exiting", ns, c.lease, c.renewDeadline)
 				os.Exit(1)
 			},

@@ -93,8 +93,12 @@ func main() {
 	var draining, leading atomic.Bool
 	leader := prometheus.NewGauge(prometheus.GaugeOpts{Name: "demo_app_leader", Help: "1 while this pod holds its leader election's lease."})
 	reg.MustRegister(leader)
+	// Cancelled on the first SIGTERM, so that the lease is released
+	// (ReleaseOnCancel) for the next pod rather than left to expire.
+	electionCtx, stopElection := context.WithCancel(context.Background())
+	defer stopElection()
 	if lc.lease != "" {
-		err := lc.lead(context.Background(), func(on bool) {
+		err := lc.lead(electionCtx, func(on bool) {
 			leading.Store(on)
 			leader.Set(map[bool]float64{true: 1}[on])
 		})
@@ -162,6 +166,7 @@ func main() {
 				continue
 			}
 			first = false
+			stopElection()
 			if *mode == "fragile" {
 				os.Exit(0)
 			}

@@ -281,6 +281,9 @@ func (f *catalogFlags) prepare(names []string) ([]*catalog.Run, error) {
 			runs = append(runs, r)
 		}
 	}
+	if len(runs) == 0 {
+		return nil, fmt.Errorf("no variant of %s fits this cluster: see the variants skipped above", strings.Join(names, ", "))
+	}
 	return runs, nil
 }
 

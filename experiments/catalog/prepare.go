@@ -146,7 +146,7 @@ func bindExperiment(exp *v1alpha1.Experiment, from, to string, b Bindings) error
 // moveSubjects points a RoleBinding's service accounts of namespace from
 // at namespace to, where the run put them.
 func moveSubjects(o *unstructured.Unstructured, from, to string) {
-	if o.GetKind() != "RoleBinding" && o.GetKind() != "ClusterRoleBinding" {
+	if o.GetKind() != "RoleBinding" {
 		return
 	}
 	subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")

@@ -273,6 +273,11 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
 		return ctrl.Result{}, nil
 	}
+	named, err := r.namedWorkloads(ctx, exp)
+	if err != nil {
+		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
+		return ctrl.Result{}, nil
+	}
 	if exp.Spec.DryRun {
 		r.setPhase(exp, v1alpha1.PhasePassed)
 		exp.Status.Verdict = v1alpha1.VerdictInconclusive
@@ -286,11 +291,6 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 			return ctrl.Result{}, err
 		}
 		exp.Status.Workloads = workloads
-	}
-	named, err := r.namedWorkloads(ctx, exp)
-	if err != nil {
-		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
-		return ctrl.Result{}, nil
 	}
 	exp.Status.Workloads = mergeSorted(exp.Status.Workloads, named)
 	// A retry after a lost status write keeps the start (and so the
@@ -669,9 +669,25 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
 		return ctrl.Result{}, err
 	}
-	var rolloutErr error
-	if exp.Annotations[v1alpha1.AnnotationAbort] != "true" {
-		rolloutErr = r.driveRollouts(ctx, exp)
+	why := ""
+	switch {
+	case exp.Annotations[v1alpha1.AnnotationAbort] == "true":
+		why = "abort requested (annotation " + v1alpha1.AnnotationAbort + ")"
+	case r.killSwitchOn(ctx):
+		why = "the kill switch is on"
+	default:
+		j, _ := judge(exp)
+		for _, res := range j.Evaluate(r.Analysis.Measurements(exp, r.Clock.Now()), true) {
+			if res.Verdict == slo.Failed {
+				why = fmt.Sprintf("abort objective %q breached: %s", res.Name, res.Message)
+				break
+			}
+		}
+	}
+	// Nothing new starts once the experiment is to stop: a rollout
+	// triggered or a surge scaled now would act before the recovery.
+	if why == "" {
+		rolloutErr := r.driveRollouts(ctx, exp)
 		if rolloutErr != nil {
 			if n := len(exp.Status.Timeline); n == 0 || exp.Status.Timeline[n-1].Message != rolloutErr.Error() {
 				r.note(exp, true, "RolloutError", "%v", rolloutErr)
@@ -693,21 +709,6 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 		r.setPhase(exp, v1alpha1.PhaseRunning)
 		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Acknowledged", Status: metav1.ConditionTrue, Reason: "AgentsAcknowledged", Message: "every agent has acknowledged its faults"})
 		r.note(exp, false, "Running", "every agent has acknowledged its faults (observedGeneration)")
-	}
-	why := ""
-	switch {
-	case exp.Annotations[v1alpha1.AnnotationAbort] == "true":
-		why = "abort requested (annotation " + v1alpha1.AnnotationAbort + ")"
-	case r.killSwitchOn(ctx):
-		why = "the kill switch is on"
-	default:
-		j, _ := judge(exp)
-		for _, res := range j.Evaluate(r.Analysis.Measurements(exp, r.Clock.Now()), true) {
-			if res.Verdict == slo.Failed {
-				why = fmt.Sprintf("abort objective %q breached: %s", res.Name, res.Message)
-				break
-			}
-		}
 	}
 	if why != "" {
 		exp.Status.Message = why
@@ -921,6 +922,11 @@ func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Exper
 	if !controllerutil.ContainsFinalizer(exp, v1alpha1.Finalizer) {
 		return ctrl.Result{}, nil
 	}
+	// A surge is scaled back before anything else: its mark on the
+	// Deployment names this experiment, and nothing else would undo it.
+	if err := r.endSurges(ctx, exp); err != nil {
+		return ctrl.Result{}, err
+	}
 	fas, err := r.assignments(ctx, exp)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -937,11 +943,6 @@ func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Exper
 		if err := r.deleteAssignments(ctx, exp); err != nil {
 			return ctrl.Result{}, err
 		}
-	}
-	// A surge is scaled back before the experiment may go: its mark on the
-	// Deployment names this experiment, and nothing else would undo it.
-	if err := r.endSurges(ctx, exp); err != nil {
-		return ctrl.Result{}, err
 	}
 	r.Analysis.Forget(client.ObjectKeyFromObject(exp))
 	controllerutil.RemoveFinalizer(exp, v1alpha1.Finalizer)

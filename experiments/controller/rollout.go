@@ -51,6 +51,16 @@ func (r *ExperimentReconciler) resolveDeployment(ctx context.Context, exp *v1alp
 	var notes []string
 	s := exp.Spec.Safety
 	for i, f := range exp.Spec.Faults {
+		if f.Surge != nil {
+			// The pods a surge adds are its blast radius.
+			added := f.Surge.Replicas - replicas
+			if added <= 0 {
+				return nil, nil, &SafetyError{fmt.Sprintf("spec.faults[%d].surge.replicas: %d is not above the %d replicas of Deployment %q; a surge adds pods", i, f.Surge.Replicas, replicas, name)}
+			}
+			if s.MaxTargets != nil && added > *s.MaxTargets {
+				return nil, nil, &SafetyError{fmt.Sprintf("spec.faults[%d].surge.replicas: %d pods added exceed spec.safety.maxTargets %d", i, added, *s.MaxTargets)}
+			}
+		}
 		if f.Rollout == nil {
 			continue
 		}

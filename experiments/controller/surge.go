@@ -57,24 +57,28 @@ func surgeTarget(exp *v1alpha1.Experiment) string {
 func (r *ExperimentReconciler) driveSurges(ctx context.Context, exp *v1alpha1.Experiment) error {
 	var errs []error
 	now := r.Clock.Now()
-	for i := range exp.Spec.Faults {
-		f := &exp.Spec.Faults[i]
-		if f.Type != v1alpha1.FaultSurge || f.Surge == nil {
-			continue
-		}
-		start, end := faultWindow(exp, f)
-		if start.IsZero() || now.Before(start) {
-			continue
-		}
-		rec := r.record(exp, f.Name, surgeTarget(exp), "")
-		switch {
-		case rec.RecoveredAt != nil || rec.Error != "":
-		case !now.Before(end):
-			errs = append(errs, r.endSurge(ctx, exp, f))
-		case rec.InjectedAt == nil:
-			errs = append(errs, r.startSurge(ctx, exp, f, rec))
-		default:
-			errs = append(errs, r.surgeEffect(ctx, exp, f, rec))
+	// Two passes: surges that end go first, so that one starting as
+	// another ends finds the Deployment unmarked.
+	for _, ending := range []bool{true, false} {
+		for i := range exp.Spec.Faults {
+			f := &exp.Spec.Faults[i]
+			if f.Type != v1alpha1.FaultSurge || f.Surge == nil {
+				continue
+			}
+			start, end := faultWindow(exp, f)
+			if start.IsZero() || now.Before(start) || ending == now.Before(end) {
+				continue
+			}
+			rec := r.record(exp, f.Name, surgeTarget(exp), "")
+			switch {
+			case rec.RecoveredAt != nil || rec.Error != "":
+			case ending:
+				errs = append(errs, r.endSurge(ctx, exp, f))
+			case rec.InjectedAt == nil:
+				errs = append(errs, r.startSurge(ctx, exp, f, rec))
+			default:
+				errs = append(errs, r.surgeEffect(ctx, exp, f, rec))
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -104,7 +108,20 @@ func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Exp
 		return fmt.Errorf("fault %s: read %s: %w", f.Name, rec.Target, err)
 	}
 	from := ptr.Deref(d.Spec.Replicas, 1)
-	if m, ok := readSurgeMark(&d); ok {
+	m, ok := readSurgeMark(&d)
+	if ok && m.Experiment != exp.UID {
+		// A mark whose experiment is gone (its finalizer removed by hand)
+		// would block every later surge: its count is the one to return to.
+		gone, err := r.experimentGone(ctx, d.Namespace, m.Experiment)
+		if err != nil {
+			return err
+		}
+		if gone {
+			r.note(exp, true, "SurgeOrphan", "%s carried the surge mark of experiment %s, which is gone: taking it over, to return to its %d replicas", rec.Target, m.Experiment, m.Replicas)
+			from, ok = m.Replicas, false
+		}
+	}
+	if ok {
 		if m.Experiment != exp.UID || m.Fault != f.Name {
 			// Two surges of one Deployment would each restore the other's
 			// count: the second is refused.
@@ -114,6 +131,11 @@ func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Exp
 		}
 		from = m.Replicas // a retry after a lost status write
 	} else {
+		if f.Surge.Replicas <= from {
+			rec.Error = fmt.Sprintf("surge.replicas: %d is not above the %d replicas %s has now; a surge adds pods", f.Surge.Replicas, from, rec.Target)
+			r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, rec.Error)
+			return nil
+		}
 		mark, err := json.Marshal(surgeMark{Experiment: exp.UID, Fault: f.Name, Replicas: from, Surge: f.Surge.Replicas})
 		if err != nil {
 			return err
@@ -124,6 +146,12 @@ func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Exp
 		d.Annotations[AnnotationSurge] = string(mark)
 		d.Spec.Replicas = ptr.To(f.Surge.Replicas)
 		if err := r.Update(ctx, &d); err != nil {
+			if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+				// Not a conflict to retry: the verdict must say why.
+				rec.Error = fmt.Sprintf("scale %s to %d: %v", rec.Target, f.Surge.Replicas, err)
+				r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, rec.Error)
+				return nil
+			}
 			return fmt.Errorf("fault %s: scale %s to %d: %w", f.Name, rec.Target, f.Surge.Replicas, err)
 		}
 	}
@@ -132,6 +160,20 @@ func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Exp
 	rec.Action = fmt.Sprintf("scale Deployment %s from %d to %d replicas", rec.Target, from, f.Surge.Replicas)
 	r.note(exp, false, "Injected", "%s: %s", f.Name, rec.Action)
 	return nil
+}
+
+// experimentGone says whether no Experiment of namespace ns has uid.
+func (r *ExperimentReconciler) experimentGone(ctx context.Context, ns string, uid types.UID) (bool, error) {
+	var list v1alpha1.ExperimentList
+	if err := r.Reader.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return false, err
+	}
+	for _, e := range list.Items {
+		if e.UID == uid {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // surgeEffect says what the cluster made of the surge: the replicas that
@@ -209,6 +251,10 @@ func (r *ExperimentReconciler) endSurge(ctx context.Context, exp *v1alpha1.Exper
 	}
 	m, ok := readSurgeMark(&d)
 	if !ok || m.Experiment != exp.UID || m.Fault != f.Name {
+		if n := ptr.Deref(d.Spec.Replicas, 1); rec.InjectedAt != nil && n == f.Surge.Replicas {
+			done(fmt.Sprintf("its mark is gone and it still has the surge's %d replicas: left as it is", n), true)
+			return nil
+		}
 		done("scaled back", false)
 		return nil
 	}

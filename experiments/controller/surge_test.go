@@ -40,6 +40,7 @@ func TestASurgeScalesUpForItsDurationAndAlwaysBack(t *testing.T) {
 	const mine = `{"experiment":"exp-1","fault":"burst","replicas":1,"surge":4}`
 	tests := map[string]struct {
 		deployment *appsv1.Deployment
+		other      bool          // the experiment of the mark exp-2 exists
 		at         time.Duration // clock after the start
 		end        bool          // endSurges, as on abort or deletion
 		wantReps   int32
@@ -53,8 +54,12 @@ func TestASurgeScalesUpForItsDurationAndAlwaysBack(t *testing.T) {
 			want: "scale Deployment dept/ml from 1 to 4 replicas"},
 		"a retry after a lost status write keeps the first mark's count": {deployment: surgeDeployment(withReplicas(4), withMark(mine)), at: time.Second, wantReps: 4, wantMark: true,
 			want: "from 1 to 4"},
-		"a Deployment another experiment surges is refused": {deployment: surgeDeployment(withMark(`{"experiment":"exp-2","fault":"other","replicas":1,"surge":9}`)), at: time.Second, wantReps: 1, wantMark: true,
+		"a Deployment another experiment surges is refused": {deployment: surgeDeployment(withMark(`{"experiment":"exp-2","fault":"other","replicas":1,"surge":9}`)), other: true, at: time.Second, wantReps: 1, wantMark: true,
 			want: "already surged", wantError: true},
+		"a mark whose experiment is gone is taken over, with its count to return to": {deployment: surgeDeployment(withReplicas(9), withMark(`{"experiment":"exp-2","fault":"other","replicas":1,"surge":9}`)), at: time.Second, wantReps: 4, wantMark: true,
+			want: "from 1 to 4"},
+		"a surge to fewer replicas than the Deployment has is refused, not a scale-down": {deployment: surgeDeployment(withReplicas(6)), at: time.Second, wantReps: 6,
+			want: "surge.replicas: 4 is not above the 6 replicas", wantError: true},
 		"at its end it is scaled back and the mark goes":                {deployment: surgeDeployment(withReplicas(4), withMark(mine)), at: time.Minute, wantReps: 1, wantDone: true},
 		"an abort scales it back before the end":                        {deployment: surgeDeployment(withReplicas(4), withMark(mine)), at: 10 * time.Second, end: true, wantReps: 1, wantDone: true},
 		"a count someone changed during the surge is theirs to keep":    {deployment: surgeDeployment(withReplicas(7), withMark(mine)), at: time.Minute, wantReps: 7, wantDone: true},
@@ -62,11 +67,15 @@ func TestASurgeScalesUpForItsDurationAndAlwaysBack(t *testing.T) {
 	}
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
+	_ = v1alpha1.AddToScheme(scheme)
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			b := fake.NewClientBuilder().WithScheme(scheme)
 			if tc.deployment != nil {
 				b = b.WithObjects(tc.deployment)
+			}
+			if tc.other {
+				b = b.WithObjects(&v1alpha1.Experiment{ObjectMeta: metav1.ObjectMeta{Namespace: "dept", Name: "other", UID: "exp-2"}})
 			}
 			c := b.Build()
 			clock := clocktesting.NewFakeClock(t0.Add(tc.at))

@@ -11,6 +11,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout' || f.type == 'Surge')",message="targets.deployment: only for Rollout and Surge faults; the others need targets.pods or targets.nodes"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' || has(f.diskLatency.process))",message="diskLatency.process: required for node targets (the process to slow on each node)"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'MemoryPressure' || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel"
+// +kubebuilder:validation:XValidation:rule="!(self.faults.exists(f, f.type == 'Rollout') && self.faults.exists(f, f.type == 'Surge'))",message="faults: a Rollout and a Surge fault cannot share one experiment's Deployment (the surge would move the rollout's point)"
 type ExperimentSpec struct {
 	// Targets selects the pods, the nodes or the Deployment that the faults
 	// act on.

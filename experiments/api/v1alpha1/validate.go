@@ -132,10 +132,24 @@ func (e *Experiment) Validate() field.ErrorList {
 			errs = append(errs, field.Invalid(p.Child("startAfter"), f.StartAfter.Duration.String(), "startAfter: must be between 0s and "+MaxFaultDuration))
 		}
 	}
+	if n := len(e.Spec.Workloads); n > 64 {
+		errs = append(errs, field.TooMany(spec.Child("workloads"), n, 64))
+	}
+	seenW := map[string]bool{}
 	for i, w := range e.Spec.Workloads {
-		if w == "" {
-			errs = append(errs, field.Required(spec.Child("workloads").Index(i), "the name of a Deployment of the experiment's namespace"))
+		switch p := spec.Child("workloads").Index(i); {
+		case w == "":
+			errs = append(errs, field.Required(p, "the name of a Deployment of the experiment's namespace"))
+		case len(w) > 253:
+			errs = append(errs, field.TooLong(p, w, 253))
+		case seenW[w]:
+			errs = append(errs, field.Duplicate(p, w))
 		}
+		seenW[w] = true
+	}
+	if slices.ContainsFunc(e.Spec.Faults, func(f Fault) bool { return f.Type == FaultRollout }) &&
+		slices.ContainsFunc(e.Spec.Faults, func(f Fault) bool { return f.Type == FaultSurge }) {
+		errs = append(errs, field.Invalid(fp, "", "faults: a Rollout and a Surge fault cannot share one experiment's Deployment (the surge would move the rollout's point)"))
 	}
 	for i, o := range e.Spec.Objectives {
 		if !objectiveName.MatchString(o.Name) {

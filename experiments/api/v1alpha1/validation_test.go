@@ -164,6 +164,7 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 		"a rollout fault without a deployment target is refused": {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {nodes: {names: [real-0]}}", want: []string{"targets.deployment: required by Rollout and Surge faults"}},
 		"a workload named besides the targets is accepted":       {disk: true, from: "  faults:\n", to: "  workloads: [reconciler]\n  faults:\n"},
 		"an empty workload name is refused":                      {disk: true, from: "  faults:\n", to: "  workloads: [\"\"]\n  faults:\n", want: []string{"spec.workloads[0]"}},
+		"a rollout and a surge in one experiment are refused":    {rollout: true, from: "  objectives:\n", to: "  - name: burst\n    type: Surge\n    duration: 60s\n    surge: {replicas: 9}\n  objectives:\n", want: []string{"faults: a Rollout and a Surge fault cannot share"}},
 		"a valid surge experiment is accepted":                   {rollout: true, from: "type: Rollout", to: "type: Surge", and: surgeRollout, with: "    surge: {replicas: 3}\n"},
 		"a surge of 0 replicas is refused":                       {rollout: true, from: "type: Rollout", to: "type: Surge", and: surgeRollout, with: "    surge: {replicas: 0}\n", want: []string{"surge.replicas", "greater than or equal to 1"}},
 		"a surge without its replicas is refused":                {rollout: true, from: "type: Rollout", to: "type: Surge", and: surgeRollout, with: "", want: []string{"surge: required when type is Surge"}},
