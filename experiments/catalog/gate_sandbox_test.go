@@ -3,14 +3,17 @@
 package catalog_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"faultline.dev/faultline/analyzers/report"
 	"faultline.dev/faultline/experiments/catalog"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )
@@ -60,7 +63,8 @@ func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.
 			right, codes := 0, ""
 			t.Run(name+"/"+v.Name, func(t *testing.T) {
 				for i := 0; i < runs; i++ {
-					cmd := exec.Command(filepath.Join(bins, "faultline"), "catalog", "run", name, "--variant", v.Name, "--sandbox", env.State.Name)
+					rep := filepath.Join(t.TempDir(), "gameday.json")
+					cmd := exec.Command(filepath.Join(bins, "faultline"), "catalog", "run", name, "--variant", v.Name, "--sandbox", env.State.Name, "--report", rep)
 					out, err := cmd.CombinedOutput()
 					code := 0
 					var ee *exec.ExitError
@@ -75,6 +79,9 @@ func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.
 						right++
 					} else {
 						t.Errorf("run %d: exit %d, want 0 with the row %q:\n%s", i+1, code, row, out)
+					}
+					if check := measured[name+"/"+v.Name]; check != nil {
+						check(t, readMeasurements(t, rep))
 					}
 				}
 			})
@@ -92,4 +99,55 @@ func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.
 			t.Error(err)
 		}
 	}
+}
+
+// readMeasurements reads the one experiment's measurements from the
+// gameday report that catalog run wrote.
+func readMeasurements(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g report.Gameday
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Reports) != 1 {
+		t.Fatalf("%d reports in the gameday, want 1", len(g.Reports))
+	}
+	return g.Reports[0].Measurements
+}
+
+// measured checks, beyond the verdict, what a variant's story says was
+// measured.
+var measured = map[string]func(*testing.T, map[string]string){
+	// The kubelet's documented order under node memory pressure: BestEffort
+	// first, never a Guaranteed pod before the others; the rate, the peak
+	// and the node's MemoryPressure span measured.
+	"memory-overcommit/hardened": func(t *testing.T, m map[string]string) {
+		t.Logf("measurements: %v", m)
+		for _, key := range []string{"evictions.orderKept", "evictions.bestEffortFirst"} {
+			if m[key] != "true" {
+				t.Errorf("%s = %q, want true", key, m[key])
+			}
+		}
+		for _, key := range []string{"evictions.count", "evictions.peakPerMinute", "evictions.ratePerMinute", "nodes.memoryPressure.count", "nodes.memoryPressure.longestSeconds"} {
+			if v, err := strconv.ParseFloat(m[key], 64); err != nil || v <= 0 {
+				t.Errorf("%s = %q, want it measured above 0", key, m[key])
+			}
+		}
+	},
+	// Four checkout pods make room for two critical ones; the scheduler,
+	// not faultline, preempts them.
+	"priority-preemption/fragile": func(t *testing.T, m map[string]string) {
+		if m["evictions.reasons.Preempted"] != "4" {
+			t.Errorf("evictions.reasons.Preempted = %q, want 4", m["evictions.reasons.Preempted"])
+		}
+	},
+	"priority-preemption/hardened": func(t *testing.T, m map[string]string) {
+		if m["evictions.count"] != "0" {
+			t.Errorf("evictions.count = %q, want none: the quota keeps the burst to the room the node has", m["evictions.count"])
+		}
+	},
 }

@@ -244,43 +244,9 @@ spec:
 	_ = c.Delete(ctx, &exp)
 }
 
-func TestNodeMemoryPressureEvictsInTheKubeletsDocumentedOrder(t *testing.T) {
-	env := sandboxtest.Get(t)
-	c := kube(t, env)
-	ctx := context.Background()
-	ns := "overcommit-" + rand.String(5)
-	applyWorkload(t, env, c, renamedExample(t, "memory-overcommit-hardened.yaml", "overcommit", ns), ns)
-	exp, code, out := runExperiment(t, env, c, renamedExample(t, "memory-pressure-node.yaml", "overcommit", ns))
-	t.Logf("run exited %d:\n%s", code, out)
-	t.Logf("measurements: %v", exp.Status.Measurements)
-	for _, e := range exp.Status.Evictions {
-		t.Logf("evicted %s on %s at %s (%s)", e.Pod, e.Node, e.Time.Format(time.TimeOnly), e.Reason)
-	}
-	if code != 0 || exp.Status.Verdict != v1alpha1.VerdictPassed {
-		t.Errorf("exit %d, verdict %s (%s); want 0 and Passed for the hardened workloads", code, exp.Status.Verdict, exp.Status.Message)
-		for _, o := range exp.Status.Objectives {
-			t.Logf("objective %q: %s (%s)", o.Name, o.Verdict, o.Message)
-		}
-	}
-	if n := num(exp, "evictions.count"); n < 1 {
-		t.Errorf("evictions.count = %v, want the kubelet to have evicted", n)
-	}
-	for _, key := range []string{"evictions.orderKept", "evictions.bestEffortFirst"} {
-		if v := exp.Status.Measurements[key]; v != "true" {
-			t.Errorf("%s = %q, want true", key, v)
-		}
-	}
-	for _, key := range []string{"evictions.peakPerMinute", "evictions.ratePerMinute", "nodes.memoryPressure.longestSeconds"} {
-		if v := num(exp, key); v <= 0 {
-			t.Errorf("%s = %v, want it measured above 0", key, v)
-		}
-	}
-	if n := num(exp, "nodes.memoryPressure.count"); n < 1 {
-		t.Errorf("nodes.memoryPressure.count = %v, want the node's MemoryPressure span measured", n)
-	}
-	assertNoStressorsLeft(t, env)
-	_ = c.Delete(ctx, exp)
-}
+// Node mode (the kubelet evicting in its documented order) is checked by
+// the catalog gate on memory-overcommit/hardened, which runs the very same
+// workload and experiment (experiments/catalog/gate_sandbox_test.go).
 
 func TestNodeMemoryAboveTheAllocatableIsRefusedNamingTheField(t *testing.T) {
 	env := sandboxtest.Get(t)
