@@ -114,6 +114,18 @@ func (r *ExperimentReconciler) note(exp *v1alpha1.Experiment, warning bool, reas
 	}
 }
 
+// noteError notes err as a warning, once while it repeats: a step that
+// fails is retried every second.
+func (r *ExperimentReconciler) noteError(exp *v1alpha1.Experiment, reason string, err error) {
+	if err == nil {
+		return
+	}
+	if n := len(exp.Status.Timeline); n > 0 && exp.Status.Timeline[n-1].Message == err.Error() {
+		return
+	}
+	r.note(exp, true, reason, "%v", err)
+}
+
 func (r *ExperimentReconciler) setPhase(exp *v1alpha1.Experiment, p v1alpha1.Phase) {
 	if exp.Status.Phase != p {
 		exp.Status.Phase = p
@@ -546,10 +558,6 @@ func (r *ExperimentReconciler) assignments(ctx context.Context, exp *v1alpha1.Ex
 	return list.Items, err
 }
 
-// syncRecords copies the agents' reports into the records, and says
-// whether every agent has acknowledged its assignment (reported on its
-// current generation, which it does before injecting) and whether every
-// fault is recovered.
 // superseded says why a signal the agent could not deliver had nothing
 // left to act on: its pod was already being deleted, or gone, as when the
 // rollout itself scaled that old pod down in the instant the point was
@@ -574,6 +582,10 @@ func (r *ExperimentReconciler) superseded(af v1alpha1.AssignedFault) string {
 	return ""
 }
 
+// syncRecords copies the agents' reports into the records, and says
+// whether every agent has acknowledged its assignment (reported on its
+// current generation, which it does before injecting) and whether every
+// fault is recovered.
 func (r *ExperimentReconciler) syncRecords(exp *v1alpha1.Experiment, fas []v1alpha1.FaultAssignment) (allAcknowledged, allRecovered bool) {
 	allAcknowledged, allRecovered = true, true
 	status := map[string]v1alpha1.AssignedFaultStatus{}
@@ -687,17 +699,8 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 	// Nothing new starts once the experiment is to stop: a rollout
 	// triggered or a surge scaled now would act before the recovery.
 	if why == "" {
-		rolloutErr := r.driveRollouts(ctx, exp)
-		if rolloutErr != nil {
-			if n := len(exp.Status.Timeline); n == 0 || exp.Status.Timeline[n-1].Message != rolloutErr.Error() {
-				r.note(exp, true, "RolloutError", "%v", rolloutErr)
-			}
-		}
-		if err := r.driveSurges(ctx, exp); err != nil {
-			if n := len(exp.Status.Timeline); n == 0 || exp.Status.Timeline[n-1].Message != err.Error() {
-				r.note(exp, true, "SurgeError", "%v", err)
-			}
-		}
+		r.noteError(exp, "RolloutError", r.driveRollouts(ctx, exp))
+		r.noteError(exp, "SurgeError", r.driveSurges(ctx, exp))
 		// New assignments may have been written at the point.
 		if fas, err = r.assignments(ctx, exp); err != nil {
 			return ctrl.Result{}, err

@@ -284,39 +284,31 @@ func (r *ExperimentReconciler) endSurge(ctx context.Context, exp *v1alpha1.Exper
 // one may land anywhere, and measuring every Deployment of the cluster is
 // more than the status should hold).
 func (r *ExperimentReconciler) surgeWorkloads(ctx context.Context, d *appsv1.Deployment) ([]string, error) {
-	seen := map[string]bool{}
 	var deps appsv1.DeploymentList
 	if err := r.List(ctx, &deps, client.InNamespace(d.Namespace)); err != nil {
 		return nil, err
 	}
+	var own []string
 	for _, o := range deps.Items {
-		seen[o.Namespace+"/"+o.Name] = true
+		own = append(own, o.Namespace+"/"+o.Name)
 	}
-	if sel := d.Spec.Template.Spec.NodeSelector; len(sel) > 0 {
-		var nodes corev1.NodeList
-		if err := r.List(ctx, &nodes, client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(sel)}); err != nil {
-			return nil, err
-		}
-		var ts []target
-		for _, n := range nodes.Items {
-			ts = append(ts, target{node: n.Name})
-		}
-		if len(ts) > 0 {
-			on, err := r.workloadsOn(ctx, ts)
-			if err != nil {
-				return nil, err
-			}
-			for _, w := range on {
-				seen[w] = true
-			}
-		}
+	sel := d.Spec.Template.Spec.NodeSelector
+	if len(sel) == 0 {
+		return mergeSorted(own, nil), nil
 	}
-	out := make([]string, 0, len(seen))
-	for w := range seen {
-		out = append(out, w)
+	var nodes corev1.NodeList
+	if err := r.List(ctx, &nodes, client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(sel)}); err != nil {
+		return nil, err
 	}
-	sort.Strings(out)
-	return out, nil
+	var ts []target
+	for _, n := range nodes.Items {
+		ts = append(ts, target{node: n.Name})
+	}
+	on, err := r.workloadsOn(ctx, ts)
+	if err != nil {
+		return nil, err
+	}
+	return mergeSorted(own, on), nil
 }
 
 // surging says whether the experiment has a Surge fault.
