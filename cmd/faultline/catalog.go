@@ -248,11 +248,10 @@ func (f *catalogFlags) prepare(names []string) ([]*catalog.Run, error) {
 		if err != nil {
 			return nil, err
 		}
-		vs := s.Variants
+		var vs []catalog.Variant
 		if len(f.variants) == 0 {
 			// All variants: those written for other timings than the
 			// sandbox's are left out, and said so; one named is refused.
-			vs = nil
 			for _, v := range s.Variants {
 				if why := b.Fits(v); why != "" {
 					if f.notes != nil {
@@ -262,9 +261,7 @@ func (f *catalogFlags) prepare(names []string) ([]*catalog.Run, error) {
 				}
 				vs = append(vs, v)
 			}
-		}
-		if len(f.variants) > 0 {
-			vs = nil
+		} else {
 			for _, n := range f.variants {
 				v, err := s.Variant(n)
 				if err != nil {
