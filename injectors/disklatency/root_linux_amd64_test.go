@@ -172,8 +172,11 @@ func TestEveryThreadIsSlowedByTheDelayIncludingOneStartedAfterAttach(t *testing.
 	for _, w := range r.Workers {
 		inc := (mean(w.NS) - base) / ms
 		t.Logf("thread %d: %d calls, mean %.2f ms, %.2f ms above the baseline", w.TID, len(w.NS), mean(w.NS)/ms, inc)
-		if inc < 45 || inc > 55 {
-			t.Errorf("thread %d: latency rose by %.2f ms, want 50 ms ± 10 %%", w.TID, inc)
+		// The delay is the floor (less clock slack); above it, each call
+		// also pays two ptrace stops and the scheduler, which on a busy CI
+		// machine (a whole sandbox running) came to 5-6 ms.
+		if inc < 45 || inc > 60 {
+			t.Errorf("thread %d: latency rose by %.2f ms, want 45 to 60 ms (the 50 ms delay, less 10 %% clock slack, plus up to 10 ms of tracing and scheduling)", w.TID, inc)
 		}
 		if len(w.NS) < 10 {
 			t.Errorf("thread %d: %d calls in 1.5 s", w.TID, len(w.NS))
