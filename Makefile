@@ -12,7 +12,7 @@ GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 # the HTML report's test renders it.
 DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus nginx-light curl util-linux wrk hey chromium
 
-.PHONY: all generate deps tools build demo test gate-validity test-unit vet fmt clean help
+.PHONY: all generate deps tools build images demo test gate-validity test-unit vet fmt clean help
 
 all: build
 
@@ -44,6 +44,11 @@ tools:
 ## build: the faultline CLI, the demo app and the sandbox's pause image binary, into ./bin
 build:
 	$(GOBUILD) -o $(BIN)/ ./cmd/... ./sandbox/pause
+
+## images: OCI image tarballs of the controller and the agent, into ./bin/images
+## (no Docker: built from the static binaries; `faultline images --push` for a registry)
+images: build
+	$(BIN)/faultline images --bin-dir $(BIN) --out $(BIN)/images --tag $(VERSION)
 
 ## demo: bring up the sandbox and run the demo app on a real node
 demo: deps tools build

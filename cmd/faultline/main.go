@@ -46,7 +46,7 @@ Start with a local cluster of your own:
 		SilenceErrors: true,
 	}
 	root.AddCommand(newRunCommand(), withScheduleValidate(newValidateCommand()), newGetCommand(), newDescribeCommand(), newAbortCommand(),
-		newSandboxCommand(), newDemoCommand(), newCatalogCommand(), newScheduleCommand(), newReportCommand(), newVersionCommand())
+		newSandboxCommand(), newDemoCommand(), newCatalogCommand(), newScheduleCommand(), newReportCommand(), newImagesCommand(), newVersionCommand())
 	return root
 }
 

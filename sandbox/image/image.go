@@ -32,6 +32,10 @@ type Spec struct {
 	Files      []File
 	Entrypoint []string
 	Env        []string
+	// User runs the entrypoint, such as 65532:65532; empty is root.
+	User string
+	// Labels are OCI annotations of the image config, such as its version.
+	Labels map[string]string
 }
 
 // FromBinary is the common case: one static binary as the entrypoint.
@@ -92,6 +96,8 @@ func Build(s Spec) (v1.Image, error) {
 	cf.OS, cf.Architecture, cf.Created = "linux", "amd64", v1.Time{Time: epoch}
 	cf.Config.Entrypoint = s.Entrypoint
 	cf.Config.Env = append([]string{"PATH=/"}, s.Env...)
+	cf.Config.User = s.User
+	cf.Config.Labels = s.Labels
 	return mutate.ConfigFile(img, cf)
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -67,5 +68,39 @@ func TestFromBinaryMakesARunnableReproducibleImage(t *testing.T) {
 	db, _ := b.Digest()
 	if da != db {
 		t.Errorf("digests differ between two builds: %s vs %s", da, db)
+	}
+}
+
+func TestTheAgentRunsAsRootAndTheControllerDoesNot(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range Components {
+		if err := os.WriteFile(filepath.Join(dir, c.Name), []byte("\x7fELF "+c.Name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	users := map[string]string{}
+	for _, c := range Components {
+		s, err := ForComponent(c, dir, Registry, "v1.2.3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := Build(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Ref != "faultline.local/"+c.Name+":v1.2.3" || cf.Config.Labels["org.opencontainers.image.version"] != "v1.2.3" {
+			t.Errorf("%s: ref %s, labels %v: want the version in both", c.Name, s.Ref, cf.Config.Labels)
+		}
+		users[c.Name] = cf.Config.User
+	}
+	if users["faultline-controller"] != "65532:65532" || users["faultline-agent"] != "0:0" {
+		t.Errorf("users = %v, want the controller unprivileged and the agent root", users)
+	}
+	if _, err := ForComponent(Components[0], t.TempDir(), Registry, "v1"); err == nil || !strings.Contains(err.Error(), "make build") {
+		t.Errorf("a missing binary: err = %v, want one that says to run make build", err)
 	}
 }
