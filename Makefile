@@ -16,10 +16,16 @@ DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 p
 
 all: build
 
-## generate: deepcopy code and CRDs (deploy/crds) from experiments/api by controller-gen
+## generate: deepcopy code and CRDs (deploy/crds) from experiments/api and the
+## RBAC rules from the binaries' markers by controller-gen; then the chart's
+## crds/ and the plain manifests of deploy/faultline from the chart (one source)
 generate:
 	$(GO) tool controller-gen object paths=./experiments/api/...
 	$(GO) tool controller-gen crd output:crd:artifacts:config=deploy/crds paths=./experiments/api/...
+	$(GO) tool controller-gen rbac:roleName=faultline-controller paths=./cmd/faultline-controller/ output:rbac:artifacts:config=charts/faultline/files/rbac/controller
+	$(GO) tool controller-gen rbac:roleName=faultline-agent paths=./cmd/faultline-agent/ output:rbac:artifacts:config=charts/faultline/files/rbac/agent
+	cp deploy/crds/*.yaml charts/faultline/crds/
+	$(GO) test ./charts/ -run TestDeployHoldsTheChartRendered -update
 
 ## deps: install the Debian packages the sandbox needs (skipped when present)
 deps:

@@ -68,7 +68,8 @@ func main() {
 	flag.StringVar(&node, "node", os.Getenv("NODE_NAME"), "the node this agent serves (env NODE_NAME)")
 	flag.StringVar(&ledgerDir, "ledger-dir", "/var/lib/faultline/agent", "the on-node ledger's directory; it must survive the agent")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "where Prometheus metrics are served (0 disables)")
-	flag.StringVar(&podsCgroup, "pods-cgroup", "/kubepods", "the kubelet's pod cgroup (its cgroup root plus kubepods): node memory pressure is made under it, where the kubelet counts it")
+	flag.StringVar(&podsCgroup, "pods-cgroup", "/kubepods", "the kubelet's pod cgroup (its cgroup root plus kubepods): node memory pressure is made under it, where the kubelet counts it;\n"+
+		"auto finds it from this agent's own cgroup when it runs in a pod (the chart's DaemonSet)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -77,6 +78,15 @@ func main() {
 	if node == "" {
 		fmt.Fprintln(os.Stderr, "--node is required (or NODE_NAME)")
 		os.Exit(2)
+	}
+	if podsCgroup == "auto" {
+		p, err := memstress.PodsCgroupOf("/proc/self/cgroup")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "--pods-cgroup=auto:", err)
+			os.Exit(2)
+		}
+		podsCgroup = p
+		logger.Info("found the kubelet's pod cgroup from this agent's own", "podsCgroup", p)
 	}
 	l, err := ledger.Open(ledgerDir)
 	if err != nil {

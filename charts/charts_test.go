@@ -1,0 +1,362 @@
+package charts
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+
+	"faultline.dev/faultline/deploy"
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/controller"
+	"faultline.dev/faultline/experiments/schedule"
+)
+
+var update = flag.Bool("update", false, "rewrite deploy/ from the chart (make generate)")
+
+// allOptions switches every option of the chart on.
+func allOptions(t *testing.T) map[string]any {
+	t.Helper()
+	v, err := chartutil.ReadValuesFile(filepath.Join("faultline", "ci", "all-options-values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestTheChartLintsClean(t *testing.T) {
+	tests := map[string]func(*testing.T) map[string]any{
+		"with the default values":     func(*testing.T) map[string]any { return nil },
+		"with every option turned on": allOptions,
+	}
+	for name, values := range tests {
+		t.Run(name, func(t *testing.T) {
+			kv, err := chartutil.ParseKubeVersion(KubeVersion)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := lint.AllWithKubeVersion("faultline", values(t), "faultline-system", kv)
+			for _, m := range l.Messages {
+				// INFO is advice (an icon); WARNING and ERROR are not clean.
+				if m.Severity > support.InfoSev {
+					t.Errorf("helm lint: %s", m)
+				} else {
+					t.Logf("helm lint: %s", m)
+				}
+			}
+		})
+	}
+}
+
+func TestTheChartRendersAnOperatorThatCanRecoverFaultsEverywhere(t *testing.T) {
+	tests := map[string]struct {
+		values    func(*testing.T) map[string]any
+		wantKinds []string
+		noKinds   []string
+		image     string
+	}{
+		"default values: images from the local registry name, no ServiceMonitor": {
+			values:    func(*testing.T) map[string]any { return nil },
+			wantKinds: []string{"ServiceAccount", "Deployment", "DaemonSet", "Service", "PodDisruptionBudget", "PriorityClass", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ConfigMap"},
+			noKinds:   []string{"ServiceMonitor", "Secret"},
+			image:     "faultline.local/faultline-agent:0.1.0",
+		},
+		"every option: a ServiceMonitor and the registry's images": {
+			values:    allOptions,
+			wantKinds: []string{"ServiceMonitor", "DaemonSet", "Deployment", "ConfigMap"},
+			image:     "registry.example.internal/platform/faultline-agent:v0.1.0",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r, err := Render(tc.values(t), "faultline-system")
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, err := deploy.Decode([]byte(r.Manifest))
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds := map[string]int{}
+			for _, o := range objs {
+				kinds[o.GetKind()]++
+				if ns := o.GetNamespace(); ns != "" && ns != "faultline-system" {
+					t.Errorf("%s %s in namespace %s, want faultline-system", o.GetKind(), o.GetName(), ns)
+				}
+			}
+			for _, k := range tc.wantKinds {
+				if kinds[k] == 0 {
+					t.Errorf("no %s rendered; kinds: %v", k, kinds)
+				}
+			}
+			for _, k := range tc.noKinds {
+				if kinds[k] > 0 {
+					t.Errorf("%d %s rendered, want none", kinds[k], k)
+				}
+			}
+			if len(r.CRDs) != 3 {
+				t.Errorf("%d CRDs in crds/, want 3", len(r.CRDs))
+			}
+			for _, o := range objs {
+				if o.GetKind() != "DaemonSet" {
+					continue
+				}
+				var ds appsv1.DaemonSet
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &ds); err != nil {
+					t.Fatal(err)
+				}
+				ps := ds.Spec.Template.Spec
+				c := ps.Containers[0]
+				if !ps.HostPID || !ps.HostNetwork || c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
+					t.Errorf("agent: hostPID %v hostNetwork %v privileged %v: it needs all three to reach processes, netns and cgroups", ps.HostPID, ps.HostNetwork, c.SecurityContext)
+				}
+				if !slices.ContainsFunc(ps.Tolerations, func(tl corev1Toleration) bool { return tl.Operator == "Exists" && tl.Key == "" }) {
+					t.Errorf("agent tolerations %v: want every taint tolerated, so that it recovers faults on NotReady nodes", ps.Tolerations)
+				}
+				if ps.PriorityClassName == "" {
+					t.Error("agent has no PriorityClass: the pressure it makes could evict it")
+				}
+				if c.Image != tc.image {
+					t.Errorf("agent image %s, want %s", c.Image, tc.image)
+				}
+				mounts := map[string]bool{}
+				for _, m := range c.VolumeMounts {
+					mounts[m.MountPath] = true
+				}
+				if !mounts["/sys/fs/cgroup"] || !mounts["/var/lib/faultline"] {
+					t.Errorf("agent mounts %v: want the host's cgroups and the ledger's host directory", mounts)
+				}
+			}
+		})
+	}
+}
+
+type corev1Toleration = corev1.Toleration
+
+func TestBadValuesAreRefusedNamingTheField(t *testing.T) {
+	tests := map[string]struct {
+		values map[string]any
+		want   string
+	}{
+		"no controller replica": {
+			values: map[string]any{"controller": map[string]any{"replicas": 0}},
+			want:   "/controller/replicas': minimum: got 0, want 1",
+		},
+		"a relative pod cgroup": {
+			values: map[string]any{"agent": map[string]any{"podsCgroup": "kubepods"}},
+			want:   "/agent/podsCgroup",
+		},
+		"a misspelt key": {
+			values: map[string]any{"serviceMonitr": map[string]any{"enabled": true}},
+			want:   "serviceMonitr",
+		},
+		"a recovery timeout that is no duration": {
+			values: map[string]any{"controller": map[string]any{"recoveryTimeout": "ten minutes"}},
+			want:   "/controller/recoveryTimeout",
+		},
+		"a priority in the system's reserved range": {
+			values: map[string]any{"agent": map[string]any{"priorityClass": map[string]any{"value": 2000000000}}},
+			want:   "/agent/priorityClass/value': maximum",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := Render(tc.values, "faultline-system")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// metricNames are the names faultline's controller exports, as Prometheus
+// sees them (histograms as their _bucket, _sum and _count series).
+func metricNames(t *testing.T) map[string]bool {
+	reg := &recordingRegistry{}
+	controller.NewMetrics(reg)
+	schedule.NewMetrics(reg)
+	names := map[string]bool{}
+	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for _, c := range reg.cs {
+		ch := make(chan *prometheus.Desc, 16)
+		go func() { c.Describe(ch); close(ch) }()
+		for d := range ch {
+			m := fq.FindStringSubmatch(d.String())
+			if m == nil {
+				t.Fatalf("no name in %s", d)
+			}
+			names[m[1]] = true
+			if _, ok := c.(prometheus.Histogram); ok {
+				for _, s := range []string{"_bucket", "_sum", "_count"} {
+					names[m[1]+s] = true
+				}
+			}
+		}
+	}
+	if len(names) < 5 {
+		t.Fatalf("only %d metric names found: %v", len(names), names)
+	}
+	return names
+}
+
+type recordingRegistry struct{ cs []prometheus.Collector }
+
+func (r *recordingRegistry) Register(c prometheus.Collector) error {
+	r.cs = append(r.cs, c)
+	return nil
+}
+func (r *recordingRegistry) MustRegister(cs ...prometheus.Collector) { r.cs = append(r.cs, cs...) }
+func (r *recordingRegistry) Unregister(prometheus.Collector) bool    { return false }
+
+func TestTheDashboardReadsOnlyMetricsFaultlineExports(t *testing.T) {
+	exported := metricNames(t)
+	b, err := os.ReadFile(filepath.Join("faultline", "files", "dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Title  string `json:"title"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard.json: %v", err)
+	}
+	// A metric name in PromQL is an identifier that is not a function, a
+	// keyword, a label (inside by (...) or {...}) or a Grafana variable.
+	ident := regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	notMetrics := regexp.MustCompile(`\$\{?\w+\}?|"[^"]*"|\{[^}]*\}|\b(by|without)\s*\([^)]*\)|\[[^\]]*\]`)
+	promql := map[string]bool{"sum": true, "max": true, "min": true, "avg": true, "rate": true, "increase": true, "histogram_quantile": true, "le": true}
+	used := 0
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			for _, id := range ident.FindAllString(notMetrics.ReplaceAllString(tg.Expr, " "), -1) {
+				if promql[id] {
+					continue
+				}
+				used++
+				if !exported[id] {
+					t.Errorf("panel %q reads %s, which faultline does not export (%s)", p.Title, id, tg.Expr)
+				}
+			}
+		}
+	}
+	if used == 0 {
+		t.Fatal("the dashboard reads no metric at all")
+	}
+	t.Logf("%d panels, %d metric references, all exported", len(dash.Panels), used)
+}
+
+func TestTheNotesTeachTheOptInLabelAndAValidFirstExperiment(t *testing.T) {
+	r, err := Render(nil, "faultline-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.Notes, "kubectl label namespace shop "+v1alpha1.LabelChaosEnabled+"=enabled") {
+		t.Errorf("NOTES do not teach the opt-in label %s:\n%s", v1alpha1.LabelChaosEnabled, r.Notes)
+	}
+	a, b := strings.Index(r.Notes, "<<'YAML'"), strings.LastIndex(r.Notes, "\n  YAML")
+	if a < 0 || b < a {
+		t.Fatalf("no experiment between <<'YAML' and YAML in the NOTES:\n%s", r.Notes)
+	}
+	body := r.Notes[strings.Index(r.Notes[a:], "\n")+a+1 : b]
+	var lines []string
+	for _, l := range strings.Split(body, "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "  "))
+	}
+	var exp v1alpha1.Experiment
+	if err := yaml.UnmarshalStrict([]byte(strings.Join(lines, "\n")), &exp); err != nil {
+		t.Fatalf("the NOTES' experiment does not parse: %v", err)
+	}
+	if errs := exp.Validate(); len(errs) > 0 {
+		t.Errorf("the NOTES' experiment is refused: %v", errs.ToAggregate())
+	}
+}
+
+func TestTheChartsCRDsAreTheGeneratedOnes(t *testing.T) {
+	gen, err := filepath.Glob(filepath.Join("..", "deploy", "crds", "*.yaml"))
+	if err != nil || len(gen) == 0 {
+		t.Fatalf("no generated CRDs: %v", err)
+	}
+	for _, g := range gen {
+		want, _ := os.ReadFile(g)
+		got, err := os.ReadFile(filepath.Join("faultline", "crds", filepath.Base(g)))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("charts/faultline/crds/%s differs from deploy/crds (%v): run make generate", filepath.Base(g), err)
+		}
+	}
+}
+
+// deploy/faultline is the chart rendered with its defaults, for kustomize
+// users: generated (make generate), never edited by hand.
+func TestDeployHoldsTheChartRendered(t *testing.T) {
+	r, err := Render(nil, "faultline-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join("..", "deploy", "faultline")
+	want := map[string]string{
+		"crds.yaml":          strings.Join(r.CRDs, "\n"),
+		"faultline.yaml":     "# Generated by make generate from charts/faultline with its default values; do not edit.\n" + r.Manifest,
+		"namespace.yaml":     "# Generated by make generate; do not edit.\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: faultline-system\n",
+		"kustomization.yaml": "# Generated by make generate; do not edit. Customize in an overlay:\n#   resources: [github.com/.../deploy/faultline]\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: faultline-system\nresources:\n- namespace.yaml\n- crds.yaml\n- faultline.yaml\n",
+	}
+	for f, content := range want {
+		p := filepath.Join(dir, f)
+		if *update {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(p)
+		if err != nil || string(got) != content {
+			t.Errorf("deploy/faultline/%s is not the chart rendered (%v): run make generate", f, err)
+		}
+	}
+}
+
+func TestKustomizeBuildsDeployIntoTheSameObjects(t *testing.T) {
+	r, err := Render(nil, "faultline-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := deploy.Decode([]byte(r.Manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	rm, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join("..", "deploy", "faultline"))
+	if err != nil {
+		t.Fatalf("kustomize build deploy/faultline: %v", err)
+	}
+	want := len(objs) + len(r.CRDs) + 1 // and the namespace
+	if rm.Size() != want {
+		t.Errorf("kustomize built %d objects, want %d (the chart's %d, %d CRDs, the namespace)", rm.Size(), want, len(objs), len(r.CRDs))
+	}
+}

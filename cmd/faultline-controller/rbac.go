@@ -1,0 +1,30 @@
+package main
+
+// The controller's cluster-wide permissions, from which `make generate`
+// writes the chart's ClusterRole (charts/faultline/files/rbac). Each rule
+// says what needs it; leader election's Lease is the chart's Role in
+// faultline's own namespace, not a cluster-wide right.
+
+// Experiments and schedules are its own; FaultAssignments it writes for agents.
+// +kubebuilder:rbac:groups=faultline.dev,resources=experiments;schedules;faultassignments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=faultline.dev,resources=experiments/status;schedules/status,verbs=get;update;patch
+// Owner references that block deletion need the owner's finalizers subresource.
+// +kubebuilder:rbac:groups=faultline.dev,resources=experiments/finalizers;schedules/finalizers,verbs=update
+
+// Targets are resolved from pods, nodes and namespaces (the opt-in label);
+// the rollout fault deletes pods at its point of the rollout.
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups="",resources=nodes;namespaces,verbs=get;list;watch
+// Events are its own record and the evictions analyzer's source.
+// +kubebuilder:rbac:groups="",resources=events,verbs=get;list;watch;create;patch
+// Reports are kept in a ConfigMap beside the experiment; the kill switch is one.
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+// Rollout and Surge faults change a Deployment's template or replicas and
+// follow its ReplicaSets; the workloads analyzer reads what each kept.
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
+// Traffic follows the ready endpoints; evictions are checked against budgets.
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch
+// prometheus.scrape.apiServer reads the API server's own metrics.
+// +kubebuilder:rbac:urls=/metrics,verbs=get
