@@ -12,7 +12,7 @@ GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 # the HTML report's test renders it.
 DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus nginx-light curl util-linux wrk hey chromium
 
-.PHONY: all generate deps tools build images demo test gate-validity test-unit vet fmt clean help
+.PHONY: all generate generate-thirdparty deps tools build images demo test gate-validity test-unit vet fmt clean help
 
 all: build
 
@@ -26,6 +26,16 @@ generate:
 	$(GO) tool controller-gen rbac:roleName=faultline-agent paths=./cmd/faultline-agent/ output:rbac:artifacts:config=charts/faultline/files/rbac/agent
 	cp deploy/crds/*.yaml charts/faultline/crds/
 	$(GO) test ./charts/ -run TestDeployHoldsTheChartRendered -update
+
+## generate-thirdparty: the Prometheus Operator's ServiceMonitor CRD, by
+## controller-gen over its API module in a throwaway module (its k8s.io
+## versions must not move ours), for the chart's server-side dry run
+MONITORING_VERSION := v0.90.0
+generate-thirdparty:
+	@d=$$(mktemp -d) && trap 'rm -rf $$d' EXIT && cd $$d && $(GO) mod init thirdparty >/dev/null 2>&1 && \
+	$(GO) get github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring@$(MONITORING_VERSION) sigs.k8s.io/controller-tools/cmd/controller-gen@v0.20.1 >/dev/null 2>&1 && \
+	$(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen crd paths=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 output:crd:artifacts:config=$$d/out && \
+	cp $$d/out/monitoring.coreos.com_servicemonitors.yaml $(CURDIR)/charts/testdata/crds/
 
 ## deps: install the Debian packages the sandbox needs (skipped when present)
 deps:

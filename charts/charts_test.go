@@ -128,6 +128,9 @@ func TestTheChartRendersAnOperatorThatCanRecoverFaultsEverywhere(t *testing.T) {
 				if !slices.ContainsFunc(ps.Tolerations, func(tl corev1Toleration) bool { return tl.Operator == "Exists" && tl.Key == "" }) {
 					t.Errorf("agent tolerations %v: want every taint tolerated, so that it recovers faults on NotReady nodes", ps.Tolerations)
 				}
+				if r := c.Resources; r.Requests.Memory().Cmp(*r.Limits.Memory()) != 0 || r.Requests.Cpu().Cmp(*r.Limits.Cpu()) != 0 || r.Requests.Memory().IsZero() {
+					t.Errorf("agent resources %v: want Guaranteed (requests equal to limits), so that the OOM killer spares it and its stressors", r)
+				}
 				if ps.PriorityClassName == "" {
 					t.Error("agent has no PriorityClass: the pressure it makes could evict it")
 				}

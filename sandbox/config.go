@@ -49,6 +49,12 @@ type Config struct {
 	// host and an agent per isolated and real node, inside the node's
 	// network namespace (so cutting a node's link cuts its agent too).
 	Faultline bool
+	// Install installs faultline with its Helm chart (the Helm SDK, as
+	// `helm install` would), from images built from the local binaries and
+	// imported into the real nodes' containerd: the controller and an agent
+	// per real node run as pods. Isolated kwok nodes run no containers, so
+	// their agents stay processes in their network namespaces.
+	Install bool
 	// Ingress runs Debian's nginx on the sandbox bridge as a reverse proxy
 	// in front of the ready endpoints of every Service annotated with
 	// IngressPathAnnotation (see ingress.go), so that a refused upstream
@@ -108,6 +114,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--real-nodes %d: must be between 0 and %d", c.RealNodes, maxRealNodes)
 	case c.RealNodeMemory != 0 && c.RealNodeMemory < minRealNodeMemory:
 		return fmt.Errorf("--real-node-memory %d: must be at least %d (256Mi)", c.RealNodeMemory, minRealNodeMemory)
+	case c.Install && c.Faultline:
+		return fmt.Errorf("--install and --faultline: choose one; --install runs faultline as pods from its chart, --faultline as processes")
+	case c.Install && c.RealNodes == 0:
+		return fmt.Errorf("--install needs --real-nodes of 1 or more: the chart's controller and agents run as pods on real nodes")
 	case c.Timings != TimingsUpstream && c.Timings != TimingsFast:
 		return fmt.Errorf("--timings %q: must be %q or %q", c.Timings, TimingsUpstream, TimingsFast)
 	}

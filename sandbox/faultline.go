@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path"
 	"path/filepath"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,7 +15,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"faultline.dev/faultline/charts"
 	"faultline.dev/faultline/deploy"
+	"faultline.dev/faultline/sandbox/image"
 )
 
 // FaultlineNamespace is faultline's own namespace in the sandbox.
@@ -77,9 +80,16 @@ func (s *State) startFaultline(ctx context.Context, cs kubernetes.Interface) err
 	if err := ctrlr.waitReady(ctx, 60*time.Second, httpOK(http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]), "")); err != nil {
 		return err
 	}
+	return s.startAgents(bins, NodeIsolated, NodeReal)
+}
+
+// startAgents runs an agent process per node of the given kinds, inside
+// the node's network namespace, so that cutting a node's link cuts its
+// agent too.
+func (s *State) startAgents(bins string, kinds ...string) error {
 	for _, n := range s.Nodes {
-		if n.Kind == NodeKwok {
-			continue // simulated by the shared kwok process, with no network of its own
+		if !slices.Contains(kinds, n.Kind) {
+			continue
 		}
 		args := []string{
 			"--kubeconfig=" + s.Kubeconfig, "--node=" + n.Name,
@@ -94,5 +104,48 @@ func (s *State) startFaultline(ctx context.Context, cs kubernetes.Interface) err
 			return err
 		}
 	}
+	return nil
+}
+
+// FaultlineImageTag tags the controller's and the agent's images that a
+// sandbox builds from its binaries and imports.
+const FaultlineImageTag = "sandbox"
+
+// InstallValues are the chart values of a sandbox install: the imported
+// images (never pulled), pods on real nodes only (kwok runs no
+// containers), and ledgers in the sandbox's directory, which down removes:
+// two sandboxes on one machine both have a node real-0.
+func (s *State) InstallValues() map[string]any {
+	onReal := map[string]any{LabelNodeKind: NodeReal}
+	return map[string]any{
+		"image":      map[string]any{"registry": image.Registry, "tag": FaultlineImageTag, "pullPolicy": "Never"},
+		"controller": map[string]any{"nodeSelector": onReal},
+		"agent":      map[string]any{"nodeSelector": onReal, "ledgerRoot": filepath.Join(s.Config.Dir(), "ledgers")},
+	}
+}
+
+// installFaultline installs the chart with the Helm SDK and waits until the
+// controller is Ready and an agent runs on every real node; isolated nodes
+// get agent processes.
+func (s *State) installFaultline(ctx context.Context, cs kubernetes.Interface, progress *Progress) error {
+	progress.Printf("faultline: installing the Helm chart (controller and agent images imported into the real nodes)")
+	in := &charts.Installer{Kubeconfig: s.Kubeconfig, Namespace: FaultlineNamespace}
+	rel, err := in.Install(ctx, s.InstallValues(), 4*time.Minute)
+	if err != nil {
+		return err
+	}
+	ds, err := cs.AppsV1().DaemonSets(FaultlineNamespace).Get(ctx, "faultline-agent", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	bins, err := s.binDir()
+	if err != nil {
+		return err
+	}
+	if err := s.startAgents(bins, NodeIsolated); err != nil {
+		return err
+	}
+	progress.Printf("faultline: release %s v%d deployed; controller Ready, %d agent pod(s) Ready, %d isolated-node agent process(es)",
+		rel.Name, rel.Version, ds.Status.NumberReady, s.Config.IsolatedKwokNodes)
 	return nil
 }

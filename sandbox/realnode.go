@@ -79,7 +79,13 @@ func (s *State) imageTarballs() (map[string]string, error) {
 		return nil, err
 	}
 	out := map[string]string{}
-	for ref, bin := range map[string]string{PauseImage: "pause", DemoAppImage: "demo-app"} {
+	refs := map[string]string{PauseImage: "pause", DemoAppImage: "demo-app"}
+	if s.Config.Install {
+		for _, c := range image.Components {
+			refs[image.Ref(image.Registry, c.Name, FaultlineImageTag)] = c.Name
+		}
+	}
+	for ref, bin := range refs {
 		src := filepath.Join(bins, bin)
 		if _, err := os.Stat(src); err != nil {
 			return nil, fmt.Errorf("image %s needs the static binary %s: build it with `make build`", ref, src)
@@ -88,7 +94,15 @@ func (s *State) imageTarballs() (map[string]string, error) {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return nil, err
 		}
-		if err := image.WriteTarball(image.FromBinary(ref, src), dst); err != nil {
+		spec := image.FromBinary(ref, src)
+		for _, c := range image.Components {
+			if c.Name == bin {
+				if spec, err = image.ForComponent(c, bins, image.Registry, FaultlineImageTag); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if err := image.WriteTarball(spec, dst); err != nil {
 			return nil, err
 		}
 		out[ref] = dst

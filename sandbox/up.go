@@ -236,6 +236,11 @@ func (s *State) up(ctx context.Context, progress *Progress) error {
 		}
 		progress.Printf("faultline: CRDs installed, controller and %d agent(s) running", c.IsolatedKwokNodes+c.RealNodes)
 	}
+	if c.Install {
+		if err := s.installFaultline(ctx, cs, progress); err != nil {
+			return err
+		}
+	}
 	return s.update(func(s *State) { s.Ready = true; delete(s.Components, upComponent) })
 }
 

@@ -83,6 +83,9 @@ made, even after an 'up' that was killed halfway.`,
 			"memory pressure reaches the kubelet's eviction threshold with a bounded allocation")
 	up.Flags().BoolVar(&f.cfg.Prometheus, "prometheus", false, "also run Prometheus (Debian's package) scraping the cluster")
 	up.Flags().BoolVar(&f.cfg.Faultline, "faultline", false, "also install faultline's CRDs and run its controller and an agent per isolated and real node")
+	up.Flags().BoolVar(&f.cfg.Install, "install", false,
+		"install faultline with its Helm chart (the Helm SDK, as helm install would): the controller and an agent per real\n"+
+			"node run as pods from images built from the local binaries; isolated nodes keep agent processes. Excludes --faultline")
 	up.Flags().BoolVar(&f.cfg.Ingress, "ingress", false,
 		"also run an ingress, Debian's nginx on the sandbox bridge (its URL is in the output and in status), in front of\n"+
 			"the ready endpoints of each Service annotated "+sandbox.IngressPathAnnotation+": /PATH; GET URL/PATH/x reaches /x.\n"+
