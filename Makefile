@@ -24,6 +24,11 @@ generate:
 	$(GO) tool controller-gen crd output:crd:artifacts:config=deploy/crds paths=./experiments/api/...
 	$(GO) tool controller-gen rbac:roleName=faultline-controller paths=./cmd/faultline-controller/ output:rbac:artifacts:config=charts/faultline/files/rbac/controller
 	$(GO) tool controller-gen rbac:roleName=faultline-agent paths=./cmd/faultline-agent/ output:rbac:artifacts:config=charts/faultline/files/rbac/agent
+	@# Chaos Mesh's CRDs for spec.engine: chaos-mesh, from its API module: the
+	@# four kinds faultline creates and the two its controller makes of them.
+	@d=$$(mktemp -d) && trap 'rm -rf $$d' EXIT && \
+	$(GO) tool controller-gen crd output:crd:artifacts:config=$$d paths=github.com/chaos-mesh/chaos-mesh/api/v1alpha1 && \
+	for k in networkchaos iochaos stresschaos podchaos podnetworkchaos podiochaos; do cp $$d/chaos-mesh.org_$$k.yaml deploy/chaosmesh/crds/; done
 	cp deploy/crds/*.yaml charts/faultline/crds/
 	$(GO) test ./charts/ -run TestDeployHoldsTheChartRendered -update
 

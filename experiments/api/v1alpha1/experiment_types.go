@@ -12,7 +12,48 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' || has(f.diskLatency.process))",message="diskLatency.process: required for node targets (the process to slow on each node)"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'MemoryPressure' || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel"
 // +kubebuilder:validation:XValidation:rule="!(self.faults.exists(f, f.type == 'Rollout') && self.faults.exists(f, f.type == 'Surge'))",message="faults: a Rollout and a Surge fault cannot share one experiment's Deployment (the surge would move the rollout's point)"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, f.type != 'Surge')",message="surge: not under engine chaos-mesh (Chaos Mesh has no fault that scales a Deployment up); use engine: faultline"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || !has(f.networkLoss.ports) || size(f.networkLoss.ports) == 0)",message="networkLoss.ports: not under engine chaos-mesh (a NetworkChaos cannot match ports); drop ports or use engine: faultline"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || !has(f.networkLoss.protocol))",message="networkLoss.protocol: not under engine chaos-mesh (a NetworkChaos cannot match a protocol); drop protocol or use engine: faultline"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || (has(f.networkLoss.direction) && f.networkLoss.direction == 'egress') || (f.networkLoss.lossPercent == 100 && ((has(f.networkLoss.peers) && size(f.networkLoss.peers) > 0) || (has(f.networkLoss.towardAPIServer) && f.networkLoss.towardAPIServer))))",message="networkLoss.direction: must be egress under engine chaos-mesh, unless lossPercent is 100 with peers or towardAPIServer (Chaos Mesh's loss acts on the packets the pods send; only its partition, a loss of 100% toward given peers, cuts ingress too)"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || ((!has(f.networkLoss.delay)) && (!has(f.networkLoss.corruptPercent) || f.networkLoss.corruptPercent == 0)) || ((!has(f.networkLoss.peers) || size(f.networkLoss.peers) == 0) && (!has(f.networkLoss.towardAPIServer) || !f.networkLoss.towardAPIServer)))",message="networkLoss.delay: delay and corruptPercent not with peers or towardAPIServer under engine chaos-mesh (one NetworkChaos would restrict them to the peers, where faultline applies them to every sent packet); drop them, or the peers"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || !has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' && f.type != 'MemoryPressure')",message="targets.nodes: DiskLatency and MemoryPressure need targets.pods under engine chaos-mesh (Chaos Mesh slows and fills containers, not a node's process or the node as a whole)"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.process))",message="diskLatency.process: not under engine chaos-mesh (an IOChaos slows a volume of the pods' containers, not a process); target pods and give pathPrefix"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || (has(f.diskLatency.pathPrefix) && f.diskLatency.pathPrefix.startsWith('/')))",message="diskLatency.pathPrefix: required under engine chaos-mesh, an absolute directory inside a volume of the container such as /var/lib/etcd (an IOChaos slows the files of one volume)"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.jitter))",message="diskLatency.jitter: not under engine chaos-mesh (an IOChaos delays every call by exactly the delay); drop jitter"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.syscalls) || f.diskLatency.syscalls.all(s, s != 'sync_file_range'))",message="diskLatency.syscalls: under engine chaos-mesh only fsync, fdatasync, write and pwrite64 (Chaos Mesh sees a volume's file operations, and sync_file_range is not one)"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.percent) || f.diskLatency.percent > 0)",message="diskLatency.percent: must be more than 0 under engine chaos-mesh (Chaos Mesh reads 0 as 100)"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.memoryPressure) || !has(f.memoryPressure.percent))",message="memoryPressure.percent: not under engine chaos-mesh (one StressChaos holds one size for all its pods); give size"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.memoryPressure) || !has(f.memoryPressure.hold))",message="memoryPressure.hold: not under engine chaos-mesh (Chaos Mesh holds the memory until the fault's duration ends); shorten duration instead"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.memoryPressure) || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: not under engine chaos-mesh (Chaos Mesh's stressor stops at its size and cannot force one OOM kill); drop it or use engine: faultline"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.rollout) || (has(f.rollout.action) && ((has(f.rollout.action.method) && f.rollout.action.method == 'Delete') || (has(f.rollout.action.signal) && f.rollout.action.signal == 'SIGKILL'))))",message="rollout.action: under engine chaos-mesh, method Delete (a pod-kill: the kubelet sends SIGTERM) or signal SIGKILL (a container-kill); Chaos Mesh cannot send SIGTERM to a container"
 type ExperimentSpec struct {
+	// Engine injects the faults. faultline (the default) writes one
+	// FaultAssignment per node, and faultline's agent on each node injects
+	// and recovers at an absolute deadline by its own clock, even when cut
+	// off. chaos-mesh creates Chaos Mesh objects instead (Chaos Mesh must be
+	// installed), each carrying the fault's duration so that Chaos Mesh
+	// ends it even without faultline: NetworkLoss becomes a NetworkChaos,
+	// DiskLatency an IOChaos, MemoryPressure a StressChaos, and a Rollout's
+	// action a PodChaos (faultline still starts or waits for the rollout).
+	// Targets, safety rules, traffic, analyzers, objectives, verdict and
+	// reports are the same under both engines.
+	//
+	// Under chaos-mesh: Surge has no counterpart; node targets of a
+	// NetworkLoss become the pods on those nodes (the node's own traffic,
+	// the kubelet's, is untouched, so a node does not go NotReady);
+	// networkLoss matches no ports nor protocol, drops only sent packets
+	// (direction egress) unless it is a loss of 100% toward peers or the
+	// API server (a partition), and carries delay and corruption only
+	// without peers; DiskLatency and MemoryPressure need pod targets;
+	// DiskLatency slows a volume (pathPrefix, required) rather than a
+	// process, without jitter or sync_file_range; MemoryPressure takes a
+	// size and allocates it at once (no ramp, no hold, no pushPastLimit);
+	// a Rollout's action is method Delete or signal SIGKILL.
+	// +optional
+	// +kubebuilder:default=faultline
+	Engine Engine `json:"engine,omitempty"`
+
 	// Targets selects the pods, the nodes or the Deployment that the faults
 	// act on.
 	// +required
@@ -104,6 +145,20 @@ type NodeTargets struct {
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
+
+// Engine names what injects an experiment's faults.
+// +kubebuilder:validation:Enum=faultline;chaos-mesh
+type Engine string
+
+const (
+	// EngineFaultline injects through faultline's own agents.
+	EngineFaultline Engine = "faultline"
+	// EngineChaosMesh injects through Chaos Mesh's objects.
+	EngineChaosMesh Engine = "chaos-mesh"
+)
+
+// Engines are the engines, the default first.
+var Engines = []Engine{EngineFaultline, EngineChaosMesh}
 
 // FaultType names a fault family.
 // +kubebuilder:validation:Enum=NetworkLoss;Rollout;DiskLatency;MemoryPressure;Surge
@@ -697,8 +752,14 @@ const (
 	// LabelNode marks a FaultAssignment with its node, so that each agent
 	// watches only its own.
 	LabelNode = "faultline.dev/node"
-	// LabelExperiment marks a FaultAssignment with its experiment's UID.
+	// LabelExperiment marks a FaultAssignment, or a Chaos Mesh object, with
+	// its experiment's UID.
 	LabelExperiment = "faultline.dev/experiment-uid"
+	// LabelExperimentName marks a Chaos Mesh object with its experiment's
+	// name, for people; the UID is what the controller selects by.
+	LabelExperimentName = "faultline.dev/experiment"
+	// LabelFault marks a Chaos Mesh object with its fault's name.
+	LabelFault = "faultline.dev/fault"
 	// AnnotationAbort on an Experiment asks for an abort.
 	AnnotationAbort = "faultline.dev/abort"
 	// Finalizer holds an Experiment until its faults are recovered.

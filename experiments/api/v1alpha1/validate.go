@@ -37,6 +37,11 @@ func (e *Experiment) Validate() field.ErrorList {
 	if n := e.Spec.Targets.Nodes; n != nil && (len(n.Names) == 0) == (n.Selector == nil) {
 		errs = append(errs, field.Invalid(t.Child("nodes"), "", "targets.nodes: set exactly one of names or selector"))
 	}
+	switch e.Spec.Engine {
+	case "", EngineFaultline, EngineChaosMesh:
+	default:
+		errs = append(errs, field.NotSupported(spec.Child("engine"), e.Spec.Engine, Engines))
+	}
 	fp := spec.Child("faults")
 	if len(e.Spec.Faults) == 0 {
 		errs = append(errs, field.Required(fp, "at least 1 fault"))
@@ -150,6 +155,11 @@ func (e *Experiment) Validate() field.ErrorList {
 	if slices.ContainsFunc(e.Spec.Faults, func(f Fault) bool { return f.Type == FaultRollout }) &&
 		slices.ContainsFunc(e.Spec.Faults, func(f Fault) bool { return f.Type == FaultSurge }) {
 		errs = append(errs, field.Invalid(fp, "", "faults: a Rollout and a Surge fault cannot share one experiment's Deployment (the surge would move the rollout's point)"))
+	}
+	if e.Spec.Engine == EngineChaosMesh {
+		for i := range e.Spec.Faults {
+			errs = append(errs, e.Spec.Faults[i].ValidateChaosMesh(&e.Spec.Targets, fp.Index(i))...)
+		}
 	}
 	for i, o := range e.Spec.Objectives {
 		if !objectiveName.MatchString(o.Name) {
@@ -406,4 +416,72 @@ func (s *ExperimentSpec) Windows() (baseline, recovery time.Duration) {
 		baseline, recovery = max(baseline, b), max(recovery, r)
 	}
 	return baseline, recovery
+}
+
+// ValidateChaosMesh refuses what engine chaos-mesh cannot express of the
+// fault on these targets, with the messages of the CRD's CEL rules: a
+// Chaos Mesh object that only looks like the fault would judge the
+// objectives against a fault that did not happen. p is the fault's path.
+//
+// One rule of the CRD is not here: diskLatency.percent of 0, which Chaos
+// Mesh reads as 100. The Go type cannot tell an explicit 0 from an unset
+// percent (which the API server defaults to 100), so the translation
+// refuses it instead.
+func (f *Fault) ValidateChaosMesh(t *Targets, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if f.Type == FaultSurge {
+		errs = append(errs, field.Invalid(p.Child("type"), f.Type, "surge: not under engine chaos-mesh (Chaos Mesh has no fault that scales a Deployment up); use engine: faultline"))
+	}
+	if (f.Type == FaultDiskLatency || f.Type == FaultMemoryPressure) && t.Nodes != nil {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "targets", "nodes"), "", "targets.nodes: DiskLatency and MemoryPressure need targets.pods under engine chaos-mesh (Chaos Mesh slows and fills containers, not a node's process or the node as a whole)"))
+	}
+	if n := f.NetworkLoss; n != nil {
+		p := p.Child("networkLoss")
+		if len(n.Ports) > 0 {
+			errs = append(errs, field.Invalid(p.Child("ports"), n.Ports, "networkLoss.ports: not under engine chaos-mesh (a NetworkChaos cannot match ports); drop ports or use engine: faultline"))
+		}
+		if n.Protocol != "" {
+			errs = append(errs, field.Invalid(p.Child("protocol"), n.Protocol, "networkLoss.protocol: not under engine chaos-mesh (a NetworkChaos cannot match a protocol); drop protocol or use engine: faultline"))
+		}
+		peers := len(n.Peers) > 0 || n.TowardAPIServer
+		if n.Direction != "egress" && (n.LossPercent != 100 || !peers) {
+			errs = append(errs, field.Invalid(p.Child("direction"), n.Direction, "networkLoss.direction: must be egress under engine chaos-mesh, unless lossPercent is 100 with peers or towardAPIServer (Chaos Mesh's loss acts on the packets the pods send; only its partition, a loss of 100% toward given peers, cuts ingress too)"))
+		}
+		if peers && (n.Delay != nil || n.CorruptPercent != 0) {
+			errs = append(errs, field.Invalid(p.Child("delay"), "", "networkLoss.delay: delay and corruptPercent not with peers or towardAPIServer under engine chaos-mesh (one NetworkChaos would restrict them to the peers, where faultline applies them to every sent packet); drop them, or the peers"))
+		}
+	}
+	if d := f.DiskLatency; d != nil {
+		p := p.Child("diskLatency")
+		if d.Process != nil {
+			errs = append(errs, field.Invalid(p.Child("process"), "", "diskLatency.process: not under engine chaos-mesh (an IOChaos slows a volume of the pods' containers, not a process); target pods and give pathPrefix"))
+		}
+		if !strings.HasPrefix(d.PathPrefix, "/") {
+			errs = append(errs, field.Required(p.Child("pathPrefix"), "diskLatency.pathPrefix: required under engine chaos-mesh, an absolute directory inside a volume of the container such as /var/lib/etcd (an IOChaos slows the files of one volume)"))
+		}
+		if d.Jitter != nil {
+			errs = append(errs, field.Invalid(p.Child("jitter"), d.Jitter.Duration.String(), "diskLatency.jitter: not under engine chaos-mesh (an IOChaos delays every call by exactly the delay); drop jitter"))
+		}
+		for i, s := range d.Syscalls {
+			if s == "sync_file_range" {
+				errs = append(errs, field.Invalid(p.Child("syscalls").Index(i), s, "diskLatency.syscalls: under engine chaos-mesh only fsync, fdatasync, write and pwrite64 (Chaos Mesh sees a volume's file operations, and sync_file_range is not one)"))
+			}
+		}
+	}
+	if m := f.MemoryPressure; m != nil {
+		p := p.Child("memoryPressure")
+		if m.Percent != 0 {
+			errs = append(errs, field.Invalid(p.Child("percent"), m.Percent, "memoryPressure.percent: not under engine chaos-mesh (one StressChaos holds one size for all its pods); give size"))
+		}
+		if m.Hold != nil {
+			errs = append(errs, field.Invalid(p.Child("hold"), m.Hold.Duration.String(), "memoryPressure.hold: not under engine chaos-mesh (Chaos Mesh holds the memory until the fault's duration ends); shorten duration instead"))
+		}
+		if m.PushPastLimit {
+			errs = append(errs, field.Invalid(p.Child("pushPastLimit"), true, "memoryPressure.pushPastLimit: not under engine chaos-mesh (Chaos Mesh's stressor stops at its size and cannot force one OOM kill); drop it or use engine: faultline"))
+		}
+	}
+	if r := f.Rollout; r != nil && r.Action.Method != "Delete" && r.Action.Signal != "SIGKILL" {
+		errs = append(errs, field.Invalid(p.Child("rollout", "action"), "", "rollout.action: under engine chaos-mesh, method Delete (a pod-kill: the kubelet sends SIGTERM) or signal SIGKILL (a container-kill); Chaos Mesh cannot send SIGTERM to a container"))
+	}
+	return errs
 }

@@ -183,6 +183,13 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 		"port 0 is refused":                                      {from: "towardAPIServer: true", to: "ports: [0]", want: []string{"ports", "greater than or equal to 1"}},
 		"an unknown direction is refused":                        {from: "towardAPIServer: true", to: "direction: sideways", want: []string{"direction", "Unsupported value"}},
 		"an objective without an expression is refused":          {from: `expr: "nodes.maxNotReadySeconds <= 60"`, to: `expr: ""`, want: []string{"expr", "at least 1"}},
+		"a node partition under engine chaos-mesh is accepted":   {from: "  faults:\n", to: "  engine: chaos-mesh\n  faults:\n"},
+		"a memory fault under engine chaos-mesh is accepted":     {memory: true, from: "  faults:\n", to: "  engine: chaos-mesh\n  faults:\n"},
+		"an unknown engine is refused":                           {from: "  faults:\n", to: "  engine: litmus\n  faults:\n", want: []string{"engine", "Unsupported value"}},
+		"ports under engine chaos-mesh are refused":              {from: "  faults:\n", to: "  engine: chaos-mesh\n  faults:\n", and: "towardAPIServer: true", with: "towardAPIServer: true, ports: [6443]", want: []string{"networkLoss.ports: not under engine chaos-mesh"}},
+		"a SIGTERM rollout under engine chaos-mesh is refused":   {rollout: true, from: "  faults:\n", to: "  engine: chaos-mesh\n  faults:\n", want: []string{"rollout.action: under engine chaos-mesh"}},
+		"a surge under engine chaos-mesh is refused":             {rollout: true, from: "type: Rollout", to: "type: Surge", and: surgeRollout, with: "    surge: {replicas: 3}\n  engine: chaos-mesh\n", want: []string{"surge: not under engine chaos-mesh"}},
+		"a node disk latency under engine chaos-mesh is refused": {disk: true, from: "  faults:\n", to: "  engine: chaos-mesh\n  faults:\n", want: []string{"targets.nodes: DiskLatency and MemoryPressure need targets.pods", "diskLatency.process: not under engine chaos-mesh", "diskLatency.pathPrefix: required under engine chaos-mesh"}},
 		"no faults at all are refused":                           {from: "  faults:\n  - name: cut\n    type: NetworkLoss\n    duration: 90s\n    networkLoss: {lossPercent: 100, towardAPIServer: true}\n", to: "  faults: []\n", want: []string{"faults", "at least 1"}},
 	}
 	for name, tc := range tests {
@@ -257,6 +264,7 @@ func TestKubectlExplainTeachesEveryField(t *testing.T) {
 		"experiment.status.phase":                        "where the experiment is in its life",
 		"faultassignment.spec.faults.deadline":           "by its own clock",
 		"experiment.spec.faults.surge":                   "preempting lower-priority pods",
+		"experiment.spec.engine":                         "NetworkChaos",
 	} {
 		var out []byte
 		var err error
