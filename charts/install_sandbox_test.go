@@ -72,6 +72,24 @@ func installSandbox(t *testing.T) (*sandbox.State, *rest.Config) {
 	return st, cfg
 }
 
+// resources maps each object to the dynamic client of its resource, in
+// its namespace when it has one.
+func resources(cfg *rest.Config) func(*unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	return func(o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return nil, err
+		}
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			return dyn.Resource(m.Resource).Namespace(o.GetNamespace()), nil
+		}
+		return dyn.Resource(m.Resource), nil
+	}
+}
+
 // dryRun server-side applies every object with dryRun=All: the API
 // server's own schema, admission and CEL rules judge them, and nothing is
 // stored.
@@ -81,19 +99,13 @@ func dryRun(t *testing.T, cfg *rest.Config, manifests string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dc := discovery.NewDiscoveryClientForConfigOrDie(cfg)
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	dyn := dynamic.NewForConfigOrDie(cfg)
+	resource := resources(cfg)
 	for _, o := range objs {
 		gvk := o.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		ri, err := resource(o)
 		if err != nil {
 			t.Errorf("%s %s: %v", gvk.Kind, o.GetName(), err)
 			continue
-		}
-		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
 		}
 		b, err := json.Marshal(o.Object)
 		if err != nil {
@@ -301,20 +313,14 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dyn := dynamic.NewForConfigOrDie(cfg)
-		mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
+		resource := resources(cfg)
 		for _, o := range objs {
 			gvk := o.GroupVersionKind()
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			ri, err := resource(o)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got *unstructured.Unstructured
-			if m.Scope.Name() == meta.RESTScopeNameNamespace {
-				got, err = dyn.Resource(m.Resource).Namespace(o.GetNamespace()).Get(ctx, o.GetName(), metav1.GetOptions{})
-			} else {
-				got, err = dyn.Resource(m.Resource).Get(ctx, o.GetName(), metav1.GetOptions{})
-			}
+			got, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{})
 			if !apierrors.IsNotFound(err) {
 				t.Errorf("%s %s is still there after uninstall (%v, deleting since %v)", gvk.Kind, o.GetName(), err, got.GetDeletionTimestamp())
 			}

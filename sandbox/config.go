@@ -55,6 +55,11 @@ type Config struct {
 	// per real node run as pods. Isolated kwok nodes run no containers, so
 	// their agents stay processes in their network namespaces.
 	Install bool
+	// ChaosMesh installs Chaos Mesh's CRDs and runs its controller manager
+	// (built from its module by `make tools`) on the host, for experiments
+	// with spec.engine: chaos-mesh. Without chaos-daemon, only what the
+	// controller manager does through the API works for real: PodChaos.
+	ChaosMesh bool
 	// Ingress runs Debian's nginx on the sandbox bridge as a reverse proxy
 	// in front of the ready endpoints of every Service annotated with
 	// IngressPathAnnotation (see ingress.go), so that a refused upstream

@@ -21,6 +21,7 @@ type procSpec struct {
 	args  []string
 	netns string // run inside this named network namespace (only the network)
 	ports []int
+	env   []string // added to the environment (Chaos Mesh is configured by it)
 }
 
 // ComponentError names a component that failed and shows its last log lines.
@@ -84,7 +85,7 @@ func (s *State) start(spec procSpec) (*running, error) {
 	// The marker lets `down` find this process and everything it starts
 	// (containerd's shims inherit it) without matching command lines,
 	// which a user's own `kubectl --kubeconfig DIR/...` would match too.
-	cmd.Env = append(os.Environ(), markerEnv+"="+s.Config.Dir())
+	cmd.Env = append(append(os.Environ(), spec.env...), markerEnv+"="+s.Config.Dir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, &ComponentError{Component: spec.name, Log: logPath, Tail: tail(logPath, 5), Err: err}

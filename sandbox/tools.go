@@ -90,6 +90,9 @@ func Preflight(c Config) error {
 			absent = append(absent, b)
 		}
 	}
+	if _, err := os.Stat(filepath.Join(dir, ".chaos-controller-manager.ok")); c.ChaosMesh && err != nil {
+		absent = append(absent, "chaos-controller-manager")
+	}
 	if len(absent) > 0 {
 		return fmt.Errorf("missing tool binaries %s in %s: build them with `make tools` (Kubernetes %s, etcd %s, kwok %s)",
 			strings.Join(absent, ", "), dir, KubernetesVersion, EtcdVersion, KwokVersion)

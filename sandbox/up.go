@@ -241,6 +241,11 @@ func (s *State) up(ctx context.Context, progress *Progress) error {
 			return err
 		}
 	}
+	if c.ChaosMesh {
+		if err := s.startChaosMesh(ctx, cs, progress); err != nil {
+			return err
+		}
+	}
 	return s.update(func(s *State) { s.Ready = true; delete(s.Components, upComponent) })
 }
 

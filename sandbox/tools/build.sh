@@ -49,5 +49,17 @@ if ! have kwok; then
   mark kwok
 fi
 
+# Chaos Mesh's controller manager, and its CRDs by controller-gen over its
+# API module (the main module pins the same api version), for
+# `sandbox up --chaos-mesh`. The version is the tools module's.
+cm_version=$(cd "$here/chaosmesh" && go list -m -f '{{.Version}}' github.com/chaos-mesh/chaos-mesh)
+if ! have chaos-controller-manager || [ "$(cat "$dir/.chaos-controller-manager.ok")" != "$cm_version" ]; then
+  log "building Chaos Mesh's controller manager $cm_version (cold: about 10 minutes)"
+  (cd "$here/chaosmesh" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/" github.com/chaos-mesh/chaos-mesh/cmd/chaos-controller-manager)
+  rm -rf "$dir/chaos-mesh-crds"
+  (cd "$here/../.." && go tool controller-gen crd paths=github.com/chaos-mesh/chaos-mesh/api/v1alpha1 output:crd:artifacts:config="$dir/chaos-mesh-crds")
+  echo "$cm_version" > "$dir/.chaos-controller-manager.ok"
+fi
+
 log "tools ready in $dir: $("$dir/kube-apiserver" --version 2>&1), etcd $("$dir/etcd" --version 2>&1 | head -1 | awk '{print $3}'), kwok $KWOK_VERSION"
 echo "$dir"
