@@ -9,11 +9,13 @@ import (
 	"strings"
 	"time"
 
+	cm "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -51,7 +53,9 @@ func main() {
 	log := ctrl.Log.WithName("setup")
 
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
+	// Chaos Mesh's kinds, for spec.engine: chaos-mesh: only read and
+	// written, never watched (their CRDs may be absent).
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, cm.AddToScheme} {
 		if err := add(scheme); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -105,10 +109,15 @@ func main() {
 		log.Error(err, "analyzers")
 		os.Exit(1)
 	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		log.Error(err, "discovery client")
+		os.Exit(1)
+	}
 	r := &controller.ExperimentReconciler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("faultline-controller"), //nolint:staticcheck // the new recorder is not on the Manager interface yet
 		Clock: clock.RealClock{}, Namespace: namespace, Analysis: analysis, Metrics: controller.NewMetrics(ctrlmetrics.Registry),
-		RecoveryTimeout: recoveryTimeout, ReportGrace: reportGrace,
+		RecoveryTimeout: recoveryTimeout, ReportGrace: reportGrace, Discovery: disc,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		log.Error(err, "controller")

@@ -26,5 +26,9 @@ package main
 // Traffic follows the ready endpoints; evictions are checked against budgets.
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch
+// spec.engine: chaos-mesh creates one Chaos Mesh object per fault and
+// deletes it at the deadline, on abort and on deletion (no deletecollection:
+// it deletes its own, one by one).
+// +kubebuilder:rbac:groups=chaos-mesh.org,resources=networkchaos;iochaos;stresschaos;podchaos,verbs=get;list;watch;create;update;patch;delete
 // prometheus.scrape.apiServer reads the API server's own metrics.
 // +kubebuilder:rbac:urls=/metrics,verbs=get

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -59,6 +60,9 @@ type ExperimentReconciler struct {
 	// ReportGrace is how long past a deadline an agent may take to report
 	// its recovery before the controller records it as unreported.
 	ReportGrace time.Duration
+	// Discovery tells whether Chaos Mesh's kinds are served, for
+	// spec.engine: chaos-mesh; nil assumes them served.
+	Discovery discovery.DiscoveryInterface
 }
 
 // KillSwitch is the ConfigMap in faultline's namespace whose data
@@ -155,7 +159,13 @@ func (r *ExperimentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{Requeue: true}, r.Update(ctx, &exp)
 	}
 	if exp.Status.Phase.IsFinal() {
-		return ctrl.Result{}, errors.Join(r.storeReport(ctx, &exp), r.deleteAssignments(ctx, &exp))
+		errs := []error{r.storeReport(ctx, &exp), r.deleteAssignments(ctx, &exp)}
+		if usesChaosMesh(&exp) {
+			// Left by a controller that died before their deadline.
+			_, err := r.endChaosMesh(ctx, &exp, "the experiment is over ("+string(exp.Status.Phase)+")")
+			errs = append(errs, err)
+		}
+		return ctrl.Result{}, errors.Join(errs...)
 	}
 	before := exp.Status.DeepCopy()
 	res, err := r.step(ctx, &exp)
@@ -225,6 +235,11 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
 		return ctrl.Result{}, nil
 	}
+	if usesChaosMesh(exp) {
+		if ok, err := r.chaosMeshInstalled(exp); !ok {
+			return ctrl.Result{}, err
+		}
+	}
 	var targets []target
 	var notes []string
 	var err error
@@ -290,6 +305,12 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
 		return ctrl.Result{}, nil
 	}
+	if usesChaosMesh(exp) {
+		if err := r.planChaosMesh(ctx, exp); err != nil {
+			r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
+			return ctrl.Result{}, nil
+		}
+	}
 	if exp.Spec.DryRun {
 		r.setPhase(exp, v1alpha1.PhasePassed)
 		exp.Status.Verdict = v1alpha1.VerdictInconclusive
@@ -322,7 +343,10 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		}
 	}
 	exp.Status.StartTime = &start
-	if err := r.writeAssignments(ctx, exp, targets, mem); err != nil {
+	if usesChaosMesh(exp) {
+		// The objects are created in hold, each at its fault's start.
+		r.chaosRecords(exp)
+	} else if err := r.writeAssignments(ctx, exp, targets, mem); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
@@ -701,6 +725,9 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 	if why == "" {
 		r.noteError(exp, "RolloutError", r.driveRollouts(ctx, exp))
 		r.noteError(exp, "SurgeError", r.driveSurges(ctx, exp))
+		if usesChaosMesh(exp) {
+			r.noteError(exp, "ChaosMeshError", r.driveChaosMesh(ctx, exp))
+		}
 		// New assignments may have been written at the point.
 		if fas, err = r.assignments(ctx, exp); err != nil {
 			return ctrl.Result{}, err
@@ -708,7 +735,13 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 	}
 	acked, _ := r.syncRecords(exp, fas)
 	r.snapshot(exp)
-	if exp.Status.Phase == v1alpha1.PhaseInjecting && acked {
+	if usesChaosMesh(exp) {
+		if exp.Status.Phase == v1alpha1.PhaseInjecting && chaosCreated(exp, r.Clock.Now()) {
+			r.setPhase(exp, v1alpha1.PhaseRunning)
+			meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Acknowledged", Status: metav1.ConditionTrue, Reason: "ChaosMeshObjectsCreated", Message: "every fault's Chaos Mesh object is created"})
+			r.note(exp, false, "Running", "every fault's Chaos Mesh object is created")
+		}
+	} else if exp.Status.Phase == v1alpha1.PhaseInjecting && acked {
 		r.setPhase(exp, v1alpha1.PhaseRunning)
 		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Acknowledged", Status: metav1.ConditionTrue, Reason: "AgentsAcknowledged", Message: "every agent has acknowledged its faults"})
 		r.note(exp, false, "Running", "every agent has acknowledged its faults (observedGeneration)")
@@ -722,6 +755,11 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 		}
 		if err := r.endSurges(ctx, exp); err != nil {
 			return ctrl.Result{}, err
+		}
+		if usesChaosMesh(exp) {
+			if _, err := r.endChaosMesh(ctx, exp, why); err != nil {
+				return ctrl.Result{}, err
+			}
 		}
 		r.setPhase(exp, v1alpha1.PhaseRecovering)
 		return ctrl.Result{RequeueAfter: time.Second}, nil
@@ -769,6 +807,15 @@ func (r *ExperimentReconciler) recovering(ctx context.Context, exp *v1alpha1.Exp
 		return ctrl.Result{}, err
 	}
 	_, allRecovered := r.syncRecords(exp, fas)
+	if usesChaosMesh(exp) {
+		// Every deadline has passed, or the experiment is aborted: what
+		// is left goes, and Chaos Mesh recovers before it lets go.
+		left, err := r.endChaosMesh(ctx, exp, "the faults are over")
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		allRecovered = left == 0
+	}
 	r.snapshot(exp)
 	late := r.Clock.Now().After(faultsEnd(exp, fas).Add(r.ReportGrace))
 	if !allRecovered && !late {
@@ -929,6 +976,17 @@ func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Exper
 	// Deployment names this experiment, and nothing else would undo it.
 	if err := r.endSurges(ctx, exp); err != nil {
 		return ctrl.Result{}, err
+	}
+	// Chaos Mesh's objects go before the finalizer does, though the
+	// garbage collector would take them too: it may take its time.
+	if usesChaosMesh(exp) {
+		left, err := r.endChaosMesh(ctx, exp, "the experiment is being deleted")
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if left > 0 && !r.Clock.Now().After(exp.DeletionTimestamp.Add(r.ReportGrace)) {
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		}
 	}
 	fas, err := r.assignments(ctx, exp)
 	if err != nil {

@@ -419,7 +419,15 @@ func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment
 		exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: rec.Deployment, Error: "no Ready " + which + " pod at the point of the rollout"})
 		return nil
 	}
-	for i, p := range chosen {
+	acting := chosen
+	if usesChaosMesh(exp) {
+		// One PodChaos on the chosen pods: Chaos Mesh acts, not faultline.
+		if err := r.actChaosMesh(ctx, exp, f, chosen, end); err != nil {
+			return err
+		}
+		acting = nil
+	}
+	for i, p := range acting {
 		target := p.Namespace + "/" + p.Name
 		if a.Method == "Delete" {
 			opts := &client.DeleteOptions{}
