@@ -5,8 +5,10 @@ package main
 // says what needs it; leader election's Lease is the chart's Role in
 // faultline's own namespace, not a cluster-wide right.
 
-// Experiments and schedules are its own; FaultAssignments it writes for agents.
+// Experiments and schedules are its own; FaultAssignments it writes for agents
+// and removes all of an experiment's at once (deletecollection).
 // +kubebuilder:rbac:groups=faultline.dev,resources=experiments;schedules;faultassignments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=faultline.dev,resources=faultassignments,verbs=deletecollection
 // +kubebuilder:rbac:groups=faultline.dev,resources=experiments/status;schedules/status,verbs=get;update;patch
 // Owner references that block deletion need the owner's finalizers subresource.
 // +kubebuilder:rbac:groups=faultline.dev,resources=experiments/finalizers;schedules/finalizers,verbs=update
@@ -25,10 +27,12 @@ package main
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
 // Traffic follows the ready endpoints; evictions are checked against budgets.
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// traffic.url names a Service (NAME.NAMESPACE.svc), resolved to its ClusterIP.
+// +kubebuilder:rbac:groups="",resources=services,verbs=get
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch
 // spec.engine: chaos-mesh creates one Chaos Mesh object per fault and
 // deletes it at the deadline, on abort and on deletion (no deletecollection:
 // it deletes its own, one by one).
-// +kubebuilder:rbac:groups=chaos-mesh.org,resources=networkchaos;iochaos;stresschaos;podchaos,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=chaos-mesh.org,resources=networkchaos;iochaos;stresschaos;podchaos,verbs=get;list;create;delete
 // prometheus.scrape.apiServer reads the API server's own metrics.
 // +kubebuilder:rbac:urls=/metrics,verbs=get

@@ -19,7 +19,8 @@ var kinds = []struct{ kind, resource string }{
 }
 
 // Kinds are the Chaos Mesh kinds that Object makes: the controller
-// watches them and its RBAC must allow them.
+// reads, creates and deletes them (never watches: their CRDs may be
+// absent), and its RBAC must allow it.
 func Kinds() []schema.GroupVersionKind {
 	out := make([]schema.GroupVersionKind, len(kinds))
 	for i, k := range kinds {
