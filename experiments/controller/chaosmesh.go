@@ -321,7 +321,17 @@ func (r *ExperimentReconciler) driveChaosMesh(ctx context.Context, exp *v1alpha1
 		obj := emptyChaos(chaosKind(f.Type))
 		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: chaosmesh.Name(exp.Name, f.Name)}, obj)
 		switch {
+		case err == nil && obj.GetLabels()[v1alpha1.LabelExperiment] != string(exp.UID):
+			// Same name, another experiment's (an earlier one of this
+			// name still going): never judged, never deleted as ours.
+			if rec.Action == "" && rec.Error == "" {
+				_ = r.foreignChaos(exp, f, rec, obj)
+			}
 		case err == nil:
+			if rec.Action == "" && rec.Error == "" {
+				// Ours, created before a status write that was lost.
+				rec.Action = "adopted " + rec.Target + ", created before a lost status write"
+			}
 			r.chaosEffect(exp, f, rec, obj)
 		case !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err):
 			errs = append(errs, fmt.Errorf("fault %s: read %s: %w", f.Name, rec.Target, err))
@@ -355,11 +365,7 @@ func (r *ExperimentReconciler) createChaos(ctx context.Context, exp *v1alpha1.Ex
 
 // createChaosFor is createChaos on given targets, or (nil) the status's.
 func (r *ExperimentReconciler) createChaosFor(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, i int, rec *v1alpha1.InjectionRecord, end time.Time, t *chaosmesh.Targets) error {
-	fail := func(msg string) error {
-		rec.Error = msg
-		r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, msg)
-		return nil
-	}
+	fail := func(msg string) error { return r.failChaos(exp, f, rec, msg) }
 	now := r.Clock.Now()
 	left := end.Sub(now)
 	if left%time.Second != 0 {
@@ -386,7 +392,18 @@ func (r *ExperimentReconciler) createChaosFor(ctx context.Context, exp *v1alpha1
 	if err != nil {
 		return fail(err.Error())
 	}
-	if err := r.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+	err = r.Create(ctx, obj)
+	if apierrors.IsAlreadyExists(err) {
+		existing := emptyChaos(chaosKind(f.Type))
+		if gerr := r.Reader.Get(ctx, client.ObjectKeyFromObject(obj), existing); gerr != nil {
+			return fmt.Errorf("fault %s: read %s: %w", f.Name, rec.Target, gerr)
+		}
+		if existing.GetLabels()[v1alpha1.LabelExperiment] != string(exp.UID) {
+			return r.foreignChaos(exp, f, rec, existing)
+		}
+		err = nil
+	}
+	if err != nil {
 		switch {
 		case meta.IsNoMatchError(err):
 			return fail("Chaos Mesh's CRDs are no longer installed: " + err.Error())
@@ -402,6 +419,20 @@ func (r *ExperimentReconciler) createChaosFor(ctx context.Context, exp *v1alpha1
 		rec.Action += fmt.Sprintf(" (created %s after the fault's start, shortened from %s)", lateBy, f.Duration.Duration)
 	}
 	r.note(exp, false, "ChaosMeshCreated", "%s: %s", f.Name, rec.Action)
+	return nil
+}
+
+// foreignChaos records that the fault's object name is taken by another
+// experiment's object, which this one must neither judge nor delete.
+func (r *ExperimentReconciler) foreignChaos(exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.InjectionRecord, obj chaosObject) error {
+	return r.failChaos(exp, f, rec, fmt.Sprintf("%s already exists and belongs to another experiment (%s=%s): delete it, or rename this experiment",
+		rec.Target, v1alpha1.LabelExperiment, obj.GetLabels()[v1alpha1.LabelExperiment]))
+}
+
+// failChaos records a fault that cannot be injected; it is not retried.
+func (r *ExperimentReconciler) failChaos(exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.InjectionRecord, msg string) error {
+	rec.Error = msg
+	r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, msg)
 	return nil
 }
 

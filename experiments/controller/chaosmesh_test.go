@@ -76,6 +76,12 @@ func stressChaos(injected bool) *cm.StressChaos {
 	return s
 }
 
+// foreign makes the object an earlier experiment's of the same name.
+func foreign(s *cm.StressChaos) *cm.StressChaos {
+	s.Labels[v1alpha1.LabelExperiment] = "exp-0"
+	return s
+}
+
 func TestUnderChaosMeshEachFaultIsOneObjectFromItsStartToItsDeadline(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	tests := map[string]struct {
@@ -102,6 +108,10 @@ func TestUnderChaosMeshEachFaultIsOneObjectFromItsStartToItsDeadline(t *testing.
 			record: "Chaos Mesh injected into 1 of 1 containers (Selected, AllInjected)", injected: true},
 		"an object someone else deleted mid-fault is not created again": {created: true, at: 10 * time.Second, run: "drive",
 			record: "deleted before the deadline, not by faultline"},
+		"an object created before a lost status write is adopted, not taken for one someone deleted": {object: stressChaos(true), at: 10 * time.Second, run: "drive", want: true,
+			record: "adopted StressChaos dept/squeeze-mem, created before a lost status write", injected: true},
+		"another experiment's object of the same name is neither judged nor deleted": {object: foreign(stressChaos(true)), at: 10 * time.Second, run: "drive", want: true,
+			record: "belongs to another experiment (faultline.dev/experiment-uid=exp-0)"},
 		"at its deadline it is deleted":                                      {object: stressChaos(false), created: true, at: 30 * time.Second, run: "drive"},
 		"an abort deletes it before the deadline":                            {object: stressChaos(false), created: true, abort: true, at: 10 * time.Second, run: "hold"},
 		"deleting the experiment deletes it before the finalizer goes":       {object: stressChaos(false), created: true, deleted: true, at: 10 * time.Second, run: "reconcile"},
