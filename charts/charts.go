@@ -6,6 +6,7 @@ package charts
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -142,7 +143,7 @@ func (i *Installer) Uninstall(timeout time.Duration) error {
 	}
 	un := action.NewUninstall(cfg)
 	un.Wait, un.Timeout = true, timeout
-	if _, err := un.Run(ReleaseName); err != nil && !strings.Contains(err.Error(), "not found") {
+	if _, err := un.Run(ReleaseName); err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
 		return fmt.Errorf("helm uninstall %s: %w", ReleaseName, err)
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -151,6 +152,59 @@ func TestTheChartRendersAnOperatorThatCanRecoverFaultsEverywhere(t *testing.T) {
 
 type corev1Toleration = corev1.Toleration
 
+func TestWithoutTheAgentNothingPrivilegedIsInstalled(t *testing.T) {
+	r, err := Render(map[string]any{"agent": map[string]any{"enabled": false}}, "faultline-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := deploy.Decode([]byte(r.Manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, o := range objs {
+		if strings.Contains(o.GetName(), "agent") || o.GetKind() == "DaemonSet" {
+			t.Errorf("%s %s installed with agent.enabled: false", o.GetKind(), o.GetName())
+		}
+		kinds = append(kinds, o.GetKind())
+	}
+	if !slices.Contains(kinds, "Deployment") {
+		t.Errorf("kinds %v: the controller must still be installed", kinds)
+	}
+}
+
+func TestAnAgentPriorityClassIsNamedOnlyWhenItExists(t *testing.T) {
+	tests := map[string]struct {
+		class map[string]any
+		want  string
+	}{
+		"created by the chart":             {map[string]any{"create": true}, "faultline-agent"},
+		"neither created nor existing":     {map[string]any{"create": false}, ""},
+		"an existing class of the cluster": {map[string]any{"create": false, "existing": true, "name": "system-node-critical"}, "system-node-critical"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r, err := Render(map[string]any{"agent": map[string]any{"priorityClass": tc.class}}, "faultline-system")
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, err := deploy.Decode([]byte(r.Manifest))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range objs {
+				if o.GetKind() != "DaemonSet" {
+					continue
+				}
+				got, _, _ := unstructured.NestedString(o.Object, "spec", "template", "spec", "priorityClassName")
+				if got != tc.want {
+					t.Errorf("priorityClassName %q, want %q", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
 func TestBadValuesAreRefusedNamingTheField(t *testing.T) {
 	tests := map[string]struct {
 		values map[string]any
@@ -171,6 +225,10 @@ func TestBadValuesAreRefusedNamingTheField(t *testing.T) {
 		"a recovery timeout that is no duration": {
 			values: map[string]any{"controller": map[string]any{"recoveryTimeout": "ten minutes"}},
 			want:   "/controller/recoveryTimeout",
+		},
+		"two controllers without leader election": {
+			values: map[string]any{"controller": map[string]any{"replicas": 2, "leaderElect": false}},
+			want:   "/controller/leaderElect",
 		},
 		"a priority in the system's reserved range": {
 			values: map[string]any{"agent": map[string]any{"priorityClass": map[string]any{"value": 2000000000}}},

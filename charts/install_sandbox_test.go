@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"helm.sh/helm/v3/pkg/chartutil"
 
@@ -300,6 +302,66 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		}
 	})
 
+	t.Run("the controller's rights cover what it does: a traffic URL resolved, experiments deleted, no forbidden call", func(t *testing.T) {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "oom", Name: "web"},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
+		if err := c.Create(ctx, svc); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(sandboxtest.RepoRoot(), "deploy", "examples", "memory-oom.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dry v1alpha1.Experiment
+		if err := yaml.Unmarshal(b, &dry); err != nil {
+			t.Fatal(err)
+		}
+		// A dry run resolves the Service of traffic.url, and injects nothing.
+		dry.GenerateName, dry.Name = "", "dry-with-traffic"
+		dry.Spec.DryRun = true
+		dry.Spec.Traffic = &v1alpha1.Traffic{URL: "http://web.oom.svc/", Rate: 10}
+		if err := c.Create(ctx, &dry); err != nil {
+			t.Fatal(err)
+		}
+		sandboxtest.WaitFor(t, time.Minute, "the dry run's verdict", func() bool {
+			return c.Get(ctx, client.ObjectKeyFromObject(&dry), &dry) == nil && dry.Status.Phase.IsFinal()
+		})
+		if dry.Status.Phase != v1alpha1.PhasePassed || !strings.Contains(dry.Status.Message, "dry run") {
+			t.Errorf("dry run ended %s: %s; want Passed as a dry run (the Service resolved)", dry.Status.Phase, dry.Status.Message)
+		}
+		if dry.Status.TrafficURL == "" {
+			t.Error("traffic.url was not resolved to the Service's ClusterIP")
+		}
+		// Deleting experiments runs the finalizer, which removes their
+		// FaultAssignments all at once.
+		var exps v1alpha1.ExperimentList
+		if err := c.List(ctx, &exps, client.InNamespace("oom")); err != nil {
+			t.Fatal(err)
+		}
+		for i := range exps.Items {
+			if err := c.Delete(ctx, &exps.Items[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sandboxtest.WaitFor(t, time.Minute, "the deleted experiments (their finalizer done) to be gone", func() bool {
+			var left v1alpha1.ExperimentList
+			return c.List(ctx, &left, client.InNamespace("oom")) == nil && len(left.Items) == 0
+		})
+		pods, err := cs.CoreV1().Pods(sandbox.FaultlineNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=controller"})
+		if err != nil || len(pods.Items) == 0 {
+			t.Fatalf("controller pods: %v (%d)", err, len(pods.Items))
+		}
+		logs, err := cs.CoreV1().Pods(sandbox.FaultlineNamespace).GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(logs), "\n") {
+			if strings.Contains(line, "forbidden") {
+				t.Errorf("the chart's controller was refused a call it makes: %s", line)
+			}
+		}
+	})
+
 	t.Run("uninstall leaves no faultline object but the CRDs, which the user keeps", func(t *testing.T) {
 		r, err := charts.Render(st.InstallValues(), sandbox.FaultlineNamespace)
 		if err != nil {
@@ -320,9 +382,8 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{})
-			if !apierrors.IsNotFound(err) {
-				t.Errorf("%s %s is still there after uninstall (%v, deleting since %v)", gvk.Kind, o.GetName(), err, got.GetDeletionTimestamp())
+			if _, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("%s %s is still there after uninstall (%v)", gvk.Kind, o.GetName(), err)
 			}
 		}
 		// The pods go by garbage collection after their owners.

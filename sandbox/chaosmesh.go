@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,7 +58,16 @@ func (s *State) startChaosMesh(ctx context.Context, cs kubernetes.Interface, pro
 	}
 	served := func() bool {
 		rl, err := cs.Discovery().ServerResourcesForGroupVersion("chaos-mesh.org/v1alpha1")
-		return err == nil && len(rl.APIResources) >= len(files)
+		if err != nil {
+			return false
+		}
+		kinds := 0
+		for _, r := range rl.APIResources {
+			if !strings.Contains(r.Name, "/") { // not a status subresource
+				kinds++
+			}
+		}
+		return kinds >= len(files)
 	}
 	for deadline := time.Now().Add(30 * time.Second); !served(); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
