@@ -187,6 +187,10 @@ func (r *ExperimentReconciler) rolloutChaosTargets(ctx context.Context, exp *v1a
 func (r *ExperimentReconciler) actChaosMesh(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, chosen []*corev1.Pod, end time.Time) error {
 	i := slices.IndexFunc(exp.Spec.Faults, func(x v1alpha1.Fault) bool { return x.Name == f.Name })
 	rec := r.record(exp, f.Name, chaosTarget(exp, f), "")
+	if !r.Clock.Now().Before(end) {
+		// A PodChaos of 0s would race its own deletion against the kill.
+		return r.failChaos(exp, f, rec, "the rollout reached its point after the fault's end: no PodChaos created")
+	}
 	names := make([]string, 0, len(chosen))
 	for _, p := range chosen {
 		names = append(names, p.Name)
