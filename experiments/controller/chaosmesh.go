@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path"
 	"slices"
 	"sort"
@@ -161,6 +162,18 @@ func (r *ExperimentReconciler) planChaosMesh(ctx context.Context, exp *v1alpha1.
 		}
 	}
 	return nil
+}
+
+// transient tells an API error worth trying again (the API server busy,
+// timing out or out of reach) from one that will not change by waiting
+// (a pod that is gone, a refusal, a bad spec).
+func transient(err error) bool {
+	if err == nil || apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+		return false
+	}
+	var status apierrors.APIStatus
+	var netErr net.Error
+	return errors.As(err, &status) || errors.As(err, &netErr)
 }
 
 // chaosRecords starts the status with one record per fault.
@@ -387,6 +400,9 @@ func (r *ExperimentReconciler) createChaosFor(ctx context.Context, exp *v1alpha1
 	}
 	if t == nil {
 		ct, err := r.chaosTargets(ctx, exp, f, i)
+		if transient(err) {
+			return fmt.Errorf("fault %s: %w", f.Name, err) // tried again on the next pass
+		}
 		if err != nil {
 			return fail(err.Error())
 		}

@@ -2,6 +2,9 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -328,6 +332,30 @@ func TestUnderChaosMeshARolloutsActionIsAPodChaosOnThePodsOfItsPoint(t *testing.
 			}
 			if rec.PointAt == nil || len(exp.Status.Records) != 1 || exp.Status.Records[0].Target != "PodChaos dept/roll-kill" {
 				t.Errorf("point %v, records %+v; want the point reached and one record for the PodChaos", rec.PointAt, exp.Status.Records)
+			}
+		})
+	}
+}
+
+func TestOnlyErrorsThatWaitingCanCureAreTriedAgain(t *testing.T) {
+	gr := schema.GroupResource{Resource: "pods"}
+	tests := map[string]struct {
+		err  error
+		want bool
+	}{
+		"no error":                      {nil, false},
+		"the API server timing out":     {apierrors.NewServerTimeout(gr, "get", 1), true},
+		"too many requests":             {apierrors.NewTooManyRequests("slow down", 1), true},
+		"the API server out of service": {apierrors.NewServiceUnavailable("etcd is slow"), true},
+		"a dial that failed, wrapped":   {fmt.Errorf("pod dept/web-1: %w", &net.OpError{Op: "dial", Err: errors.New("connection refused")}), true},
+		"a target pod that is gone":     {fmt.Errorf("spec.faults[0].diskLatency.pathPrefix: pod dept/web-1: %w", apierrors.NewNotFound(gr, "web-1")), false},
+		"a refusal":                     {apierrors.NewForbidden(gr, "web-1", errors.New("no")), false},
+		"a spec Chaos Mesh cannot take": {errors.New("spec.faults[0].diskLatency.pathPrefix: \"/data\" is in no volume mounted"), false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := transient(tc.err); got != tc.want {
+				t.Errorf("transient(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
 	}

@@ -306,7 +306,9 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		return ctrl.Result{}, nil
 	}
 	if usesChaosMesh(exp) {
-		if err := r.planChaosMesh(ctx, exp); err != nil {
+		if err := r.planChaosMesh(ctx, exp); transient(err) {
+			return ctrl.Result{}, err // planned again on the next pass
+		} else if err != nil {
 			r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
 			return ctrl.Result{}, nil
 		}
