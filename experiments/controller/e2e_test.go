@@ -35,10 +35,12 @@ import (
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
-func kube(t testing.TB, env *sandboxtest.Env) client.Client {
+// kube is a client of the sandbox that knows faultline's kinds, pods and
+// Deployments, and the kinds of any extra scheme.
+func kube(t testing.TB, env *sandboxtest.Env, extra ...func(*runtime.Scheme) error) client.Client {
 	t.Helper()
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{v1alpha1.AddToScheme, corev1.AddToScheme, appsv1.AddToScheme} {
+	for _, add := range append([]func(*runtime.Scheme) error{v1alpha1.AddToScheme, corev1.AddToScheme, appsv1.AddToScheme}, extra...) {
 		if err := add(scheme); err != nil {
 			t.Fatal(err)
 		}
