@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"strings"
 	"time"
 
@@ -148,7 +147,3 @@ func (i *Installer) Uninstall(timeout time.Duration) error {
 	}
 	return nil
 }
-
-// Dir is the chart's directory inside the embedded files, for tools that
-// read a chart from disk (helm lint) after copying it out.
-func Dir() string { return path.Clean("faultline") }
