@@ -23,6 +23,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -407,9 +408,8 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 			var e v1alpha1.Experiment
 			return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(exp), &e))
 		})
-		var fas v1alpha1.FaultAssignmentList
-		if err := c.List(ctx, &fas, client.MatchingLabels{v1alpha1.LabelExperiment: string(exp.UID)}); err != nil || len(fas.Items) > 0 {
-			t.Errorf("FaultAssignments left: %v %v", len(fas.Items), err)
+		if left, err := assignedFaults(ctx, c, ofExperiment(exp.UID)); err != nil || len(left) > 0 {
+			t.Errorf("faults left assigned: %v %v", left, err)
 		}
 	})
 	assertNoFaultTables(t, env)
@@ -573,4 +573,36 @@ func httpGet(url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// nodeFault is a fault assigned to a node.
+type nodeFault struct {
+	node string
+	v1alpha1.AssignedFault
+}
+
+// assignedFaults lists the faults that match across every node's
+// FaultAssignment.
+func assignedFaults(ctx context.Context, c client.Reader, match func(v1alpha1.AssignedFault) bool) ([]nodeFault, error) {
+	var list v1alpha1.FaultAssignmentList
+	if err := c.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	var out []nodeFault
+	for _, fa := range list.Items {
+		for _, f := range fa.Spec.Faults {
+			if match(f) {
+				out = append(out, nodeFault{node: fa.Spec.NodeName, AssignedFault: f})
+			}
+		}
+	}
+	return out, nil
+}
+
+func ofExperiment(uid types.UID) func(v1alpha1.AssignedFault) bool {
+	return func(f v1alpha1.AssignedFault) bool { return f.Experiment.UID == uid }
+}
+
+func inNamespace(ns string) func(v1alpha1.AssignedFault) bool {
+	return func(f v1alpha1.AssignedFault) bool { return f.Experiment.Namespace == ns }
 }

@@ -24,7 +24,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -87,7 +86,7 @@ func (r *ExperimentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			if !ok {
 				return nil
 			}
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: fa.Spec.Experiment.Namespace, Name: fa.Spec.Experiment.Name}}}
+			return experimentsOf(fa)
 		})).
 		// A rollout's point (say, the first new pod Ready) lasts as long as
 		// the Deployment controller takes to scale the old pods down: the
@@ -444,17 +443,6 @@ func mergeSorted(a, b []string) []string {
 	return out
 }
 
-// assignmentName is stable per experiment and node, and short enough for
-// any node name.
-func assignmentName(exp *v1alpha1.Experiment, node string) string {
-	sum := sha256.Sum256([]byte(string(exp.UID) + "/" + node))
-	n := exp.Name
-	if len(n) > 40 {
-		n = n[:40]
-	}
-	return strings.TrimSuffix(n, "-") + "-" + hex.EncodeToString(sum[:6])
-}
-
 // faultID names a fault on a node cluster-wide: injectors name what they
 // add after it.
 func faultID(exp *v1alpha1.Experiment, fault, target string) string {
@@ -550,38 +538,11 @@ func (r *ExperimentReconciler) writeAssignments(ctx context.Context, exp *v1alph
 		}
 	}
 	for node, faults := range byNode {
-		if err := r.writeAssignment(ctx, exp, node, func(fa *v1alpha1.FaultAssignment) { fa.Spec.Faults = faults }); err != nil {
+		if err := r.writeAssignment(ctx, exp, node, func([]v1alpha1.AssignedFault) []v1alpha1.AssignedFault { return faults }); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// writeAssignment creates or updates the experiment's FaultAssignment of a
-// node: its labels, node and owner, then the faults as set sets them.
-func (r *ExperimentReconciler) writeAssignment(ctx context.Context, exp *v1alpha1.Experiment, node string, set func(*v1alpha1.FaultAssignment)) error {
-	fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: assignmentName(exp, node)}}
-	_, err := controllerutil.CreateOrUpdate(ctx, r.Client, fa, func() error {
-		if fa.Labels == nil {
-			fa.Labels = map[string]string{}
-		}
-		fa.Labels[v1alpha1.LabelNode] = node
-		fa.Labels[v1alpha1.LabelExperiment] = string(exp.UID)
-		fa.Spec.NodeName = node
-		fa.Spec.Experiment = v1alpha1.ExperimentRef{Namespace: exp.Namespace, Name: exp.Name, UID: exp.UID}
-		set(fa)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("write FaultAssignment for node %s: %w", node, err)
-	}
-	return nil
-}
-
-func (r *ExperimentReconciler) assignments(ctx context.Context, exp *v1alpha1.Experiment) ([]v1alpha1.FaultAssignment, error) {
-	var list v1alpha1.FaultAssignmentList
-	err := r.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelExperiment: string(exp.UID)})
-	return list.Items, err
 }
 
 // superseded says why a signal the agent could not deliver had nothing
@@ -752,7 +713,7 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 		exp.Status.Message = why
 		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Aborted", Status: metav1.ConditionTrue, Reason: "Abort", Message: why})
 		r.note(exp, true, "Aborting", "%s: recovering every fault now", why)
-		if err := r.recoverAll(ctx, fas); err != nil {
+		if err := r.recoverAll(ctx, exp, fas); err != nil {
 			return ctrl.Result{}, err
 		}
 		if err := r.endSurges(ctx, exp); err != nil {
@@ -771,25 +732,6 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 		r.note(exp, false, "Recovering", "every fault has reached its deadline")
 	}
 	return ctrl.Result{RequeueAfter: time.Second}, nil
-}
-
-// recoverAll asks every agent to recover its faults now.
-func (r *ExperimentReconciler) recoverAll(ctx context.Context, fas []v1alpha1.FaultAssignment) error {
-	for i := range fas {
-		fa := &fas[i]
-		changed := false
-		for j := range fa.Spec.Faults {
-			if !fa.Spec.Faults[j].Recover {
-				fa.Spec.Faults[j].Recover, changed = true, true
-			}
-		}
-		if changed {
-			if err := r.Update(ctx, fa); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func (r *ExperimentReconciler) aborted(exp *v1alpha1.Experiment) bool {
@@ -960,15 +902,6 @@ func judge(exp *v1alpha1.Experiment) (*slo.Judge, error) {
 	return j, j.Validate()
 }
 
-// deleteAssignments removes the experiment's FaultAssignments.
-func (r *ExperimentReconciler) deleteAssignments(ctx context.Context, exp *v1alpha1.Experiment) error {
-	err := r.DeleteAllOf(ctx, &v1alpha1.FaultAssignment{}, client.MatchingLabels{v1alpha1.LabelExperiment: string(exp.UID)})
-	if err == nil {
-		r.Analysis.Forget(client.ObjectKeyFromObject(exp))
-	}
-	return client.IgnoreNotFound(err)
-}
-
 // finalize recovers every fault of a deleted experiment before letting it go.
 func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Experiment) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(exp, v1alpha1.Finalizer) {
@@ -995,7 +928,7 @@ func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Exper
 		return ctrl.Result{}, err
 	}
 	if len(fas) > 0 {
-		if err := r.recoverAll(ctx, fas); err != nil {
+		if err := r.recoverAll(ctx, exp, fas); err != nil {
 			return ctrl.Result{}, err
 		}
 		_, allRecovered := r.syncRecords(exp, fas)

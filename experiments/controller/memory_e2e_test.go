@@ -188,21 +188,13 @@ spec:
 	if out, code := runCLI(t, env, "run", "--wait=false", "-f", writeFile(t, doc)); code != 0 {
 		t.Fatalf("run: %d\n%s", code, out)
 	}
-	var fa v1alpha1.FaultAssignment
+	var assigned []nodeFault
 	sandboxtest.WaitFor(t, 2*time.Minute, "the memory fault to be assigned", func() bool {
-		var list v1alpha1.FaultAssignmentList
-		if err := c.List(ctx, &list); err != nil {
-			return false
-		}
-		for _, x := range list.Items {
-			if x.Spec.Experiment.Namespace == ns && len(x.Spec.Faults) == 1 {
-				fa = x
-				return true
-			}
-		}
-		return false
+		var err error
+		assigned, err = assignedFaults(ctx, c, inNamespace(ns))
+		return err == nil && len(assigned) == 1
 	})
-	node, id := fa.Spec.NodeName, fa.Spec.Faults[0].ID
+	node, id := assigned[0].node, assigned[0].ID
 	var first stressorState
 	sandboxtest.WaitFor(t, time.Minute, "the stressor to start", func() bool {
 		var ok bool

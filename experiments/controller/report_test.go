@@ -79,7 +79,7 @@ func TestReportConfigMap(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			c := fake.NewClientBuilder().WithScheme(reportScheme(t)).WithObjects(tt.exp).WithStatusSubresource(tt.exp).Build()
-			r := &ExperimentReconciler{Client: c, Analysis: &Analysis{}}
+			r := &ExperimentReconciler{Client: c, Reader: c, Analysis: &Analysis{}}
 			key := client.ObjectKeyFromObject(tt.exp)
 			// Twice: a second reconcile of a finished experiment keeps the
 			// report it has.

@@ -501,19 +501,19 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// addAssignedFault adds one fault to the node's FaultAssignment of the
-// experiment, keeping any fault of the same ID already there (and
+// addAssignedFault adds one fault of the experiment to the node's
+// FaultAssignment, keeping any fault of the same ID already there (and
 // returning it).
 func (r *ExperimentReconciler) addAssignedFault(ctx context.Context, exp *v1alpha1.Experiment, node string, af v1alpha1.AssignedFault) (v1alpha1.AssignedFault, error) {
 	placed := af
-	err := r.writeAssignment(ctx, exp, node, func(fa *v1alpha1.FaultAssignment) {
-		for _, f := range fa.Spec.Faults {
+	err := r.writeAssignment(ctx, exp, node, func(mine []v1alpha1.AssignedFault) []v1alpha1.AssignedFault {
+		for _, f := range mine {
 			if f.ID == af.ID {
 				placed = f
-				return
+				return mine
 			}
 		}
-		fa.Spec.Faults = append(fa.Spec.Faults, af)
+		return append(mine, af)
 	})
 	return placed, err
 }

@@ -230,22 +230,14 @@ spec:
 		t.Fatalf("run: %d\n%s", code, out)
 	}
 	// Kill the agent of the node as soon as it is handed the signal.
-	var fa v1alpha1.FaultAssignment
+	var assigned []nodeFault
 	sandboxtest.WaitFor(t, 2*time.Minute, "the signal to be assigned to a node", func() bool {
-		var list v1alpha1.FaultAssignmentList
-		if err := c.List(ctx, &list); err != nil {
-			return false
-		}
-		for _, x := range list.Items {
-			if x.Spec.Experiment.Namespace == ns {
-				fa = x
-				return true
-			}
-		}
-		return false
+		var err error
+		assigned, err = assignedFaults(ctx, c, inNamespace(ns))
+		return err == nil && len(assigned) > 0
 	})
 	cfg := env.State.Config
-	agent := sandbox.AgentComponent(fa.Spec.NodeName)
+	agent := sandbox.AgentComponent(assigned[0].node)
 	if err := sandbox.Kill(cfg, agent, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -280,9 +272,9 @@ spec:
 		t.Errorf("the main process logged %d SIGTERMs, want exactly 1:\n%s", n, logs)
 	}
 	// Nothing is left: the assignments go with the verdict.
-	sandboxtest.WaitFor(t, 30*time.Second, "the FaultAssignments to be deleted", func() bool {
-		var list v1alpha1.FaultAssignmentList
-		return c.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelExperiment: string(exp.UID)}) == nil && len(list.Items) == 0
+	sandboxtest.WaitFor(t, 30*time.Second, "the faults to be taken off their node", func() bool {
+		left, err := assignedFaults(ctx, c, ofExperiment(exp.UID))
+		return err == nil && len(left) == 0
 	})
 	_ = c.Delete(ctx, &exp)
 }

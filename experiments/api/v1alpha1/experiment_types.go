@@ -749,11 +749,11 @@ const (
 	// LabelChaosEnabled must be "enabled" on a namespace before its pods can
 	// be targets.
 	LabelChaosEnabled = "faultline.dev/chaos"
-	// LabelNode marks a FaultAssignment with its node, so that each agent
-	// watches only its own.
+	// LabelNode marks a FaultAssignment, and a node's agent identity,
+	// with its node, for people and selectors.
 	LabelNode = "faultline.dev/node"
-	// LabelExperiment marks a FaultAssignment, or a Chaos Mesh object, with
-	// its experiment's UID.
+	// LabelExperiment marks a report or a Chaos Mesh object with its
+	// experiment's UID.
 	LabelExperiment = "faultline.dev/experiment-uid"
 	// LabelExperimentName marks a Chaos Mesh object with its experiment's
 	// name, for people; the UID is what the controller selects by.

@@ -5,20 +5,33 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
+// AgentIdentityPrefix begins the name of each node's agent identity: the
+// ServiceAccount (in faultline's namespace), ClusterRole and
+// ClusterRoleBinding that let the agent of that node read its own
+// FaultAssignment and no other. The controller makes them; the agent asks
+// for a token of its node's ServiceAccount, which an admission policy
+// grants only to the agent running on that node.
+const AgentIdentityPrefix = "faultline-agent-"
+
+// AgentIdentity names the identity of node's agent.
+func AgentIdentity(node string) string { return AgentIdentityPrefix + node }
+
 // FaultAssignmentSpec is what one node's agent must do. The controller
 // writes it; the agent on spec.nodeName carries it out and reports through
 // the status with observedGeneration, as Chaos Mesh's PodChaos hand-off.
+//
+// There is one per node, named after the node, holding the faults of every
+// experiment there: a name known in advance is what lets RBAC give each
+// node's agent its own assignment and no other (resourceNames).
 type FaultAssignmentSpec struct {
-	// NodeName is the node whose agent carries the faults out.
+	// NodeName is the node whose agent carries the faults out: the
+	// assignment's own name.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	NodeName string `json:"nodeName"`
 
-	// Experiment that the faults belong to.
-	// +required
-	Experiment ExperimentRef `json:"experiment"`
-
-	// Faults to hold on this node, each until its absolute deadline.
+	// Faults to hold on this node, each until its absolute deadline, of
+	// whichever experiments placed them here.
 	// +listType=map
 	// +listMapKey=id
 	// +kubebuilder:validation:MaxItems=256
@@ -43,6 +56,10 @@ type AssignedFault struct {
 	// after it (for example the nftables table faultline-ID).
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`
 	ID string `json:"id"`
+
+	// Experiment that the fault belongs to.
+	// +required
+	Experiment ExperimentRef `json:"experiment"`
 
 	// Fault is the experiment's fault name.
 	Fault string `json:"fault"`
@@ -163,13 +180,14 @@ type AssignedFaultStatus struct {
 }
 
 // FaultAssignment is what one node's faultline agent must do and until
-// when. faultline's controller manages it; people read it to see what a
-// node is holding.
+// when: one per node, named after it. faultline's controller manages it;
+// people read it to see what a node is holding.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=fa,categories=faultline
+// +kubebuilder:validation:XValidation:rule="self.metadata.name == self.spec.nodeName",message="spec.nodeName: must be the assignment's own name (one FaultAssignment per node, named after it)"
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeName`
-// +kubebuilder:printcolumn:name="Experiment",type=string,JSONPath=`.spec.experiment.name`
+// +kubebuilder:printcolumn:name="Faults",type=string,JSONPath=`.spec.faults[*].id`,priority=1
 // +kubebuilder:printcolumn:name="Observed",type=integer,JSONPath=`.status.observedGeneration`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type FaultAssignment struct {

@@ -1,0 +1,156 @@
+package controller
+
+import (
+	"context"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+func assignedExperiment(name string) *v1alpha1.Experiment {
+	return &v1alpha1.Experiment{ObjectMeta: metav1.ObjectMeta{Namespace: "dept", Name: name, UID: types.UID("uid-" + name)}}
+}
+
+// nodeAssignment builds node's FaultAssignment holding the given faults,
+// each "EXPERIMENT/ID", reported Injected.
+func nodeAssignment(node string, faults ...[2]string) *v1alpha1.FaultAssignment {
+	fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: node}, Spec: v1alpha1.FaultAssignmentSpec{NodeName: node}}
+	for _, f := range faults {
+		e := assignedExperiment(f[0])
+		fa.Spec.Faults = append(fa.Spec.Faults, v1alpha1.AssignedFault{ID: f[1], Fault: "f", Type: v1alpha1.FaultMemoryPressure, Target: node,
+			Experiment: v1alpha1.ExperimentRef{Namespace: e.Namespace, Name: e.Name, UID: e.UID}})
+		fa.Status.Faults = append(fa.Status.Faults, v1alpha1.AssignedFaultStatus{ID: f[1], State: v1alpha1.FaultInjected})
+	}
+	return fa
+}
+
+func ids(fa *v1alpha1.FaultAssignment) (spec []string, recover []bool) {
+	for _, f := range fa.Spec.Faults {
+		spec = append(spec, f.Experiment.Name+"/"+f.ID)
+		recover = append(recover, f.Recover)
+	}
+	return spec, recover
+}
+
+func TestOneFaultAssignmentPerNodeHoldsEveryExperimentsFaults(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	a, b := assignedExperiment("a"), assignedExperiment("b")
+	tests := map[string]struct {
+		existing *v1alpha1.FaultAssignment
+		act      func(context.Context, *ExperimentReconciler) error
+		want     []string // EXPERIMENT/ID on node n1, in order; nil: no FaultAssignment left
+		recover  []bool
+	}{
+		"the first fault on a node creates its FaultAssignment, named after it": {
+			act: func(ctx context.Context, r *ExperimentReconciler) error {
+				return r.writeAssignment(ctx, a, "n1", func([]v1alpha1.AssignedFault) []v1alpha1.AssignedFault {
+					return []v1alpha1.AssignedFault{{ID: "a1"}}
+				})
+			},
+			want: []string{"a/a1"}, recover: []bool{false},
+		},
+		"an experiment's write keeps another experiment's faults": {
+			existing: nodeAssignment("n1", [2]string{"b", "b1"}, [2]string{"a", "a1"}),
+			act: func(ctx context.Context, r *ExperimentReconciler) error {
+				return r.writeAssignment(ctx, a, "n1", func(mine []v1alpha1.AssignedFault) []v1alpha1.AssignedFault {
+					return append(mine, v1alpha1.AssignedFault{ID: "a2"})
+				})
+			},
+			want: []string{"b/b1", "a/a1", "a/a2"}, recover: []bool{false, false, false},
+		},
+		"recovering an experiment marks only its own faults": {
+			existing: nodeAssignment("n1", [2]string{"a", "a1"}, [2]string{"b", "b1"}),
+			act: func(ctx context.Context, r *ExperimentReconciler) error {
+				fas, err := r.assignments(ctx, a)
+				if err != nil {
+					return err
+				}
+				return r.recoverAll(ctx, a, fas)
+			},
+			want: []string{"b/b1", "a/a1"}, recover: []bool{false, true},
+		},
+		"taking an experiment's faults off leaves the others' in place": {
+			existing: nodeAssignment("n1", [2]string{"a", "a1"}, [2]string{"b", "b1"}),
+			act:      func(ctx context.Context, r *ExperimentReconciler) error { return r.deleteAssignments(ctx, a) },
+			want:     []string{"b/b1"}, recover: []bool{false},
+		},
+		"the node's last fault taken off deletes its FaultAssignment": {
+			existing: nodeAssignment("n1", [2]string{"a", "a1"}),
+			act:      func(ctx context.Context, r *ExperimentReconciler) error { return r.deleteAssignments(ctx, a) },
+		},
+		"an experiment with nothing on the node creates nothing": {
+			act: func(ctx context.Context, r *ExperimentReconciler) error {
+				return r.writeAssignment(ctx, b, "n1", func([]v1alpha1.AssignedFault) []v1alpha1.AssignedFault { return nil })
+			},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			b := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.FaultAssignment{})
+			if tc.existing != nil {
+				b = b.WithObjects(tc.existing)
+			}
+			c := b.Build()
+			r := &ExperimentReconciler{Client: c, Reader: c, Analysis: NewAnalysis()}
+			ctx := context.Background()
+			if err := tc.act(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			var fa v1alpha1.FaultAssignment
+			err := c.Get(ctx, client.ObjectKey{Name: "n1"}, &fa)
+			if tc.want == nil {
+				if !apierrors.IsNotFound(err) {
+					t.Fatalf("want no FaultAssignment n1, got %v (err %v)", fa.Spec.Faults, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, rec := ids(&fa)
+			if fa.Spec.NodeName != "n1" || fa.Labels[v1alpha1.LabelNode] != "n1" && tc.existing == nil {
+				t.Errorf("nodeName %q, labels %v: want both n1", fa.Spec.NodeName, fa.Labels)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("faults %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] || rec[i] != tc.recover[i] {
+					t.Fatalf("faults %v recover %v, want %v recover %v", got, rec, tc.want, tc.recover)
+				}
+			}
+		})
+	}
+}
+
+func TestAnExperimentSeesOnlyItsShareOfANodesAssignment(t *testing.T) {
+	fa := nodeAssignment("n1", [2]string{"a", "a1"}, [2]string{"b", "b1"}, [2]string{"a", "a2"})
+	fa.Generation, fa.Status.ObservedGeneration = 3, 3
+	v, ok := shareOf(fa, "uid-a")
+	if !ok || len(v.Spec.Faults) != 2 || len(v.Status.Faults) != 2 || v.Spec.Faults[1].ID != "a2" || v.Status.Faults[1].ID != "a2" {
+		t.Fatalf("share of a: %+v %+v", v.Spec.Faults, v.Status.Faults)
+	}
+	if v.Generation != 3 || v.Status.ObservedGeneration != 3 {
+		t.Errorf("the share keeps the object's generations: %d/%d", v.Generation, v.Status.ObservedGeneration)
+	}
+	if len(fa.Spec.Faults) != 3 {
+		t.Errorf("the share changed the object itself: %v", fa.Spec.Faults)
+	}
+	if _, ok := shareOf(fa, "uid-c"); ok {
+		t.Error("an experiment with no fault on the node has a share")
+	}
+	reqs := experimentsOf(fa)
+	if len(reqs) != 2 || reqs[0].Name != "a" || reqs[1].Name != "b" || reqs[0].Namespace != "dept" {
+		t.Errorf("experiments woken: %v, want dept/a and dept/b once each", reqs)
+	}
+}
