@@ -18,7 +18,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -65,11 +65,15 @@ func main() {
 		os.Exit(memstress.StressorMain(os.Args[2:]))
 	}
 	var node, ledgerDir, metricsAddr, podsCgroup string
+	var identity bool
 	flag.StringVar(&node, "node", os.Getenv("NODE_NAME"), "the node this agent serves (env NODE_NAME)")
 	flag.StringVar(&ledgerDir, "ledger-dir", "/var/lib/faultline/agent", "the on-node ledger's directory; it must survive the agent")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "where Prometheus metrics are served (0 disables)")
 	flag.StringVar(&podsCgroup, "pods-cgroup", "/kubepods", "the kubelet's pod cgroup (its cgroup root plus kubepods): node memory pressure is made under it, where the kubelet counts it;\n"+
 		"auto finds it from this agent's own cgroup when it runs in a pod (the chart's DaemonSet)")
+	flag.BoolVar(&identity, "node-identity", false, "act as this node's own ServiceAccount (faultline-agent-NODE, made by the controller), whose token the\n"+
+		"DaemonSet's shared one may ask for: RBAC then lets this agent read its own node's FaultAssignment and no other.\n"+
+		"Needs POD_NAMESPACE, the agent's namespace, where those ServiceAccounts are (the chart's DaemonSet sets it)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -147,11 +151,12 @@ func main() {
 	logger.Info("starting faultline-agent", "ledger", filepath.Join(ledgerDir, "ledger.json"))
 	// Short timeouts: a cut-off node must not hang its agent's reports.
 	cfg.Timeout = 10 * time.Second
+	namespace := os.Getenv("POD_NAMESPACE")
 	// A restarted agent on a node that is cut off cannot even start its
 	// manager (discovery fails): keep trying, while the deadline loop above
 	// goes on recovering faults by itself.
 	for {
-		err := runManager(ctx, cfg, scheme, node, metricsAddr, engine, poke, nodeEnv{ledgerDir: ledgerDir, podsCgroup: podsCgroup})
+		err := runManager(ctx, cfg, identity, namespace, scheme, node, metricsAddr, engine, poke, nodeEnv{ledgerDir: ledgerDir, podsCgroup: podsCgroup})
 		if ctx.Err() != nil {
 			return
 		}
@@ -164,12 +169,20 @@ func main() {
 	}
 }
 
-func runManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, node, metricsAddr string, engine *agent.Engine, poke chan struct{}, env nodeEnv) error {
-	mine := labels.SelectorFromSet(labels.Set{v1alpha1.LabelNode: node})
+func runManager(ctx context.Context, cfg *rest.Config, identity bool, namespace string, scheme *runtime.Scheme, node, metricsAddr string, engine *agent.Engine, poke chan struct{}, env nodeEnv) error {
+	if identity {
+		var err error
+		if cfg, err = nodeIdentity(cfg, namespace, node); err != nil {
+			return err
+		}
+	}
+	// The node's one FaultAssignment is named after it; RBAC allows a list
+	// or watch of it by name only with this field selector.
+	mine := fields.OneTermEqualSelector("metadata.name", node)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: metricsAddr},
-		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.FaultAssignment{}: {Label: mine}}},
+		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.FaultAssignment{}: {Field: mine}}},
 	})
 	if err != nil {
 		return err
@@ -183,7 +196,7 @@ func runManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, n
 	return mgr.Start(ctx)
 }
 
-// reconciler turns this node's FaultAssignments into the engine's desired
+// reconciler turns this node's FaultAssignment into the engine's desired
 // faults and reports their state back. Any event reconciles the whole node.
 type reconciler struct {
 	client.Client
@@ -197,7 +210,8 @@ type reconciler struct {
 
 func (r *reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	var list v1alpha1.FaultAssignmentList
-	if err := r.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelNode: r.node}); err != nil {
+	// No assignment at all is no fault: the engine recovers what it holds.
+	if err := r.List(ctx, &list); err != nil {
 		return ctrl.Result{}, err
 	}
 	var desired []agent.Desired

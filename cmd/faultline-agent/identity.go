@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"golang.org/x/oauth2"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
+	"k8s.io/utils/ptr"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+// nodeIdentity turns the DaemonSet's shared service account (which may do
+// nothing but ask for a token of its own node's ServiceAccount) into that
+// node's identity, which RBAC lets read this node's FaultAssignment and no
+// other. Tokens last an hour, are asked again before they expire, and are
+// bound to the Node object: they stop working when the node is deleted.
+// (A token bound to the agent's pod must be of the pod's own account.)
+func nodeIdentity(bootstrap *rest.Config, namespace, node string) (*rest.Config, error) {
+	name := v1alpha1.AgentIdentity(node)
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return nil, fmt.Errorf("--node-identity: node %q makes no valid ServiceAccount name %q: %v", node, name, errs)
+	}
+	if namespace == "" {
+		return nil, fmt.Errorf("--node-identity needs POD_NAMESPACE, the agent's own namespace, from the downward API")
+	}
+	cs, err := kubernetes.NewForConfig(bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	ts := &tokenSource{sas: cs.CoreV1().ServiceAccounts(namespace), namespace: namespace, name: name, node: node}
+	// The first token now: a clear error at start beats a 401 in a watch.
+	if _, err := ts.Token(); err != nil {
+		return nil, err
+	}
+	cfg := rest.AnonymousClientConfig(bootstrap)
+	cfg.WrapTransport = transport.TokenSourceWrapTransport(transport.NewCachedTokenSource(ts))
+	return cfg, nil
+}
+
+type tokenSource struct {
+	sas                   corev1client.ServiceAccountInterface
+	namespace, name, node string
+}
+
+func (t *tokenSource) Token() (*oauth2.Token, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr, err := t.sas.CreateToken(ctx, t.name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: ptr.To[int64](3600),
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: t.node},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("token of this node's ServiceAccount %s/%s (made by the controller for each node): %w", t.namespace, t.name, err)
+	}
+	return &oauth2.Token{AccessToken: tr.Status.Token, TokenType: "Bearer", Expiry: tr.Status.ExpirationTimestamp.Time}, nil
+}
