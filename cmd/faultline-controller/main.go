@@ -37,6 +37,7 @@ import (
 func main() {
 	var (
 		namespace, metricsAddr, probeAddr string
+		agentRole                         string
 		leaderElect                       bool
 		recoveryTimeout, reportGrace      time.Duration
 	)
@@ -46,6 +47,9 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that several replicas can run")
 	flag.DurationVar(&recoveryTimeout, "recovery-timeout", 10*time.Minute, "how long after the faults end to wait for nodes and workloads to recover before judging")
 	flag.DurationVar(&reportGrace, "report-grace", 30*time.Second, "how long past a deadline an agent may take to report its recovery")
+	flag.StringVar(&agentRole, "agent-role", "", "give each node's agent an identity of its own: a ServiceAccount "+v1alpha1.AgentIdentityPrefix+"NODE in --namespace, bound to\n"+
+		"this ClusterRole's rules restricted to the node's own FaultAssignment (the chart passes its agent ClusterRole, which owns them,\n"+
+		"so uninstalling removes them); empty: none, for agents that run with their own credentials")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -130,6 +134,13 @@ func main() {
 	if err := sr.SetupWithManager(mgr); err != nil {
 		log.Error(err, "schedule controller")
 		os.Exit(1)
+	}
+	if agentRole != "" {
+		ir := &controller.AgentIdentityReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: namespace, Role: agentRole}
+		if err := ir.SetupWithManager(mgr); err != nil {
+			log.Error(err, "agent identity controller")
+			os.Exit(1)
+		}
 	}
 	_ = mgr.AddHealthzCheck("healthz", healthz.Ping)
 	_ = mgr.AddReadyzCheck("readyz", healthz.Ping)

@@ -5,11 +5,17 @@ package main
 // says what needs it; leader election's Lease is the chart's Role in
 // faultline's own namespace, not a cluster-wide right.
 
-// Experiments and schedules are its own; FaultAssignments it writes for agents
-// and removes all of an experiment's at once (deletecollection).
+// Experiments and schedules are its own; FaultAssignments it writes for agents.
 // +kubebuilder:rbac:groups=faultline.dev,resources=experiments;schedules;faultassignments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=faultline.dev,resources=faultassignments,verbs=deletecollection
-// +kubebuilder:rbac:groups=faultline.dev,resources=experiments/status;schedules/status,verbs=get;update;patch
+// FaultAssignments' status is the agents', but RBAC lets it grant each
+// agent only rights it holds itself (--agent-role).
+// +kubebuilder:rbac:groups=faultline.dev,resources=experiments/status;schedules/status;faultassignments/status,verbs=get;update;patch
+// Each node's agent identity (--agent-role): a ServiceAccount, and a
+// ClusterRole with the agent's rules for that node's FaultAssignment only,
+// bound to it. RBAC refuses a role or binding that grants more than the
+// controller holds itself.
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;create;update;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;create;update;delete
 // Owner references that block deletion need the owner's finalizers subresource.
 // +kubebuilder:rbac:groups=faultline.dev,resources=experiments/finalizers;schedules/finalizers,verbs=update
 

@@ -1,0 +1,150 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+)
+
+// AgentIdentityReconciler gives each node's agent an identity of its own,
+// since RBAC cannot tell apart the pods of one DaemonSet: a ServiceAccount,
+// and a ClusterRole with the Role template's rules restricted by
+// resourceNames to the node's one FaultAssignment, bound to it. The agent
+// asks for that ServiceAccount's token, which the chart's admission policy
+// grants only to the agent whose own token names that node.
+//
+// Every identity is owned by the template ClusterRole, which the chart
+// installs: uninstalling it takes them all. A deleted node's goes at once.
+type AgentIdentityReconciler struct {
+	client.Client
+	// Reader reads past the cache: ServiceAccounts and RBAC objects are not
+	// worth a cluster-wide informer for a few writes per node.
+	Reader client.Reader
+	// Namespace holds the ServiceAccounts: faultline's own.
+	Namespace string
+	// Role is the template ClusterRole (the agent's rules from its RBAC
+	// markers), never bound itself.
+	Role string
+}
+
+// SetupWithManager watches Nodes coming and going; a node's status changes
+// (every heartbeat) change nothing here.
+func (r *AgentIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).Named("agentidentity").
+		For(&corev1.Node{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+		Complete(r)
+}
+
+func (r *AgentIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	node := req.Name
+	name := v1alpha1.AgentIdentity(node)
+	var n corev1.Node
+	err := r.Get(ctx, req.NamespacedName, &n)
+	if apierrors.IsNotFound(err) || (err == nil && n.DeletionTimestamp != nil) {
+		return ctrl.Result{}, r.remove(ctx, name)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		log.FromContext(ctx).Error(nil, "no identity for this node's agent: the name is too long", "node", node, "name", name)
+		return ctrl.Result{}, nil
+	}
+	var tmpl rbacv1.ClusterRole
+	if err := r.Reader.Get(ctx, client.ObjectKey{Name: r.Role}, &tmpl); err != nil {
+		return ctrl.Result{}, fmt.Errorf("--agent-role %s: %w", r.Role, err)
+	}
+	meta := func() metav1.ObjectMeta {
+		return metav1.ObjectMeta{
+			Name:   name,
+			Labels: map[string]string{v1alpha1.LabelNode: node, "app.kubernetes.io/managed-by": "faultline-controller"},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole", Name: tmpl.Name, UID: tmpl.UID,
+			}},
+		}
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: meta()}
+	sa.Namespace = r.Namespace
+	role := &rbacv1.ClusterRole{ObjectMeta: meta(), Rules: OwnNodeRules(tmpl.Rules, node)}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: meta(),
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: r.Namespace}},
+	}
+	// The ServiceAccount last: once it exists its agent gets a token, and
+	// the rights are there already.
+	for _, obj := range []client.Object{role, binding, sa} {
+		if err := r.ensure(ctx, obj); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// OwnNodeRules are the template's rules for node's agent: each one limited
+// to the FaultAssignment named after the node.
+func OwnNodeRules(tmpl []rbacv1.PolicyRule, node string) []rbacv1.PolicyRule {
+	out := make([]rbacv1.PolicyRule, 0, len(tmpl))
+	for _, rule := range tmpl {
+		rule = *rule.DeepCopy()
+		rule.ResourceNames = []string{node}
+		out = append(out, rule)
+	}
+	return out
+}
+
+// ensure creates obj, or brings an existing one's rules, subjects, labels
+// and owners to what obj says.
+func (r *AgentIdentityReconciler) ensure(ctx context.Context, obj client.Object) error {
+	cur := obj.DeepCopyObject().(client.Object)
+	err := r.Reader.Get(ctx, client.ObjectKeyFromObject(obj), cur)
+	if apierrors.IsNotFound(err) {
+		return client.IgnoreAlreadyExists(r.Create(ctx, obj))
+	}
+	if err != nil {
+		return err
+	}
+	same := equality.Semantic.DeepEqual(cur.GetLabels(), obj.GetLabels()) && equality.Semantic.DeepEqual(cur.GetOwnerReferences(), obj.GetOwnerReferences())
+	switch c := cur.(type) {
+	case *rbacv1.ClusterRole:
+		same = same && equality.Semantic.DeepEqual(c.Rules, obj.(*rbacv1.ClusterRole).Rules)
+		c.Rules = obj.(*rbacv1.ClusterRole).Rules
+	case *rbacv1.ClusterRoleBinding:
+		same = same && equality.Semantic.DeepEqual(c.Subjects, obj.(*rbacv1.ClusterRoleBinding).Subjects)
+		c.Subjects = obj.(*rbacv1.ClusterRoleBinding).Subjects
+	}
+	if same {
+		return nil
+	}
+	cur.SetLabels(obj.GetLabels())
+	cur.SetOwnerReferences(obj.GetOwnerReferences())
+	return r.Update(ctx, cur)
+}
+
+// remove deletes a gone node's identity.
+func (r *AgentIdentityReconciler) remove(ctx context.Context, name string) error {
+	for _, obj := range []client.Object{
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Namespace}},
+	} {
+		if err := r.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
+}

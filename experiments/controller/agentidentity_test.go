@@ -1,0 +1,96 @@
+package controller
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+)
+
+func agentTemplate(verbs ...string) *rbacv1.ClusterRole {
+	return &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "faultline-agent", UID: "tmpl-uid"}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"faultline.dev"}, Resources: []string{"faultassignments"}, Verbs: verbs},
+		{APIGroups: []string{"faultline.dev"}, Resources: []string{"faultassignments/status"}, Verbs: []string{"get", "update", "patch"}},
+	}}
+}
+
+func TestEachNodesAgentGetsAnIdentityForItsOwnAssignmentOnly(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
+	tests := map[string]struct {
+		objects   []client.Object
+		wantVerbs []string // of the first rule; nil: no identity
+	}{
+		"a node gets a ServiceAccount and a ClusterRole of the template's rules, for its assignment only": {
+			objects: []client.Object{node, agentTemplate("get", "list", "watch")}, wantVerbs: []string{"get", "list", "watch"},
+		},
+		"a changed template changes every node's role": {
+			objects: []client.Object{node, agentTemplate("get"),
+				&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "faultline-agent-n1"}, Rules: []rbacv1.PolicyRule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}}}}},
+			wantVerbs: []string{"get"},
+		},
+		"a node that is gone takes its identity with it": {
+			objects: []client.Object{agentTemplate("get"),
+				&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "faultline-agent-n1"}},
+				&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "faultline-agent-n1"}},
+				&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "faultline-agent-n1", Namespace: "faultline-system"}}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(tc.objects...).Build()
+			r := &AgentIdentityReconciler{Client: c, Reader: c, Namespace: "faultline-system", Role: "faultline-agent"}
+			ctx := context.Background()
+			if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Name: "n1"}}); err != nil {
+				t.Fatal(err)
+			}
+			var sa corev1.ServiceAccount
+			var role rbacv1.ClusterRole
+			var binding rbacv1.ClusterRoleBinding
+			errs := []error{
+				c.Get(ctx, client.ObjectKey{Namespace: "faultline-system", Name: "faultline-agent-n1"}, &sa),
+				c.Get(ctx, client.ObjectKey{Name: "faultline-agent-n1"}, &role),
+				c.Get(ctx, client.ObjectKey{Name: "faultline-agent-n1"}, &binding),
+			}
+			if tc.wantVerbs == nil {
+				for _, err := range errs {
+					if !apierrors.IsNotFound(err) {
+						t.Errorf("identity left after its node went: %v", err)
+					}
+				}
+				return
+			}
+			for _, err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(role.Rules) != 2 {
+				t.Fatalf("rules %v, want the template's two", role.Rules)
+			}
+			for _, rule := range role.Rules {
+				if len(rule.ResourceNames) != 1 || rule.ResourceNames[0] != "n1" {
+					t.Errorf("rule %v: want it limited to the FaultAssignment n1", rule)
+				}
+			}
+			if got := role.Rules[0].Verbs; len(got) != len(tc.wantVerbs) || got[0] != tc.wantVerbs[0] {
+				t.Errorf("verbs %v, want %v", got, tc.wantVerbs)
+			}
+			if binding.RoleRef.Name != "faultline-agent-n1" || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != "faultline-system" {
+				t.Errorf("binding %v -> %v, want the node's role to its ServiceAccount", binding.Subjects, binding.RoleRef)
+			}
+			for _, o := range []client.Object{&sa, &role, &binding} {
+				if refs := o.GetOwnerReferences(); len(refs) != 1 || refs[0].UID != "tmpl-uid" || refs[0].Kind != "ClusterRole" {
+					t.Errorf("%T owners %v, want the template ClusterRole, so that uninstalling takes it", o, refs)
+				}
+			}
+		})
+	}
+}
