@@ -16,6 +16,7 @@ import (
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -170,6 +171,9 @@ func TestWithoutTheAgentNothingPrivilegedIsInstalled(t *testing.T) {
 	}
 	if !slices.Contains(kinds, "Deployment") {
 		t.Errorf("kinds %v: the controller must still be installed", kinds)
+	}
+	if strings.Contains(r.Manifest, "--agent-role") {
+		t.Error("the controller makes agent identities with agent.enabled: false")
 	}
 }
 
@@ -419,5 +423,86 @@ func TestKustomizeBuildsDeployIntoTheSameObjects(t *testing.T) {
 	want := len(objs) + len(r.CRDs) + 1 // and the namespace
 	if rm.Size() != want {
 		t.Errorf("kustomize built %d objects, want %d (the chart's %d, %d CRDs, the namespace)", rm.Size(), want, len(objs), len(r.CRDs))
+	}
+}
+
+// RBAC cannot tell one agent pod from another, so the shared service
+// account may only ask for a node's token, and the controller gives each
+// node's agent the agent ClusterRole's rules for its own assignment.
+func TestTheAgentsSharedAccountMayOnlyAskForItsNodesIdentity(t *testing.T) {
+	r, err := Render(nil, "faultline-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := deploy.Decode([]byte(r.Manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sharedRoles []string
+	var controllerArgs, agentArgs, agentEnv []string
+	var policyResources []string
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ClusterRoleBinding", "RoleBinding":
+			var b rbacv1.RoleBinding
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range b.Subjects {
+				if s.Name == "faultline-agent" {
+					sharedRoles = append(sharedRoles, b.RoleRef.Kind+"/"+b.RoleRef.Name)
+				}
+			}
+			if b.RoleRef.Name == "faultline-agent" {
+				t.Errorf("%s %s binds the agent ClusterRole: it is a template, bound to no one", o.GetKind(), o.GetName())
+			}
+		case "Role":
+			if o.GetName() != "faultline-agent-token" {
+				continue
+			}
+			var role rbacv1.Role
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
+				t.Fatal(err)
+			}
+			if len(role.Rules) != 1 || !slices.Equal(role.Rules[0].Resources, []string{"serviceaccounts/token"}) || !slices.Equal(role.Rules[0].Verbs, []string{"create"}) {
+				t.Errorf("the shared account's Role: %v, want create serviceaccounts/token only", role.Rules)
+			}
+		case "Deployment", "DaemonSet":
+			var ps corev1.PodSpec
+			spec, _, _ := unstructured.NestedMap(o.Object, "spec", "template", "spec")
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(spec, &ps); err != nil {
+				t.Fatal(err)
+			}
+			c := ps.Containers[0]
+			if o.GetKind() == "Deployment" {
+				controllerArgs = c.Args
+			} else {
+				agentArgs = c.Args
+				for _, e := range c.Env {
+					agentEnv = append(agentEnv, e.Name)
+				}
+			}
+		case "ValidatingAdmissionPolicy":
+			rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "matchConstraints", "resourceRules")
+			for _, rule := range rules {
+				res, _, _ := unstructured.NestedStringSlice(rule.(map[string]any), "resources")
+				policyResources = append(policyResources, res...)
+			}
+		}
+	}
+	if !slices.Equal(sharedRoles, []string{"Role/faultline-agent-token"}) {
+		t.Errorf("the shared agent account is bound to %v, want only Role/faultline-agent-token", sharedRoles)
+	}
+	if !slices.Contains(agentArgs, "--node-identity") {
+		t.Errorf("agent args %v: want --node-identity", agentArgs)
+	}
+	if !slices.Contains(agentEnv, "POD_NAMESPACE") {
+		t.Errorf("agent env %v: want POD_NAMESPACE, where its node's ServiceAccount is", agentEnv)
+	}
+	if !slices.Contains(controllerArgs, "--agent-role=faultline-agent") {
+		t.Errorf("controller args %v: want --agent-role=faultline-agent", controllerArgs)
+	}
+	if !slices.Equal(policyResources, []string{"serviceaccounts/token"}) {
+		t.Errorf("the own-node policy matches %v, want serviceaccounts/token", policyResources)
 	}
 }

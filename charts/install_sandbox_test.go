@@ -14,12 +14,14 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -28,7 +30,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -235,24 +236,62 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 			r.Measurements["oom.kills"], r.Measurements["oom.restarts"], r.Records[0].Target, r.Records[0].Effect)
 	})
 
-	t.Run("the agent may touch only FaultAssignments, and report only on its own node's", func(t *testing.T) {
-		agent := "system:serviceaccount:" + sandbox.FaultlineNamespace + ":faultline-agent"
-		groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + sandbox.FaultlineNamespace, "system:authenticated"}
+	t.Run("each node's agent may read and report on its own node's FaultAssignment and nothing else", func(t *testing.T) {
+		ns := sandbox.FaultlineNamespace
+		groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
+		shared := "system:serviceaccount:" + ns + ":faultline-agent"
+		own := func(node string) string { return "system:serviceaccount:" + ns + ":" + v1alpha1.AgentIdentity(node) }
+		// The controller gives every node's agent an identity, kwok nodes'
+		// too (isolated kwok nodes run agents of their own).
+		for _, n := range st.Nodes {
+			name := v1alpha1.AgentIdentity(n.Name)
+			sandboxtest.WaitFor(t, time.Minute, "the identity of "+n.Name+"'s agent", func() bool {
+				_, e1 := cs.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
+				_, e2 := cs.RbacV1().ClusterRoleBindings().Get(ctx, name, metav1.GetOptions{})
+				return e1 == nil && e2 == nil
+			})
+			role, err := cs.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rule := range role.Rules {
+				if len(rule.ResourceNames) != 1 || rule.ResourceNames[0] != n.Name {
+					t.Errorf("ClusterRole %s: rule %v, want it limited to the FaultAssignment %s", name, rule, n.Name)
+				}
+			}
+			if len(role.OwnerReferences) != 1 || role.OwnerReferences[0].Name != "faultline-agent" {
+				t.Errorf("ClusterRole %s owners %v, want the chart's faultline-agent ClusterRole (uninstall takes it)", name, role.OwnerReferences)
+			}
+		}
+		fa := authorizationv1.ResourceAttributes{Group: "faultline.dev", Resource: "faultassignments"}
+		with := func(a authorizationv1.ResourceAttributes, verb, name, sub string) authorizationv1.ResourceAttributes {
+			a.Verb, a.Name, a.Subresource = verb, name, sub
+			return a
+		}
 		tests := map[string]struct {
+			user  string
 			attrs authorizationv1.ResourceAttributes
 			allow bool
 		}{
-			"reading any Secret is forbidden":                {authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets"}, false},
-			"reading the Secrets of its own namespace too":   {authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets", Namespace: sandbox.FaultlineNamespace}, false},
-			"listing pods is forbidden":                      {authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"}, false},
-			"changing a FaultAssignment's spec is forbidden": {authorizationv1.ResourceAttributes{Verb: "update", Group: "faultline.dev", Resource: "faultassignments"}, false},
-			"deleting a FaultAssignment is forbidden":        {authorizationv1.ResourceAttributes{Verb: "delete", Group: "faultline.dev", Resource: "faultassignments"}, false},
-			"reading Experiments is forbidden":               {authorizationv1.ResourceAttributes{Verb: "get", Group: "faultline.dev", Resource: "experiments"}, false},
-			"watching FaultAssignments is allowed":           {authorizationv1.ResourceAttributes{Verb: "watch", Group: "faultline.dev", Resource: "faultassignments"}, true},
-			"writing a FaultAssignment's status is allowed":  {authorizationv1.ResourceAttributes{Verb: "update", Group: "faultline.dev", Resource: "faultassignments", Subresource: "status"}, true},
+			"real-0's agent reads its own FaultAssignment":               {own("real-0"), with(fa, "get", "real-0", ""), true},
+			"real-0's agent watches its own FaultAssignment by name":     {own("real-0"), with(fa, "watch", "real-0", ""), true},
+			"real-0's agent reports on its own FaultAssignment":          {own("real-0"), with(fa, "update", "real-0", "status"), true},
+			"real-0's agent may not read another node's FaultAssignment": {own("real-0"), with(fa, "get", "kwok-0", ""), false},
+			"real-0's agent may not list every FaultAssignment":          {own("real-0"), with(fa, "list", "", ""), false},
+			"real-0's agent may not report on another node's":            {own("real-0"), with(fa, "update", "kwok-0", "status"), false},
+			"real-0's agent may not change its assignment's spec":        {own("real-0"), with(fa, "update", "real-0", ""), false},
+			"real-0's agent may not delete its assignment":               {own("real-0"), with(fa, "delete", "real-0", ""), false},
+			"real-0's agent may not read any Secret":                     {own("real-0"), authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets"}, false},
+			"real-0's agent may not read its own namespace's Secrets":    {own("real-0"), authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets", Namespace: ns}, false},
+			"real-0's agent may not list pods":                           {own("real-0"), authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"}, false},
+			"real-0's agent may not read Experiments":                    {own("real-0"), authorizationv1.ResourceAttributes{Verb: "get", Group: "faultline.dev", Resource: "experiments"}, false},
+			"the shared account may not read any FaultAssignment":        {shared, with(fa, "get", "real-0", ""), false},
+			"the shared account may not read any Secret":                 {shared, authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets"}, false},
+			"the shared account may ask for a token in its namespace":    {shared, authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: ns, Name: v1alpha1.AgentIdentity("real-0")}, true},
+			"the shared account may not ask for one elsewhere":           {shared, authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: "kube-system", Name: "default"}, false},
 		}
 		for name, tc := range tests {
-			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: agent, Groups: groups, ResourceAttributes: &tc.attrs}}
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: tc.user, Groups: groups, ResourceAttributes: &tc.attrs}}
 			got, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -262,44 +301,93 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 			}
 		}
 
-		// RBAC cannot tell one agent from another: the admission policy
-		// does, from the node its pod-bound token names.
+		// RBAC cannot tell one agent pod from another: the admission
+		// policy does, from the node the pod-bound token names. As real-0's
+		// agent pod, ask for each identity's token.
+		as := rest.CopyConfig(cfg)
+		as.Impersonate = rest.ImpersonationConfig{UserName: shared, Groups: groups,
+			Extra: map[string][]string{"authentication.kubernetes.io/node-name": {"real-0"}}}
+		acs := kubernetes.NewForConfigOrDie(as)
+		token := func(sa string) (string, error) {
+			tr, err := acs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+			if err != nil {
+				return "", err
+			}
+			return tr.Status.Token, nil
+		}
+		for _, sa := range []string{v1alpha1.AgentIdentity("kwok-0"), "faultline-controller"} {
+			if _, err := token(sa); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "only the token of its own node's identity") {
+				t.Errorf("real-0's agent asking for the token of %s: %v, want refused by the own-node policy", sa, err)
+			} else {
+				t.Logf("refused as it should be: %v", err)
+			}
+		}
+		tok, err := token(v1alpha1.AgentIdentity("real-0"))
+		if err != nil {
+			t.Fatalf("real-0's agent asking for its own node's token: %v", err)
+		}
+
+		// And with that token, for real: its own assignment and no other.
 		for _, node := range []string{"real-0", "kwok-0"} {
-			fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: "rbac-test-" + node, Labels: map[string]string{v1alpha1.LabelNode: node}},
-				Spec: v1alpha1.FaultAssignmentSpec{NodeName: node}}
+			fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: node}, Spec: v1alpha1.FaultAssignmentSpec{NodeName: node}}
 			if err := c.Create(ctx, fa); err != nil && !apierrors.IsAlreadyExists(err) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = c.Delete(context.Background(), fa) })
 		}
-		as := rest.CopyConfig(cfg)
-		as.Impersonate = rest.ImpersonationConfig{UserName: agent, Groups: groups,
-			Extra: map[string][]string{"authentication.kubernetes.io/node-name": {"real-0"}}}
-		ac, err := client.New(as, client.Options{Scheme: c.Scheme()})
+		mine := rest.AnonymousClientConfig(cfg)
+		mine.BearerToken = tok
+		ac, err := client.New(mine, client.Options{Scheme: c.Scheme()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		write := func(name string) error {
-			// The real agent of real-0 reports on its assignment too: retry
-			// a conflict with it.
-			return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-				var fa v1alpha1.FaultAssignment
-				if err := ac.Get(ctx, client.ObjectKey{Name: name}, &fa); err != nil {
-					return err
-				}
-				fa.Status.ObservedGeneration = fa.Generation
-				return ac.Status().Update(ctx, &fa)
-			})
+		var got v1alpha1.FaultAssignment
+		if err := ac.Get(ctx, client.ObjectKey{Name: "real-0"}, &got); err != nil {
+			t.Errorf("real-0's identity reading real-0's FaultAssignment: %v, want allowed", err)
 		}
-		if err := write("rbac-test-real-0"); err != nil {
-			t.Errorf("the agent of real-0 reporting on real-0: %v, want allowed", err)
+		var list v1alpha1.FaultAssignmentList
+		if err := ac.List(ctx, &list, client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", "real-0")}); err != nil || len(list.Items) != 1 {
+			t.Errorf("real-0's identity listing its own by name (as its informer does): %v, %d item(s), want allowed, 1", err, len(list.Items))
 		}
-		err = write("rbac-test-kwok-0")
-		if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) || err == nil || !strings.Contains(err.Error(), "only the FaultAssignments of its own node") {
-			t.Errorf("the agent of real-0 reporting on kwok-0: %v, want refused by the own-node policy", err)
-		} else {
-			t.Logf("refused as it should be: %v", err)
+		if err := ac.Get(ctx, client.ObjectKey{Name: "kwok-0"}, &got); !apierrors.IsForbidden(err) {
+			t.Errorf("real-0's identity reading kwok-0's FaultAssignment: %v, want forbidden", err)
 		}
+		if err := ac.List(ctx, &list); !apierrors.IsForbidden(err) {
+			t.Errorf("real-0's identity listing every FaultAssignment: %v, want forbidden", err)
+		}
+		if _, err := kubernetes.NewForConfigOrDie(mine).CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("real-0's identity listing Secrets: %v, want forbidden", err)
+		}
+		// The agent pod itself works through its identity: it carried out
+		// the memory fault above, and was refused nothing.
+		logs, err := cs.CoreV1().Pods(ns).GetLogs(agentPod(t, cs, "real-0"), &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(logs), "\n") {
+			if strings.Contains(line, "forbidden") {
+				t.Errorf("the agent pod was refused a call it makes: %s", line)
+			}
+		}
+
+		// A node that goes takes its agent's identity with it.
+		ghost := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "ghost-0"}}
+		if err := c.Create(ctx, ghost); err != nil {
+			t.Fatal(err)
+		}
+		sandboxtest.WaitFor(t, time.Minute, "the identity of ghost-0's agent", func() bool {
+			_, err := cs.RbacV1().ClusterRoles().Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
+			return err == nil
+		})
+		if err := c.Delete(ctx, ghost); err != nil {
+			t.Fatal(err)
+		}
+		sandboxtest.WaitFor(t, time.Minute, "ghost-0's agent identity to go with the node", func() bool {
+			_, e1 := cs.RbacV1().ClusterRoles().Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
+			_, e2 := cs.RbacV1().ClusterRoleBindings().Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
+			_, e3 := cs.CoreV1().ServiceAccounts(ns).Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
+			return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2) && apierrors.IsNotFound(e3)
+		})
 	})
 
 	t.Run("the controller's rights cover what it does: a traffic URL resolved, experiments deleted, no forbidden call", func(t *testing.T) {
@@ -398,6 +486,26 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		if rl, err := cs.Discovery().ServerResourcesForGroupVersion("faultline.dev/v1alpha1"); err != nil || len(rl.APIResources) < 3 {
 			t.Errorf("the CRDs went with the release (%v): Helm keeps them, and with them every experiment", err)
 		}
-		t.Logf("uninstalled: %d objects gone; CRDs kept", len(objs))
+		// The agents' identities are the controller's, owned by the
+		// chart's agent ClusterRole: the garbage collector takes them.
+		managed := metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=faultline-controller"}
+		sandboxtest.WaitFor(t, time.Minute, "the agents' identities to be gone", func() bool {
+			sas, e1 := cs.CoreV1().ServiceAccounts(sandbox.FaultlineNamespace).List(ctx, managed)
+			roles, e2 := cs.RbacV1().ClusterRoles().List(ctx, managed)
+			bindings, e3 := cs.RbacV1().ClusterRoleBindings().List(ctx, managed)
+			return e1 == nil && e2 == nil && e3 == nil && len(sas.Items)+len(roles.Items)+len(bindings.Items) == 0
+		})
+		t.Logf("uninstalled: %d objects gone, and every agent identity; CRDs kept", len(objs))
 	})
+}
+
+// agentPod names the chart's agent pod on node.
+func agentPod(t *testing.T, cs kubernetes.Interface, node string) string {
+	t.Helper()
+	pods, err := cs.CoreV1().Pods(sandbox.FaultlineNamespace).List(context.Background(), metav1.ListOptions{
+		LabelSelector: "app.kubernetes.io/component=agent", FieldSelector: "spec.nodeName=" + node})
+	if err != nil || len(pods.Items) != 1 {
+		t.Fatalf("the agent pod on %s: %v (%d found)", node, err, len(pods.Items))
+	}
+	return pods.Items[0].Name
 }
