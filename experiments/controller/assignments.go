@@ -3,11 +3,13 @@ package controller
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -21,6 +23,9 @@ import (
 // of it (a view) and writes only that share back, by read-modify-write on
 // the API server's current copy, so that two experiments on one node never
 // undo each other.
+
+// maxNodeFaults is the CRD's bound on one node's faults (MaxItems).
+const maxNodeFaults = 1024
 
 // assignments returns a view of each FaultAssignment that holds faults of
 // exp: the object with only exp's faults in its spec and status.
@@ -80,20 +85,44 @@ func experimentsOf(fa *v1alpha1.FaultAssignment) []reconcile.Request {
 // experiments' faults are kept as they are.
 func (r *ExperimentReconciler) writeAssignment(ctx context.Context, exp *v1alpha1.Experiment, node string, set func(mine []v1alpha1.AssignedFault) []v1alpha1.AssignedFault) error {
 	ref := v1alpha1.ExperimentRef{Namespace: exp.Namespace, Name: exp.Name, UID: exp.UID}
-	err := r.editAssignment(ctx, node, func(fa *v1alpha1.FaultAssignment) {
-		var mine, others []v1alpha1.AssignedFault
+	err := r.editAssignment(ctx, node, func(fa *v1alpha1.FaultAssignment) error {
+		var mine []v1alpha1.AssignedFault
 		for _, f := range fa.Spec.Faults {
 			if f.Experiment.UID == exp.UID {
 				mine = append(mine, f)
-			} else {
-				others = append(others, f)
 			}
 		}
-		mine = set(mine)
-		for i := range mine {
-			mine[i].Experiment = ref
+		want := map[string]v1alpha1.AssignedFault{}
+		var order []string
+		for _, f := range set(mine) {
+			f.Experiment = ref
+			if _, dup := want[f.ID]; !dup {
+				order = append(order, f.ID)
+			}
+			want[f.ID] = f
 		}
-		fa.Spec.Faults = append(others, mine...)
+		// In place, by ID: the others' faults and the order stay as they
+		// are, so that a write that changes nothing changes nothing.
+		var faults []v1alpha1.AssignedFault
+		for _, f := range fa.Spec.Faults {
+			switch w, ok := want[f.ID]; {
+			case f.Experiment.UID != exp.UID:
+				faults = append(faults, f)
+			case ok:
+				faults = append(faults, w)
+				delete(want, f.ID)
+			}
+		}
+		for _, id := range order {
+			if w, ok := want[id]; ok {
+				faults = append(faults, w)
+			}
+		}
+		if len(faults) > maxNodeFaults {
+			return fmt.Errorf("node %s would hold %d faults of all experiments, more than the %d a FaultAssignment holds: run fewer experiments on it at once", node, len(faults), maxNodeFaults)
+		}
+		fa.Spec.Faults = faults
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("write FaultAssignment %s: %w", node, err)
@@ -106,8 +135,11 @@ func (r *ExperimentReconciler) writeAssignment(ctx context.Context, exp *v1alpha
 // changed; one left with no fault is deleted. The cache may lag behind
 // this controller's own last write, and an agent's status write changes
 // the resourceVersion too: a conflict reads again and retries.
-func (r *ExperimentReconciler) editAssignment(ctx context.Context, node string, edit func(*v1alpha1.FaultAssignment)) error {
-	return retry.OnError(retry.DefaultBackoff, func(err error) bool {
+func (r *ExperimentReconciler) editAssignment(ctx context.Context, node string, edit func(*v1alpha1.FaultAssignment) error) error {
+	// Agents report about once a second on a busy node: a few seconds of
+	// retries outlast any run of them.
+	backoff := wait.Backoff{Steps: 10, Duration: 20 * time.Millisecond, Factor: 1.5, Jitter: 0.2}
+	return retry.OnError(backoff, func(err error) bool {
 		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
 	}, func() error {
 		fa := &v1alpha1.FaultAssignment{}
@@ -121,7 +153,9 @@ func (r *ExperimentReconciler) editAssignment(ctx context.Context, node string, 
 			fa.Spec.NodeName = node
 		}
 		before := fa.Spec.DeepCopy()
-		edit(fa)
+		if err := edit(fa); err != nil {
+			return err
+		}
 		switch {
 		case !exists && len(fa.Spec.Faults) == 0:
 			return nil
@@ -177,4 +211,27 @@ func (r *ExperimentReconciler) deleteAssignments(ctx context.Context, exp *v1alp
 	}
 	r.Analysis.Forget(client.ObjectKeyFromObject(exp))
 	return nil
+}
+
+// SweepOldAssignments deletes the FaultAssignments of before one per node
+// (one per experiment and node, named otherwise): no agent reads them any
+// more, since each reads only the one named after its node, and the new
+// agent has already recovered their faults as no longer assigned.
+func SweepOldAssignments(ctx context.Context, reader client.Reader, c client.Writer) ([]string, error) {
+	var list v1alpha1.FaultAssignmentList
+	if err := reader.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	var gone []string
+	for i := range list.Items {
+		fa := &list.Items[i]
+		if fa.Name == fa.Spec.NodeName {
+			continue
+		}
+		if err := c.Delete(ctx, fa); client.IgnoreNotFound(err) != nil {
+			return gone, err
+		}
+		gone = append(gone, fa.Name)
+	}
+	return gone, nil
 }

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -50,6 +52,8 @@ func TestOneFaultAssignmentPerNodeHoldsEveryExperimentsFaults(t *testing.T) {
 		act      func(context.Context, *ExperimentReconciler) error
 		want     []string // EXPERIMENT/ID on node n1, in order; nil: no FaultAssignment left
 		recover  []bool
+		// sameVersion: the object was not written
+		sameVersion bool
 	}{
 		"the first fault on a node creates its FaultAssignment, named after it": {
 			act: func(ctx context.Context, r *ExperimentReconciler) error {
@@ -77,7 +81,33 @@ func TestOneFaultAssignmentPerNodeHoldsEveryExperimentsFaults(t *testing.T) {
 				}
 				return r.recoverAll(ctx, a, fas)
 			},
-			want: []string{"b/b1", "a/a1"}, recover: []bool{false, true},
+			want: []string{"a/a1", "b/b1"}, recover: []bool{true, false},
+		},
+		"a write that changes nothing keeps the order and the generation": {
+			existing: nodeAssignment("n1", [2]string{"a", "a1"}, [2]string{"b", "b1"}, [2]string{"a", "a2"}),
+			act: func(ctx context.Context, r *ExperimentReconciler) error {
+				return r.writeAssignment(ctx, a, "n1", func(mine []v1alpha1.AssignedFault) []v1alpha1.AssignedFault {
+					return []v1alpha1.AssignedFault{mine[1], mine[0]}
+				})
+			},
+			want: []string{"a/a1", "b/b1", "a/a2"}, recover: []bool{false, false, false}, sameVersion: true,
+		},
+		"more faults than a node's assignment holds are refused, naming the node": {
+			existing: nodeAssignment("n1", [2]string{"b", "b1"}),
+			act: func(ctx context.Context, r *ExperimentReconciler) error {
+				err := r.writeAssignment(ctx, a, "n1", func([]v1alpha1.AssignedFault) []v1alpha1.AssignedFault {
+					out := make([]v1alpha1.AssignedFault, maxNodeFaults)
+					for i := range out {
+						out[i].ID = fmt.Sprintf("a%d", i)
+					}
+					return out
+				})
+				if err == nil || !strings.Contains(err.Error(), "node n1 would hold 1025 faults") {
+					return fmt.Errorf("got %v, want the node's bound named", err)
+				}
+				return nil
+			},
+			want: []string{"b/b1"}, recover: []bool{false},
 		},
 		"taking an experiment's faults off leaves the others' in place": {
 			existing: nodeAssignment("n1", [2]string{"a", "a1"}, [2]string{"b", "b1"}),
@@ -103,6 +133,8 @@ func TestOneFaultAssignmentPerNodeHoldsEveryExperimentsFaults(t *testing.T) {
 			c := b.Build()
 			r := &ExperimentReconciler{Client: c, Reader: c, Analysis: NewAnalysis()}
 			ctx := context.Background()
+			var before v1alpha1.FaultAssignment
+			_ = c.Get(ctx, client.ObjectKey{Name: "n1"}, &before)
 			if err := tc.act(ctx, r); err != nil {
 				t.Fatal(err)
 			}
@@ -116,6 +148,9 @@ func TestOneFaultAssignmentPerNodeHoldsEveryExperimentsFaults(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.sameVersion && fa.ResourceVersion != before.ResourceVersion {
+				t.Errorf("resourceVersion %s, was %s: a write that changes nothing was saved", fa.ResourceVersion, before.ResourceVersion)
 			}
 			got, rec := ids(&fa)
 			if fa.Spec.NodeName != "n1" || fa.Labels[v1alpha1.LabelNode] != "n1" && tc.existing == nil {
@@ -152,5 +187,23 @@ func TestAnExperimentSeesOnlyItsShareOfANodesAssignment(t *testing.T) {
 	reqs := experimentsOf(fa)
 	if len(reqs) != 2 || reqs[0].Name != "a" || reqs[1].Name != "b" || reqs[0].Namespace != "dept" {
 		t.Errorf("experiments woken: %v, want dept/a and dept/b once each", reqs)
+	}
+}
+
+func TestAssignmentsOfTheOldShapeAreSweptAndTheNodesKept(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	old := nodeAssignment("n1", [2]string{"a", "a1"})
+	old.Name = "squeeze-0a1b2c3d4e5f"
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(old, nodeAssignment("n2", [2]string{"b", "b1"})).Build()
+	gone, err := SweepOldAssignments(context.Background(), c, c)
+	if err != nil || len(gone) != 1 || gone[0] != old.Name {
+		t.Fatalf("swept %v (%v), want only %s", gone, err, old.Name)
+	}
+	var list v1alpha1.FaultAssignmentList
+	if err := c.List(context.Background(), &list); err != nil || len(list.Items) != 1 || list.Items[0].Name != "n2" {
+		t.Fatalf("left %v (%v), want only n2's", list.Items, err)
 	}
 }

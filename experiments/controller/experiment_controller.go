@@ -68,8 +68,8 @@ type ExperimentReconciler struct {
 // "enabled": "true" stops every experiment and refuses new ones.
 const KillSwitch = "faultline-kill-switch"
 
-// SetupWithManager wires the controller: Experiments, and the
-// FaultAssignments that belong to them (mapped back by label).
+// SetupWithManager wires the controller: Experiments, and the nodes'
+// FaultAssignments, each mapped back to every experiment with a fault in it.
 func (r *ExperimentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// Its own status writes must not wake it: it polls each second while an
 	// experiment runs. Spec, annotation (abort), finalizer and deletion
@@ -575,6 +575,16 @@ func (r *ExperimentReconciler) superseded(af v1alpha1.AssignedFault) string {
 // fault is recovered.
 func (r *ExperimentReconciler) syncRecords(exp *v1alpha1.Experiment, fas []v1alpha1.FaultAssignment) (allAcknowledged, allRecovered bool) {
 	allAcknowledged, allRecovered = true, true
+	if len(fas) == 0 {
+		// Faults planned for agents whose assignment the cache does not
+		// show yet are not acknowledged by anyone. (Records with an action
+		// are the controller's own, such as a pod deleted through the API.)
+		for _, rec := range exp.Status.Records {
+			if rec.Node != "" && rec.Action == "" {
+				allAcknowledged = false
+			}
+		}
+	}
 	status := map[string]v1alpha1.AssignedFaultStatus{}
 	current := map[string]bool{}
 	for _, fa := range fas {
@@ -618,7 +628,9 @@ func (r *ExperimentReconciler) syncRecords(exp *v1alpha1.Experiment, fas []v1alp
 					r.note(exp, false, "FaultEffect", "%s on %s: %s", af.Fault, af.Target, s.Message)
 				}
 			}
-			if !current[fa.Name] {
+			// Acknowledged: the agent has reported on this generation,
+			// with this fault in its report.
+			if !current[fa.Name] || !reported {
 				allAcknowledged = false
 			}
 			if !reported || s.State != v1alpha1.FaultRecovered {
@@ -699,10 +711,16 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 	acked, _ := r.syncRecords(exp, fas)
 	r.snapshot(exp)
 	if usesChaosMesh(exp) {
-		if exp.Status.Phase == v1alpha1.PhaseInjecting && chaosCreated(exp, r.Clock.Now()) {
+		if done, failed := chaosCreated(exp, r.Clock.Now()); exp.Status.Phase == v1alpha1.PhaseInjecting && done {
 			r.setPhase(exp, v1alpha1.PhaseRunning)
-			meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Acknowledged", Status: metav1.ConditionTrue, Reason: "ChaosMeshObjectsCreated", Message: "every fault's Chaos Mesh object is created"})
-			r.note(exp, false, "Running", "every fault's Chaos Mesh object is created")
+			reason, msg := "ChaosMeshObjectsCreated", "every fault's Chaos Mesh object is created"
+			if len(failed) > 0 {
+				// Running still: the faults that have their object go on,
+				// and the verdict says which never happened.
+				reason, msg = "ChaosMeshObjectsFailed", "no Chaos Mesh object for "+strings.Join(failed, ", ")+" (see the records' errors); the others are created"
+			}
+			meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Acknowledged", Status: metav1.ConditionTrue, Reason: reason, Message: msg})
+			r.note(exp, len(failed) > 0, "Running", "%s", msg)
 		}
 	} else if exp.Status.Phase == v1alpha1.PhaseInjecting && acked {
 		r.setPhase(exp, v1alpha1.PhaseRunning)
@@ -923,7 +941,10 @@ func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Exper
 			return ctrl.Result{RequeueAfter: time.Second}, nil
 		}
 	}
-	fas, err := r.assignments(ctx, exp)
+	// From the API server: a cache that lags must not let the finalizer go
+	// with faults still on a node's assignment, where nothing would remove
+	// them.
+	fas, err := assignmentsIn(ctx, r.Reader, exp)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -505,8 +505,9 @@ func podReady(p *corev1.Pod) bool {
 // FaultAssignment, keeping any fault of the same ID already there (and
 // returning it).
 func (r *ExperimentReconciler) addAssignedFault(ctx context.Context, exp *v1alpha1.Experiment, node string, af v1alpha1.AssignedFault) (v1alpha1.AssignedFault, error) {
-	placed := af
+	var placed v1alpha1.AssignedFault
 	err := r.writeAssignment(ctx, exp, node, func(mine []v1alpha1.AssignedFault) []v1alpha1.AssignedFault {
+		placed = af // each retry anew
 		for _, f := range mine {
 			if f.ID == af.ID {
 				placed = f

@@ -34,7 +34,7 @@ type FaultAssignmentSpec struct {
 	// whichever experiments placed them here.
 	// +listType=map
 	// +listMapKey=id
-	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:MaxItems=1024
 	// +optional
 	Faults []AssignedFault `json:"faults,omitempty"`
 }
