@@ -3,8 +3,10 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -37,7 +40,7 @@ import (
 func main() {
 	var (
 		namespace, metricsAddr, probeAddr string
-		agentRole                         string
+		agentRole, agentNamespace         string
 		leaderElect                       bool
 		recoveryTimeout, reportGrace      time.Duration
 	)
@@ -50,6 +53,8 @@ func main() {
 	flag.StringVar(&agentRole, "agent-role", "", "give each node's agent an identity of its own: a ServiceAccount "+v1alpha1.AgentIdentityPrefix+"NODE in --namespace, bound to\n"+
 		"this ClusterRole's rules restricted to the node's own FaultAssignment (the chart passes its agent ClusterRole, which owns them,\n"+
 		"so uninstalling removes them); empty: none, for agents that run with their own credentials")
+	flag.StringVar(&agentNamespace, "agent-namespace", "faultline-agents", "the namespace of the agents' ServiceAccounts (--agent-role), which must hold nothing else:\n"+
+		"the agents' shared account may ask for tokens there")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -70,6 +75,11 @@ func main() {
 		log.Error(err, "no cluster to talk to (--kubeconfig or KUBECONFIG, or in-cluster)")
 		os.Exit(1)
 	}
+	// The eviction analyzer watches every pod: keep only what it reads.
+	byObject := map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: evictions.Strip}}
+	if agentRole != "" {
+		maps.Copy(byObject, controller.IdentityCache(agentNamespace))
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
@@ -77,8 +87,7 @@ func main() {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "faultline-controller",
 		LeaderElectionNamespace: namespace,
-		// The eviction analyzer watches every pod: keep only what it reads.
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: evictions.Strip}}},
+		Cache:                   cache.Options{ByObject: byObject},
 	})
 	if err != nil {
 		log.Error(err, "manager")
@@ -136,11 +145,25 @@ func main() {
 		os.Exit(1)
 	}
 	if agentRole != "" {
-		ir := &controller.AgentIdentityReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: namespace, Role: agentRole}
+		ir := &controller.AgentIdentityReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: agentNamespace, Role: agentRole}
 		if err := ir.SetupWithManager(mgr); err != nil {
 			log.Error(err, "agent identity controller")
 			os.Exit(1)
 		}
+	}
+	// Once, as the leader: an upgrade from one FaultAssignment per
+	// experiment and node leaves the old ones, which nothing reads.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		gone, err := controller.SweepOldAssignments(ctx, mgr.GetAPIReader(), mgr.GetClient())
+		if err != nil {
+			log.Error(err, "sweeping FaultAssignments of the old shape")
+		} else if len(gone) > 0 {
+			log.Info("deleted FaultAssignments of the old shape (one per experiment and node)", "names", gone)
+		}
+		return nil
+	})); err != nil {
+		log.Error(err, "sweep")
+		os.Exit(1)
 	}
 	_ = mgr.AddHealthzCheck("healthz", healthz.Ping)
 	_ = mgr.AddReadyzCheck("readyz", healthz.Ping)

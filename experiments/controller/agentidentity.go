@@ -9,13 +9,18 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
@@ -31,21 +36,52 @@ import (
 // installs: uninstalling it takes them all. A deleted node's goes at once.
 type AgentIdentityReconciler struct {
 	client.Client
-	// Reader reads past the cache: ServiceAccounts and RBAC objects are not
-	// worth a cluster-wide informer for a few writes per node.
+	// Reader reads past the cache, whose informers hold only the
+	// identities (by label), never the template.
 	Reader client.Reader
-	// Namespace holds the ServiceAccounts: faultline's own.
+	// Namespace holds the ServiceAccounts and nothing else: the agents'
+	// shared account may ask for tokens there only.
 	Namespace string
 	// Role is the template ClusterRole (the agent's rules from its RBAC
 	// markers), never bound itself.
 	Role string
 }
 
-// SetupWithManager watches Nodes coming and going; a node's status changes
-// (every heartbeat) change nothing here.
+// Identities carry these labels; the controller changes or deletes no
+// object without them (nor does the chart's admission policy let it).
+const (
+	labelManagedBy   = "app.kubernetes.io/managed-by"
+	managedByControl = "faultline-controller"
+)
+
+// IdentityCache limits the controller's informers of ServiceAccounts,
+// ClusterRoles and ClusterRoleBindings to the identities it made.
+func IdentityCache(namespace string) map[client.Object]cache.ByObject {
+	mine := labels.SelectorFromSet(labels.Set{labelManagedBy: managedByControl})
+	return map[client.Object]cache.ByObject{
+		&corev1.ServiceAccount{}:     {Label: mine, Namespaces: map[string]cache.Config{namespace: {}}},
+		&rbacv1.ClusterRole{}:        {Label: mine},
+		&rbacv1.ClusterRoleBinding{}: {Label: mine},
+	}
+}
+
+// SetupWithManager watches Nodes coming and going (a node's status changes
+// with every heartbeat and changes nothing here), and the identities
+// themselves, so that one changed or deleted by hand is made again. A new
+// template (helm upgrade) restarts the controller, which goes over every
+// node (the chart's checksum annotation).
 func (r *AgentIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	toNode := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if n := o.GetLabels()[v1alpha1.LabelNode]; n != "" {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: n}}}
+		}
+		return nil
+	})
 	return ctrl.NewControllerManagedBy(mgr).Named("agentidentity").
 		For(&corev1.Node{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+		Watches(&corev1.ServiceAccount{}, toNode).
+		Watches(&rbacv1.ClusterRole{}, toNode).
+		Watches(&rbacv1.ClusterRoleBinding{}, toNode).
 		Complete(r)
 }
 
@@ -71,7 +107,7 @@ func (r *AgentIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	meta := func() metav1.ObjectMeta {
 		return metav1.ObjectMeta{
 			Name:   name,
-			Labels: map[string]string{v1alpha1.LabelNode: node, "app.kubernetes.io/managed-by": "faultline-controller"},
+			Labels: map[string]string{v1alpha1.LabelNode: node, labelManagedBy: managedByControl},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole", Name: tmpl.Name, UID: tmpl.UID,
 			}},
@@ -108,7 +144,8 @@ func OwnNodeRules(tmpl []rbacv1.PolicyRule, node string) []rbacv1.PolicyRule {
 }
 
 // ensure creates obj, or brings an existing one's rules, subjects, labels
-// and owners to what obj says.
+// and owners to what obj says. An object of that name that is not an
+// identity this controller made is left alone, and said so.
 func (r *AgentIdentityReconciler) ensure(ctx context.Context, obj client.Object) error {
 	cur := obj.DeepCopyObject().(client.Object)
 	err := r.Reader.Get(ctx, client.ObjectKeyFromObject(obj), cur)
@@ -118,12 +155,24 @@ func (r *AgentIdentityReconciler) ensure(ctx context.Context, obj client.Object)
 	if err != nil {
 		return err
 	}
+	if cur.GetLabels()[labelManagedBy] != managedByControl {
+		return fmt.Errorf("%T %s exists and is not an agent identity of faultline's (no label %s=%s): left alone; node %s's agent gets no identity until it is gone",
+			obj, obj.GetName(), labelManagedBy, managedByControl, obj.GetLabels()[v1alpha1.LabelNode])
+	}
 	same := equality.Semantic.DeepEqual(cur.GetLabels(), obj.GetLabels()) && equality.Semantic.DeepEqual(cur.GetOwnerReferences(), obj.GetOwnerReferences())
 	switch c := cur.(type) {
 	case *rbacv1.ClusterRole:
 		same = same && equality.Semantic.DeepEqual(c.Rules, obj.(*rbacv1.ClusterRole).Rules)
 		c.Rules = obj.(*rbacv1.ClusterRole).Rules
 	case *rbacv1.ClusterRoleBinding:
+		if c.RoleRef != obj.(*rbacv1.ClusterRoleBinding).RoleRef {
+			// A binding's role cannot change: make it again.
+			pre := metav1.Preconditions{UID: &c.UID}
+			if err := r.Delete(ctx, c, client.Preconditions(pre)); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+			return r.Create(ctx, obj)
+		}
 		same = same && equality.Semantic.DeepEqual(c.Subjects, obj.(*rbacv1.ClusterRoleBinding).Subjects)
 		c.Subjects = obj.(*rbacv1.ClusterRoleBinding).Subjects
 	}
@@ -135,14 +184,22 @@ func (r *AgentIdentityReconciler) ensure(ctx context.Context, obj client.Object)
 	return r.Update(ctx, cur)
 }
 
-// remove deletes a gone node's identity.
+// remove deletes a gone node's identity: only what this controller made.
 func (r *AgentIdentityReconciler) remove(ctx context.Context, name string) error {
 	for _, obj := range []client.Object{
 		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}},
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Namespace}},
 	} {
-		if err := r.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+		err := r.Reader.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		if apierrors.IsNotFound(err) || err == nil && obj.GetLabels()[labelManagedBy] != managedByControl {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		uid := obj.GetUID()
+		if err := r.Delete(ctx, obj, client.Preconditions(metav1.Preconditions{UID: &uid})); client.IgnoreNotFound(err) != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,42 +23,77 @@ func agentTemplate(verbs ...string) *rbacv1.ClusterRole {
 	}}
 }
 
+// identityMeta is an identity's metadata as the controller makes it;
+// foreign leaves the labels off.
+func identityMeta(name, namespace string, foreign bool) metav1.ObjectMeta {
+	m := metav1.ObjectMeta{Name: name, Namespace: namespace, UID: types.UID("uid-" + name)}
+	if !foreign {
+		m.Labels = map[string]string{labelManagedBy: managedByControl, "faultline.dev/node": "n1"}
+	}
+	return m
+}
+
 func TestEachNodesAgentGetsAnIdentityForItsOwnAssignmentOnly(t *testing.T) {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
+	ours := func(foreign bool) []client.Object {
+		return []client.Object{
+			&rbacv1.ClusterRole{ObjectMeta: identityMeta("faultline-agent-n1", "", foreign)},
+			&rbacv1.ClusterRoleBinding{ObjectMeta: identityMeta("faultline-agent-n1", "", foreign), RoleRef: rbacv1.RoleRef{Kind: "ClusterRole", Name: "cluster-admin"}},
+			&corev1.ServiceAccount{ObjectMeta: identityMeta("faultline-agent-n1", "faultline-agents", foreign)},
+		}
+	}
 	tests := map[string]struct {
 		objects   []client.Object
 		wantVerbs []string // of the first rule; nil: no identity
+		wantErr   string
+		// kept: the objects are left as they were (someone else's)
+		kept bool
 	}{
 		"a node gets a ServiceAccount and a ClusterRole of the template's rules, for its assignment only": {
 			objects: []client.Object{node, agentTemplate("get", "list", "watch")}, wantVerbs: []string{"get", "list", "watch"},
 		},
-		"a changed template changes every node's role": {
-			objects: []client.Object{node, agentTemplate("get"),
-				&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "faultline-agent-n1"}, Rules: []rbacv1.PolicyRule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}}}}},
+		"an identity changed by hand (its rules, its binding's role) is made right again": {
+			objects:   append([]client.Object{node, agentTemplate("get")}, ours(false)...),
 			wantVerbs: []string{"get"},
 		},
+		"objects of an identity's name that faultline did not make are left alone, and said so": {
+			objects: append([]client.Object{node, agentTemplate("get")}, ours(true)...),
+			wantErr: "is not an agent identity of faultline's", kept: true,
+		},
 		"a node that is gone takes its identity with it": {
-			objects: []client.Object{agentTemplate("get"),
-				&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "faultline-agent-n1"}},
-				&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "faultline-agent-n1"}},
-				&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "faultline-agent-n1", Namespace: "faultline-system"}}},
+			objects: append([]client.Object{agentTemplate("get")}, ours(false)...),
+		},
+		"a gone node's name on objects faultline did not make deletes nothing": {
+			objects: append([]client.Object{agentTemplate("get")}, ours(true)...), kept: true,
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(tc.objects...).Build()
-			r := &AgentIdentityReconciler{Client: c, Reader: c, Namespace: "faultline-system", Role: "faultline-agent"}
+			r := &AgentIdentityReconciler{Client: c, Reader: c, Namespace: "faultline-agents", Role: "faultline-agent"}
 			ctx := context.Background()
-			if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Name: "n1"}}); err != nil {
-				t.Fatal(err)
+			_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Name: "n1"}})
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
 			}
 			var sa corev1.ServiceAccount
 			var role rbacv1.ClusterRole
 			var binding rbacv1.ClusterRoleBinding
 			errs := []error{
-				c.Get(ctx, client.ObjectKey{Namespace: "faultline-system", Name: "faultline-agent-n1"}, &sa),
+				c.Get(ctx, client.ObjectKey{Namespace: "faultline-agents", Name: "faultline-agent-n1"}, &sa),
 				c.Get(ctx, client.ObjectKey{Name: "faultline-agent-n1"}, &role),
 				c.Get(ctx, client.ObjectKey{Name: "faultline-agent-n1"}, &binding),
+			}
+			if tc.kept {
+				for _, err := range errs {
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if role.Labels != nil || len(role.Rules) != 0 || binding.RoleRef.Name != "cluster-admin" {
+					t.Errorf("someone else's objects were changed: role %v %v, binding to %s", role.Labels, role.Rules, binding.RoleRef.Name)
+				}
+				return
 			}
 			if tc.wantVerbs == nil {
 				for _, err := range errs {
@@ -83,7 +119,7 @@ func TestEachNodesAgentGetsAnIdentityForItsOwnAssignmentOnly(t *testing.T) {
 			if got := role.Rules[0].Verbs; len(got) != len(tc.wantVerbs) || got[0] != tc.wantVerbs[0] {
 				t.Errorf("verbs %v, want %v", got, tc.wantVerbs)
 			}
-			if binding.RoleRef.Name != "faultline-agent-n1" || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != "faultline-system" {
+			if binding.RoleRef.Name != "faultline-agent-n1" || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != "faultline-agents" {
 				t.Errorf("binding %v -> %v, want the node's role to its ServiceAccount", binding.Subjects, binding.RoleRef)
 			}
 			for _, o := range []client.Object{&sa, &role, &binding} {
