@@ -29,20 +29,18 @@ func nodeIdentity(bootstrap *rest.Config, namespace, node string) (*rest.Config,
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 		return nil, fmt.Errorf("--node-identity: node %q makes no valid ServiceAccount name %q: %v", node, name, errs)
 	}
-	if namespace == "" {
-		return nil, fmt.Errorf("--node-identity needs POD_NAMESPACE, the agent's own namespace, from the downward API")
-	}
 	cs, err := kubernetes.NewForConfig(bootstrap)
 	if err != nil {
 		return nil, err
 	}
 	ts := &tokenSource{sas: cs.CoreV1().ServiceAccounts(namespace), namespace: namespace, name: name, node: node}
 	// The first token now: a clear error at start beats a 401 in a watch.
-	if _, err := ts.Token(); err != nil {
+	first, err := ts.Token()
+	if err != nil {
 		return nil, err
 	}
 	cfg := rest.AnonymousClientConfig(bootstrap)
-	cfg.WrapTransport = transport.TokenSourceWrapTransport(transport.NewCachedTokenSource(ts))
+	cfg.WrapTransport = transport.TokenSourceWrapTransport(oauth2.ReuseTokenSource(first, ts))
 	return cfg, nil
 }
 

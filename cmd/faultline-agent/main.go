@@ -1,4 +1,4 @@
-// Command faultline-agent carries out one node's FaultAssignments. It
+// Command faultline-agent carries out its node's FaultAssignment. It
 // enforces every fault's deadline by its own clock from its on-node ledger,
 // so a node cut off from the API server still recovers on time, and a
 // restarted agent recovers or resumes whatever its predecessor left.
@@ -27,9 +27,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/injectors"
@@ -65,15 +68,15 @@ func main() {
 		os.Exit(memstress.StressorMain(os.Args[2:]))
 	}
 	var node, ledgerDir, metricsAddr, podsCgroup string
-	var identity bool
+	var identity string
 	flag.StringVar(&node, "node", os.Getenv("NODE_NAME"), "the node this agent serves (env NODE_NAME)")
 	flag.StringVar(&ledgerDir, "ledger-dir", "/var/lib/faultline/agent", "the on-node ledger's directory; it must survive the agent")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "where Prometheus metrics are served (0 disables)")
 	flag.StringVar(&podsCgroup, "pods-cgroup", "/kubepods", "the kubelet's pod cgroup (its cgroup root plus kubepods): node memory pressure is made under it, where the kubelet counts it;\n"+
 		"auto finds it from this agent's own cgroup when it runs in a pod (the chart's DaemonSet)")
-	flag.BoolVar(&identity, "node-identity", false, "act as this node's own ServiceAccount (faultline-agent-NODE, made by the controller), whose token the\n"+
-		"DaemonSet's shared one may ask for: RBAC then lets this agent read its own node's FaultAssignment and no other.\n"+
-		"Needs POD_NAMESPACE, the agent's namespace, where those ServiceAccounts are (the chart's DaemonSet sets it)")
+	flag.StringVar(&identity, "node-identity", "", "the namespace of the nodes' agent identities: act as this node's own ServiceAccount there (faultline-agent-NODE,\n"+
+		"made by the controller), whose token the DaemonSet's shared one may ask for; RBAC then lets this agent read its own\n"+
+		"node's FaultAssignment and no other. Empty: act with the credentials given (the sandbox's agent processes)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -151,12 +154,11 @@ func main() {
 	logger.Info("starting faultline-agent", "ledger", filepath.Join(ledgerDir, "ledger.json"))
 	// Short timeouts: a cut-off node must not hang its agent's reports.
 	cfg.Timeout = 10 * time.Second
-	namespace := os.Getenv("POD_NAMESPACE")
 	// A restarted agent on a node that is cut off cannot even start its
 	// manager (discovery fails): keep trying, while the deadline loop above
 	// goes on recovering faults by itself.
 	for {
-		err := runManager(ctx, cfg, identity, namespace, scheme, node, metricsAddr, engine, poke, nodeEnv{ledgerDir: ledgerDir, podsCgroup: podsCgroup})
+		err := runManager(ctx, cfg, identity, scheme, node, metricsAddr, engine, poke, nodeEnv{ledgerDir: ledgerDir, podsCgroup: podsCgroup})
 		if ctx.Err() != nil {
 			return
 		}
@@ -169,10 +171,10 @@ func main() {
 	}
 }
 
-func runManager(ctx context.Context, cfg *rest.Config, identity bool, namespace string, scheme *runtime.Scheme, node, metricsAddr string, engine *agent.Engine, poke chan struct{}, env nodeEnv) error {
-	if identity {
+func runManager(ctx context.Context, cfg *rest.Config, identity string, scheme *runtime.Scheme, node, metricsAddr string, engine *agent.Engine, poke chan struct{}, env nodeEnv) error {
+	if identity != "" {
 		var err error
-		if cfg, err = nodeIdentity(cfg, namespace, node); err != nil {
+		if cfg, err = nodeIdentity(cfg, identity, node); err != nil {
 			return err
 		}
 	}
@@ -190,7 +192,14 @@ func runManager(ctx context.Context, cfg *rest.Config, identity bool, namespace 
 	r := &reconciler{Client: mgr.GetClient(), node: node, env: env, engine: engine, poke: poke, unresolved: map[string]string{}}
 	// Retries build the controller again in the same process.
 	opts := controller.Options{SkipNameValidation: ptr.To(true)}
-	if err := ctrl.NewControllerManagedBy(mgr).Named("faultassignment").For(&v1alpha1.FaultAssignment{}).WithOptions(opts).Complete(r); err != nil {
+	// One reconcile at start, with or without an assignment: one deleted
+	// while this agent was down has no event, and its faults must go now,
+	// not at their deadlines.
+	start := make(chan event.GenericEvent, 1)
+	start <- event.GenericEvent{Object: &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: node}}}
+	if err := ctrl.NewControllerManagedBy(mgr).Named("faultassignment").For(&v1alpha1.FaultAssignment{}).
+		WatchesRawSource(source.Channel(start, &handler.EnqueueRequestForObject{})).
+		WithOptions(opts).Complete(r); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)
