@@ -17,6 +17,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +31,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -237,16 +239,16 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 	})
 
 	t.Run("each node's agent may read and report on its own node's FaultAssignment and nothing else", func(t *testing.T) {
-		ns := sandbox.FaultlineNamespace
+		ns, ids := sandbox.FaultlineNamespace, "faultline-agents"
 		groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
 		shared := "system:serviceaccount:" + ns + ":faultline-agent"
-		own := func(node string) string { return "system:serviceaccount:" + ns + ":" + v1alpha1.AgentIdentity(node) }
+		own := func(node string) string { return "system:serviceaccount:" + ids + ":" + v1alpha1.AgentIdentity(node) }
 		// The controller gives every node's agent an identity, kwok nodes'
 		// too (isolated kwok nodes run agents of their own).
 		for _, n := range st.Nodes {
 			name := v1alpha1.AgentIdentity(n.Name)
 			sandboxtest.WaitFor(t, time.Minute, "the identity of "+n.Name+"'s agent", func() bool {
-				_, e1 := cs.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
+				_, e1 := cs.CoreV1().ServiceAccounts(ids).Get(ctx, name, metav1.GetOptions{})
 				_, e2 := cs.RbacV1().ClusterRoleBindings().Get(ctx, name, metav1.GetOptions{})
 				return e1 == nil && e2 == nil
 			})
@@ -308,21 +310,33 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		as.Impersonate = rest.ImpersonationConfig{UserName: shared, Groups: groups,
 			Extra: map[string][]string{"authentication.kubernetes.io/node-name": {"real-0"}}}
 		acs := kubernetes.NewForConfigOrDie(as)
-		token := func(sa string) (string, error) {
-			tr, err := acs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		token := func(namespace, sa, boundTo string) (string, error) {
+			tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
+			if boundTo != "" {
+				tr.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: boundTo}
+			}
+			tr, err := acs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, sa, tr, metav1.CreateOptions{})
 			if err != nil {
 				return "", err
 			}
 			return tr.Status.Token, nil
 		}
-		for _, sa := range []string{v1alpha1.AgentIdentity("kwok-0"), "faultline-controller"} {
-			if _, err := token(sa); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "only the token of its own node's identity") {
-				t.Errorf("real-0's agent asking for the token of %s: %v, want refused by the own-node policy", sa, err)
+		refused := map[string]struct {
+			namespace, sa, boundTo, want string
+		}{
+			"another node's identity":         {ids, v1alpha1.AgentIdentity("kwok-0"), "kwok-0", "only the token of its own node's identity"},
+			"its own, bound to another node":  {ids, v1alpha1.AgentIdentity("real-0"), "kwok-0", "bound to its own Node"},
+			"its own, bound to nothing":       {ids, v1alpha1.AgentIdentity("real-0"), "", "bound to its own Node"},
+			"the controller's (RBAC says no)": {ns, "faultline-controller", "real-0", "cannot create resource"},
+		}
+		for name, tc := range refused {
+			if _, err := token(tc.namespace, tc.sa, tc.boundTo); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("real-0's agent asking for %s: %v, want refused with %q", name, err, tc.want)
 			} else {
-				t.Logf("refused as it should be: %v", err)
+				t.Logf("%s: refused as it should be: %v", name, err)
 			}
 		}
-		tok, err := token(v1alpha1.AgentIdentity("real-0"))
+		tok, err := token(ids, v1alpha1.AgentIdentity("real-0"), "real-0")
 		if err != nil {
 			t.Fatalf("real-0's agent asking for its own node's token: %v", err)
 		}
@@ -358,6 +372,37 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		if _, err := kubernetes.NewForConfigOrDie(mine).CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 			t.Errorf("real-0's identity listing Secrets: %v, want forbidden", err)
 		}
+
+		// The controller may make cluster-wide roles and bindings, but the
+		// admission policy lets it make only identities' shapes: here RBAC
+		// alone would allow each (it holds every right these grant).
+		asCtrl := rest.CopyConfig(cfg)
+		asCtrl.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":faultline-controller", Groups: groups}
+		ccs := kubernetes.NewForConfigOrDie(asCtrl)
+		labelled := metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/managed-by": "faultline-controller"}}
+		evil := labelled.DeepCopy()
+		evil.Name = v1alpha1.AgentIdentity("real-0") + "-x"
+		attempts := map[string]error{
+			"binding its own rights to another account": func() error {
+				b := &rbacv1.ClusterRoleBinding{ObjectMeta: *evil, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "faultline-controller"},
+					Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "default", Namespace: "default"}}}
+				_, err := ccs.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{})
+				return err
+			}(),
+			"a role with more than an agent's rules": func() error {
+				r := &rbacv1.ClusterRole{ObjectMeta: *evil, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}}}
+				_, err := ccs.RbacV1().ClusterRoles().Create(ctx, r, metav1.CreateOptions{})
+				return err
+			}(),
+			"deleting a role that is not an identity (the chart's template)": ccs.RbacV1().ClusterRoles().Delete(ctx, "faultline-agent", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}),
+		}
+		for name, err := range attempts {
+			if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) || err == nil || !strings.Contains(err.Error(), "ValidatingAdmissionPolicy 'faultline-controller-agent-identities'") {
+				t.Errorf("the controller %s: %v, want refused by the identities policy", name, err)
+			} else {
+				t.Logf("the controller %s: refused as it should be: %v", name, err)
+			}
+		}
 		// The agent pod itself works through its identity: it carried out
 		// the memory fault above, and was refused nothing.
 		logs, err := cs.CoreV1().Pods(ns).GetLogs(agentPod(t, cs, "real-0"), &corev1.PodLogOptions{}).DoRaw(ctx)
@@ -385,7 +430,7 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		sandboxtest.WaitFor(t, time.Minute, "ghost-0's agent identity to go with the node", func() bool {
 			_, e1 := cs.RbacV1().ClusterRoles().Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
 			_, e2 := cs.RbacV1().ClusterRoleBindings().Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
-			_, e3 := cs.CoreV1().ServiceAccounts(ns).Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
+			_, e3 := cs.CoreV1().ServiceAccounts(ids).Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
 			return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2) && apierrors.IsNotFound(e3)
 		})
 	})
@@ -420,8 +465,8 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		if dry.Status.TrafficURL == "" {
 			t.Error("traffic.url was not resolved to the Service's ClusterIP")
 		}
-		// Deleting experiments runs the finalizer, which removes their
-		// FaultAssignments all at once.
+		// Deleting experiments runs the finalizer, which takes their faults
+		// off the nodes' FaultAssignments.
 		var exps v1alpha1.ExperimentList
 		if err := c.List(ctx, &exps, client.InNamespace("oom")); err != nil {
 			t.Fatal(err)
@@ -489,8 +534,11 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		// The agents' identities are the controller's, owned by the
 		// chart's agent ClusterRole: the garbage collector takes them.
 		managed := metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=faultline-controller"}
-		sandboxtest.WaitFor(t, time.Minute, "the agents' identities to be gone", func() bool {
-			sas, e1 := cs.CoreV1().ServiceAccounts(sandbox.FaultlineNamespace).List(ctx, managed)
+		sandboxtest.WaitFor(t, 2*time.Minute, "the agents' identities and their namespace to be gone", func() bool {
+			if _, err := cs.CoreV1().Namespaces().Get(ctx, "faultline-agents", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return false
+			}
+			sas, e1 := cs.CoreV1().ServiceAccounts("faultline-agents").List(ctx, managed)
 			roles, e2 := cs.RbacV1().ClusterRoles().List(ctx, managed)
 			bindings, e3 := cs.RbacV1().ClusterRoleBindings().List(ctx, managed)
 			return e1 == nil && e2 == nil && e3 == nil && len(sas.Items)+len(roles.Items)+len(bindings.Items) == 0

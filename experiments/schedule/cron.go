@@ -101,7 +101,7 @@ func TooLate(slot time.Time, startingDeadline *time.Duration, now time.Time) boo
 }
 
 // maxName is the longest name an Experiment gets: its name is a label
-// value on its FaultAssignments.
+// value on what it makes (reports, Chaos Mesh objects).
 const maxName = 63
 
 // fit shortens a name to maxName characters, keeping it unique with a
