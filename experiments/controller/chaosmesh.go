@@ -603,25 +603,30 @@ func (r *ExperimentReconciler) endChaosMesh(ctx context.Context, exp *v1alpha1.E
 }
 
 // chaosCreated says whether every fault that has started has its object
-// (or an error saying why not): the engine's acknowledgement.
-func chaosCreated(exp *v1alpha1.Experiment, now time.Time) bool {
+// or an error saying why not (the engine's acknowledgement), and which
+// faults got the error instead.
+func chaosCreated(exp *v1alpha1.Experiment, now time.Time) (done bool, failed []string) {
 	for i := range exp.Spec.Faults {
 		f := &exp.Spec.Faults[i]
 		if f.Type == v1alpha1.FaultRollout {
 			continue // its object comes at the rollout's point
 		}
 		if start, _ := faultWindow(exp, f); start.IsZero() || now.Before(start) {
-			return false
+			return false, nil
 		}
-		created := false
+		created, errored := false, false
 		for _, rec := range exp.Status.Records {
-			if rec.Fault == f.Name && (rec.Action != "" || rec.Error != "") {
-				created = true
+			if rec.Fault == f.Name {
+				created = created || rec.Action != ""
+				errored = errored || rec.Error != ""
 			}
 		}
+		if !created && !errored {
+			return false, nil
+		}
 		if !created {
-			return false
+			failed = append(failed, f.Name)
 		}
 	}
-	return true
+	return true, failed
 }

@@ -235,8 +235,11 @@ func TestChaosMeshEngineCreatesEachFaultsObjectAndAlwaysDeletesIt(t *testing.T) 
 			return ok
 		})
 		d, err := time.ParseDuration(ptrString(s.Spec.Duration))
-		if left := time.Until(deadline); err != nil || d > 14*time.Second || d < left {
-			t.Errorf("spec.duration %q created %.1fs before the deadline, want at most the 13s left at the restart", ptrString(s.Spec.Duration), left.Seconds())
+		// It ends at the fault's deadline (creation times have whole
+		// seconds): neither the full 20s nor less than what was left.
+		if end := s.CreationTimestamp.Add(d); err != nil || d > 14*time.Second || end.Sub(deadline).Abs() > 2*time.Second {
+			t.Errorf("spec.duration %q created %s: it ends %s, want at most the 13s left at the restart, ending at the deadline %s",
+				ptrString(s.Spec.Duration), s.CreationTimestamp.Format(time.RFC3339), s.CreationTimestamp.Add(d).Format(time.RFC3339), deadline.Format(time.RFC3339))
 		}
 		t.Logf("StressChaos created %.1fs after the fault's start with duration %s", s.CreationTimestamp.Sub(faultStart).Seconds(), d)
 		sandboxtest.WaitFor(t, time.Minute, "the StressChaos to be deleted", func() bool { _, ok := stress(exp); return !ok })

@@ -360,3 +360,32 @@ func TestOnlyErrorsThatWaitingCanCureAreTriedAgain(t *testing.T) {
 		})
 	}
 }
+
+func TestTheEngineAcknowledgesOnceEveryStartedFaultHasItsObjectOrItsError(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	tests := map[string]struct {
+		at         time.Duration
+		records    []v1alpha1.InjectionRecord
+		wantDone   bool
+		wantFailed []string
+	}{
+		"before the fault starts nothing is acknowledged": {at: -time.Second},
+		"a started fault with no record yet is not":       {at: time.Second},
+		"a created object acknowledges it": {at: time.Second, wantDone: true,
+			records: []v1alpha1.InjectionRecord{{Fault: "mem", Action: "created StressChaos dept/squeeze-mem"}}},
+		"a failed creation acknowledges it too, and is named as failed, not created": {at: time.Second, wantDone: true, wantFailed: []string{"mem"},
+			records: []v1alpha1.InjectionRecord{{Fault: "mem", Error: "admission webhook refused it"}}},
+		"an object created after a failed attempt counts as created": {at: time.Second, wantDone: true,
+			records: []v1alpha1.InjectionRecord{{Fault: "mem", Action: "created StressChaos dept/squeeze-mem", Error: "a first attempt timed out"}}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			exp := chaosExperiment(t0)
+			exp.Status.Records = tc.records
+			done, failed := chaosCreated(exp, t0.Add(tc.at))
+			if done != tc.wantDone || strings.Join(failed, ",") != strings.Join(tc.wantFailed, ",") {
+				t.Errorf("done %v failed %v, want %v %v", done, failed, tc.wantDone, tc.wantFailed)
+			}
+		})
+	}
+}

@@ -50,15 +50,21 @@ if ! have kwok; then
 fi
 
 # Chaos Mesh's controller manager, and its CRDs by controller-gen over its
-# API module (the main module pins the same api version), for
-# `sandbox up --chaos-mesh`. The version is the tools module's.
+# API module, for `sandbox up --chaos-mesh`. Each is stamped with the
+# version it was made from: the binary with the tools module's Chaos Mesh,
+# the CRDs with the api module the main module pins (which may move alone).
 cm_version=$(cd "$here/chaosmesh" && go list -m -f '{{.Version}}' github.com/chaos-mesh/chaos-mesh)
 if ! have chaos-controller-manager || [ "$(cat "$dir/.chaos-controller-manager.ok")" != "$cm_version" ]; then
   log "building Chaos Mesh's controller manager $cm_version (cold: about 10 minutes)"
   (cd "$here/chaosmesh" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/" github.com/chaos-mesh/chaos-mesh/cmd/chaos-controller-manager)
-  rm -rf "$dir/chaos-mesh-crds"
-  (cd "$here/../.." && go tool controller-gen crd paths=github.com/chaos-mesh/chaos-mesh/api/v1alpha1 output:crd:artifacts:config="$dir/chaos-mesh-crds")
   echo "$cm_version" > "$dir/.chaos-controller-manager.ok"
+fi
+api_version=$(cd "$here/../.." && go list -m -f '{{.Version}}' github.com/chaos-mesh/chaos-mesh/api)
+if [ ! -d "$dir/chaos-mesh-crds" ] || [ "$(cat "$dir/.chaos-mesh-crds.ok" 2>/dev/null)" != "$api_version" ]; then
+  log "making Chaos Mesh's CRDs from its api module $api_version"
+  rm -rf "$dir/chaos-mesh-crds" "$dir/.chaos-mesh-crds.ok"
+  (cd "$here/../.." && go tool controller-gen crd paths=github.com/chaos-mesh/chaos-mesh/api/v1alpha1 output:crd:artifacts:config="$dir/chaos-mesh-crds")
+  echo "$api_version" > "$dir/.chaos-mesh-crds.ok"
 fi
 
 log "tools ready in $dir: $("$dir/kube-apiserver" --version 2>&1), etcd $("$dir/etcd" --version 2>&1 | head -1 | awk '{print $3}'), kwok $KWOK_VERSION"
