@@ -86,14 +86,7 @@ func TestTheChartRendersAnOperatorThatCanRecoverFaultsEverywhere(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			r, err := Render(tc.values(t), "faultline-system")
-			if err != nil {
-				t.Fatal(err)
-			}
-			objs, err := deploy.Decode([]byte(r.Manifest))
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, objs := renderObjects(t, tc.values(t))
 			kinds := map[string]int{}
 			for _, o := range objs {
 				kinds[o.GetKind()]++
@@ -155,14 +148,7 @@ func TestTheChartRendersAnOperatorThatCanRecoverFaultsEverywhere(t *testing.T) {
 type corev1Toleration = corev1.Toleration
 
 func TestWithoutTheAgentNothingPrivilegedIsInstalled(t *testing.T) {
-	r, err := Render(map[string]any{"agent": map[string]any{"enabled": false}}, "faultline-system")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := deploy.Decode([]byte(r.Manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, objs := renderObjects(t, map[string]any{"agent": map[string]any{"enabled": false}})
 	var kinds []string
 	for _, o := range objs {
 		if strings.Contains(o.GetName(), "agent") || o.GetKind() == "DaemonSet" {
@@ -189,14 +175,7 @@ func TestAnAgentPriorityClassIsNamedOnlyWhenItExists(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			r, err := Render(map[string]any{"agent": map[string]any{"priorityClass": tc.class}}, "faultline-system")
-			if err != nil {
-				t.Fatal(err)
-			}
-			objs, err := deploy.Decode([]byte(r.Manifest))
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, objs := renderObjects(t, map[string]any{"agent": map[string]any{"priorityClass": tc.class}})
 			for _, o := range objs {
 				if o.GetKind() != "DaemonSet" {
 					continue
@@ -408,14 +387,7 @@ func TestDeployHoldsTheChartRendered(t *testing.T) {
 }
 
 func TestKustomizeBuildsDeployIntoTheSameObjects(t *testing.T) {
-	r, err := Render(nil, "faultline-system")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := deploy.Decode([]byte(r.Manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, objs := renderObjects(t, nil)
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	rm, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join("..", "deploy", "faultline"))
 	if err != nil {
@@ -431,14 +403,7 @@ func TestKustomizeBuildsDeployIntoTheSameObjects(t *testing.T) {
 // account may only ask for a node's token, and the controller gives each
 // node's agent the agent ClusterRole's rules for its own assignment.
 func TestTheAgentsSharedAccountMayOnlyAskForItsNodesIdentity(t *testing.T) {
-	r, err := Render(nil, "faultline-system")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := deploy.Decode([]byte(r.Manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, objs := renderObjects(t, nil)
 	var sharedRoles []string
 	var controllerArgs, agentArgs []string
 	var policyResources, policyBindings []string
@@ -510,4 +475,19 @@ func TestTheAgentsSharedAccountMayOnlyAskForItsNodesIdentity(t *testing.T) {
 	if !slices.Equal(policyBindings, []string{"faultline-agent-own-node:Deny", "faultline-controller-agent-identities:Deny"}) {
 		t.Errorf("policy bindings %v, want each policy bound with Deny", policyBindings)
 	}
+}
+
+// renderObjects renders the chart into faultline-system with values and
+// decodes its manifest.
+func renderObjects(t *testing.T, values map[string]any) (*Rendered, []*unstructured.Unstructured) {
+	t.Helper()
+	r, err := Render(values, "faultline-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := deploy.Decode([]byte(r.Manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, objs
 }
