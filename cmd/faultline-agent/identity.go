@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -39,17 +40,30 @@ func nodeIdentity(bootstrap *rest.Config, namespace, node string) (*rest.Config,
 	if err != nil {
 		return nil, err
 	}
+	ts.next = first
 	cfg := rest.AnonymousClientConfig(bootstrap)
-	cfg.WrapTransport = transport.TokenSourceWrapTransport(oauth2.ReuseTokenSource(first, ts))
+	// Resettable: a 401 asks for a new token at once (the ServiceAccount
+	// or the Node was made again, which ends the tokens of the old ones).
+	cfg.WrapTransport = transport.ResettableTokenSourceWrapTransport(transport.NewCachedTokenSource(ts))
 	return cfg, nil
 }
 
 type tokenSource struct {
 	sas                   corev1client.ServiceAccountInterface
 	namespace, name, node string
+	// next is a token already asked for, given out once.
+	mu   sync.Mutex
+	next *oauth2.Token
 }
 
 func (t *tokenSource) Token() (*oauth2.Token, error) {
+	t.mu.Lock()
+	next := t.next
+	t.next = nil
+	t.mu.Unlock()
+	if next != nil {
+		return next, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tr, err := t.sas.CreateToken(ctx, t.name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
