@@ -207,3 +207,54 @@ func TestAssignmentsOfTheOldShapeAreSweptAndTheNodesKept(t *testing.T) {
 		t.Fatalf("left %v (%v), want only n2's", list.Items, err)
 	}
 }
+
+func TestAnExperimentIsAcknowledgedOnlyWhenEveryAgentReportedEachOfItsFaults(t *testing.T) {
+	exp := assignedExperiment("a")
+	rec := func(fault, target, node, action string) v1alpha1.InjectionRecord {
+		return v1alpha1.InjectionRecord{Fault: fault, Target: target, Node: node, Action: action}
+	}
+	share := func(node string, reported bool, gen int64) v1alpha1.FaultAssignment {
+		fa := nodeAssignment(node, [2]string{"a", "f-" + node})
+		fa.Spec.Faults[0].Fault, fa.Spec.Faults[0].Target = "loss", node
+		fa.Generation, fa.Status.ObservedGeneration = 2, gen
+		if !reported {
+			fa.Status.Faults = nil
+		}
+		return *fa
+	}
+	tests := map[string]struct {
+		records []v1alpha1.InjectionRecord
+		fas     []v1alpha1.FaultAssignment
+		want    bool
+	}{
+		"every node's agent reported on the current generation with each fault": {
+			records: []v1alpha1.InjectionRecord{rec("loss", "n1", "n1", ""), rec("loss", "n2", "n2", "")},
+			fas:     []v1alpha1.FaultAssignment{share("n1", true, 2), share("n2", true, 2)}, want: true,
+		},
+		"a node whose assignment the cache does not show yet holds it back": {
+			records: []v1alpha1.InjectionRecord{rec("loss", "n1", "n1", ""), rec("loss", "n2", "n2", "")},
+			fas:     []v1alpha1.FaultAssignment{share("n1", true, 2)},
+		},
+		"an agent that has not reported on the current generation holds it back": {
+			records: []v1alpha1.InjectionRecord{rec("loss", "n1", "n1", "")},
+			fas:     []v1alpha1.FaultAssignment{share("n1", true, 1)},
+		},
+		"a report without the fault in it holds it back": {
+			records: []v1alpha1.InjectionRecord{rec("loss", "n1", "n1", "")},
+			fas:     []v1alpha1.FaultAssignment{share("n1", false, 2)},
+		},
+		"the controller's own actions need no agent": {
+			records: []v1alpha1.InjectionRecord{rec("kill", "dept/web-1", "n3", "delete through the API with its grace period")}, want: true,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := exp.DeepCopy()
+			e.Status.Records = tc.records
+			r := &ExperimentReconciler{Analysis: NewAnalysis()}
+			if got, _ := r.syncRecords(e, tc.fas); got != tc.want {
+				t.Errorf("acknowledged %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -575,14 +575,19 @@ func (r *ExperimentReconciler) superseded(af v1alpha1.AssignedFault) string {
 // fault is recovered.
 func (r *ExperimentReconciler) syncRecords(exp *v1alpha1.Experiment, fas []v1alpha1.FaultAssignment) (allAcknowledged, allRecovered bool) {
 	allAcknowledged, allRecovered = true, true
-	if len(fas) == 0 {
-		// Faults planned for agents whose assignment the cache does not
-		// show yet are not acknowledged by anyone. (Records with an action
-		// are the controller's own, such as a pod deleted through the API.)
-		for _, rec := range exp.Status.Records {
-			if rec.Node != "" && rec.Action == "" {
-				allAcknowledged = false
-			}
+	// A fault planned for an agent but not in the assignments the cache
+	// shows (it lags behind the write) is acknowledged by no one. Records
+	// with an action are the controller's own (a pod deleted through the
+	// API), and those with an error were never assigned.
+	assigned := map[[2]string]bool{}
+	for _, fa := range fas {
+		for _, af := range fa.Spec.Faults {
+			assigned[[2]string{af.Fault, af.Target}] = true
+		}
+	}
+	for _, rec := range exp.Status.Records {
+		if rec.Node != "" && rec.Action == "" && rec.Error == "" && !assigned[[2]string{rec.Fault, rec.Target}] {
+			allAcknowledged = false
 		}
 	}
 	status := map[string]v1alpha1.AssignedFaultStatus{}

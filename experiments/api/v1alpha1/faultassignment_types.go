@@ -6,7 +6,7 @@ import (
 )
 
 // AgentIdentityPrefix begins the name of each node's agent identity: the
-// ServiceAccount (in faultline's namespace), ClusterRole and
+// ServiceAccount (in the identities' own namespace), ClusterRole and
 // ClusterRoleBinding that let the agent of that node read its own
 // FaultAssignment and no other. The controller makes them; the agent asks
 // for a token of its node's ServiceAccount, which an admission policy
