@@ -382,25 +382,50 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		labelled := metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/managed-by": "faultline-controller"}}
 		evil := labelled.DeepCopy()
 		evil.Name = v1alpha1.AgentIdentity("real-0") + "-x"
-		attempts := map[string]error{
-			"binding its own rights to another account": func() error {
+		dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+		// Someone else's role of an identity's name, which the controller
+		// may not take over by adding its label.
+		foreign := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.AgentIdentity("foreign")}}
+		if _, err := cs.RbacV1().ClusterRoles().Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cs.RbacV1().ClusterRoles().Delete(context.Background(), foreign.Name, metav1.DeleteOptions{})
+		})
+		type attempt struct {
+			err  error
+			want string
+		}
+		attempts := map[string]attempt{
+			"binding its own rights to another account": {func() error {
 				b := &rbacv1.ClusterRoleBinding{ObjectMeta: *evil, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "faultline-controller"},
 					Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "default", Namespace: "default"}}}
-				_, err := ccs.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{})
+				_, err := ccs.RbacV1().ClusterRoleBindings().Create(ctx, b, dry)
 				return err
-			}(),
-			"a role with more than an agent's rules": func() error {
+			}(), "may bind only its own ClusterRole to its node's ServiceAccount"},
+			"a role with more than an agent's rules": {func() error {
 				r := &rbacv1.ClusterRole{ObjectMeta: *evil, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}}}
-				_, err := ccs.RbacV1().ClusterRoles().Create(ctx, r, metav1.CreateOptions{})
+				_, err := ccs.RbacV1().ClusterRoles().Create(ctx, r, dry)
 				return err
-			}(),
-			"deleting a role that is not an identity (the chart's template)": ccs.RbacV1().ClusterRoles().Delete(ctx, "faultline-agent", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}),
+			}(), "may hold only the agent's rules"},
+			"deleting a role that is not an identity (the chart's template)": {
+				ccs.RbacV1().ClusterRoles().Delete(ctx, "faultline-agent", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}),
+				"may change only the agent identities it makes"},
+			"taking over someone else's role by adding its label": {func() error {
+				r, err := ccs.RbacV1().ClusterRoles().Get(ctx, foreign.Name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				r.Labels = labelled.Labels
+				_, err = ccs.RbacV1().ClusterRoles().Update(ctx, r, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+				return err
+			}(), "may change only the agent identities it makes"},
 		}
-		for name, err := range attempts {
-			if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) || err == nil || !strings.Contains(err.Error(), "ValidatingAdmissionPolicy 'faultline-controller-agent-identities'") {
-				t.Errorf("the controller %s: %v, want refused by the identities policy", name, err)
+		for name, a := range attempts {
+			if a.err == nil || !strings.Contains(a.err.Error(), "ValidatingAdmissionPolicy 'faultline-controller-agent-identities'") || !strings.Contains(a.err.Error(), a.want) {
+				t.Errorf("the controller %s: %v, want refused by the identities policy with %q", name, a.err, a.want)
 			} else {
-				t.Logf("the controller %s: refused as it should be: %v", name, err)
+				t.Logf("the controller %s: refused as it should be: %v", name, a.err)
 			}
 		}
 		// The agent pod itself works through its identity: it carried out
