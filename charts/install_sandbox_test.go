@@ -289,8 +289,9 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 			"real-0's agent may not read Experiments":                    {own("real-0"), authorizationv1.ResourceAttributes{Verb: "get", Group: "faultline.dev", Resource: "experiments"}, false},
 			"the shared account may not read any FaultAssignment":        {shared, with(fa, "get", "real-0", ""), false},
 			"the shared account may not read any Secret":                 {shared, authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets"}, false},
-			"the shared account may ask for a token in its namespace":    {shared, authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: ns, Name: v1alpha1.AgentIdentity("real-0")}, true},
-			"the shared account may not ask for one elsewhere":           {shared, authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: "kube-system", Name: "default"}, false},
+			"the shared account may ask for an identity's token":         {shared, authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: ids, Name: v1alpha1.AgentIdentity("real-0")}, true},
+			"the shared account may not ask for the controller's":        {shared, authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: ns, Name: "faultline-controller"}, false},
+			"the shared account may not ask for any elsewhere":           {shared, authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: "kube-system", Name: "default"}, false},
 		}
 		for name, tc := range tests {
 			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: tc.user, Groups: groups, ResourceAttributes: &tc.attrs}}
