@@ -50,7 +50,7 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that several replicas can run")
 	flag.DurationVar(&recoveryTimeout, "recovery-timeout", 10*time.Minute, "how long after the faults end to wait for nodes and workloads to recover before judging")
 	flag.DurationVar(&reportGrace, "report-grace", 30*time.Second, "how long past a deadline an agent may take to report its recovery")
-	flag.StringVar(&agentRole, "agent-role", "", "give each node's agent an identity of its own: a ServiceAccount "+v1alpha1.AgentIdentityPrefix+"NODE in --namespace, bound to\n"+
+	flag.StringVar(&agentRole, "agent-role", "", "give each node's agent an identity of its own: a ServiceAccount "+v1alpha1.AgentIdentityPrefix+"NODE in --agent-namespace, bound to\n"+
 		"this ClusterRole's rules restricted to the node's own FaultAssignment (the chart passes its agent ClusterRole, which owns them,\n"+
 		"so uninstalling removes them); empty: none, for agents that run with their own credentials")
 	flag.StringVar(&agentNamespace, "agent-namespace", "faultline-agents", "the namespace of the agents' ServiceAccounts (--agent-role), which must hold nothing else:\n"+

@@ -115,7 +115,7 @@ func (r *AgentIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	sa := &corev1.ServiceAccount{ObjectMeta: meta()}
 	sa.Namespace = r.Namespace
-	role := &rbacv1.ClusterRole{ObjectMeta: meta(), Rules: OwnNodeRules(tmpl.Rules, node)}
+	role := &rbacv1.ClusterRole{ObjectMeta: meta(), Rules: ownNodeRules(tmpl.Rules, node)}
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: meta(),
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
@@ -131,9 +131,9 @@ func (r *AgentIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	return ctrl.Result{}, nil
 }
 
-// OwnNodeRules are the template's rules for node's agent: each one limited
+// ownNodeRules are the template's rules for node's agent: each one limited
 // to the FaultAssignment named after the node.
-func OwnNodeRules(tmpl []rbacv1.PolicyRule, node string) []rbacv1.PolicyRule {
+func ownNodeRules(tmpl []rbacv1.PolicyRule, node string) []rbacv1.PolicyRule {
 	out := make([]rbacv1.PolicyRule, 0, len(tmpl))
 	for _, rule := range tmpl {
 		rule = *rule.DeepCopy()
