@@ -516,7 +516,7 @@ func diskLatencyParams(f v1alpha1.AssignedFault) (disklatency.Params, error) {
 	if dl.Jitter != nil {
 		p.JitterMs = int(dl.Jitter.Milliseconds())
 	}
-	share := float64(dl.Percent)
+	share := float64(dl.DelayedPercent())
 	p.Percent = &share
 	switch {
 	case f.ContainerID != "":

@@ -174,8 +174,9 @@ func ioChaos(d *v1alpha1.DiskLatency, t Targets, p *field.Path) (cm.IOChaosSpec,
 	if volume != "/" && prefix != volume && !strings.HasPrefix(prefix, volume+"/") {
 		return cm.IOChaosSpec{}, field.Invalid(p.Child("pathPrefix"), d.PathPrefix, fmt.Sprintf("not inside the volume mounted at %s; give a directory of that volume", volume))
 	}
-	if d.Percent < 1 || d.Percent > 100 {
-		return cm.IOChaosSpec{}, field.Invalid(p.Child("percent"), d.Percent, "must be between 1 and 100 under engine chaos-mesh (Chaos Mesh reads 0 as 100)")
+	percent := d.DelayedPercent()
+	if percent < 1 || percent > 100 {
+		return cm.IOChaosSpec{}, field.Invalid(p.Child("percent"), percent, "must be between 1 and 100 under engine chaos-mesh (Chaos Mesh reads 0 as 100)")
 	}
 	// FUSE hands fdatasync to the file system as its fsync operation, and
 	// pwrite64 as its write.
@@ -201,7 +202,7 @@ func ioChaos(d *v1alpha1.DiskLatency, t Targets, p *field.Path) (cm.IOChaosSpec,
 		Delay:             duration(d.Delay.Duration),
 		Path:              strings.TrimSuffix(prefix, "/") + "/**/*",
 		Methods:           methods,
-		Percent:           int(d.Percent),
+		Percent:           int(percent),
 		VolumePath:        volume,
 	}, nil
 }
@@ -234,7 +235,7 @@ func stressChaos(m *v1alpha1.MemoryPressure, p *field.Path) (cm.StressChaosSpec,
 // container runtime delivers. faultline itself still starts or waits for
 // the rollout and picks the pods.
 func podChaos(r *v1alpha1.Rollout, t Targets, p *field.Path) (cm.PodChaosSpec, error) {
-	a, dep := r.Action, t.Deployment
+	a, dep := r.EffectiveAction(), t.Deployment
 	if a.Method == "Delete" {
 		spec := cm.PodChaosSpec{Action: cm.PodKillAction}
 		switch {

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -76,7 +77,7 @@ func memoryPressure(name string, m v1alpha1.MemoryPressure) option {
 func rollout(name string, a v1alpha1.RolloutAction) option {
 	return fault(name, 5*time.Minute, func(f *v1alpha1.Fault) {
 		one := int32(1)
-		f.Type, f.Rollout = v1alpha1.FaultRollout, &v1alpha1.Rollout{Trigger: &v1alpha1.RolloutTrigger{Restart: true}, At: v1alpha1.RolloutPoint{NewReady: &one}, Action: a}
+		f.Type, f.Rollout = v1alpha1.FaultRollout, &v1alpha1.Rollout{Trigger: &v1alpha1.RolloutTrigger{Restart: true}, At: v1alpha1.RolloutPoint{NewReady: &one}, Action: &a}
 	})
 }
 
@@ -134,10 +135,10 @@ func TestObjectTranslatesEachFaultGolden(t *testing.T) {
 			experiment("slow", onPods(), networkLoss("slow", v1alpha1.NetworkLoss{Direction: "egress", Delay: ms(200)})),
 			webPods, "delay.golden.yaml"},
 		"a disk latency on etcd's WAL becomes an IOChaos on the fsyncs of its volume": {
-			experiment("slow-disk", onPods(), diskLatency("slow-wal", v1alpha1.DiskLatency{Delay: metav1.Duration{Duration: 100 * time.Millisecond}, Percent: 50, PathPrefix: "/var/lib/etcd/member/wal/"})),
+			experiment("slow-disk", onPods(), diskLatency("slow-wal", v1alpha1.DiskLatency{Delay: metav1.Duration{Duration: 100 * time.Millisecond}, Percent: ptr.To[int32](50), PathPrefix: "/var/lib/etcd/member/wal/"})),
 			etcdVolume, "disk-latency.golden.yaml"},
 		"writes and pwrite64 of a named container become the write method, fsync and fdatasync one fsync": {
-			experiment("slow-writes", onPods(), diskLatency("slow-writes", v1alpha1.DiskLatency{Container: "etcd", Syscalls: []string{"pwrite64", "fdatasync", "write", "fsync"}, Delay: metav1.Duration{Duration: 2 * time.Second}, Percent: 100, PathPrefix: "/var/lib/etcd"})),
+			experiment("slow-writes", onPods(), diskLatency("slow-writes", v1alpha1.DiskLatency{Container: "etcd", Syscalls: []string{"pwrite64", "fdatasync", "write", "fsync"}, Delay: metav1.Duration{Duration: 2 * time.Second}, Percent: ptr.To[int32](100), PathPrefix: "/var/lib/etcd"})),
 			etcdVolume, "disk-latency-writes.golden.yaml"},
 		"a memory pressure of 200Mi becomes a StressChaos of 209715200 bytes in the named container": {
 			experiment("squeeze", onPods(), memoryPressure("squeeze", v1alpha1.MemoryPressure{Size: quantity("200Mi"), RampPerSecond: *quantity("64Mi"), Container: "web"})),
@@ -234,22 +235,22 @@ func TestObjectRefusesWhatChaosMeshCannotExpressNamingTheField(t *testing.T) {
 			experiment("lossy", onPods(), networkLoss("lossy", v1alpha1.NetworkLoss{LossPercent: 30, Direction: "egress"})), Targets{Pods: map[string][]string{"shop": nil}},
 			[]string{"spec.faults[0]", "Targets.Pods"}},
 		"a disk latency of a process cannot be expressed": {
-			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Process: &v1alpha1.ProcessSelector{Name: "etcd"}, Delay: *ms(100), Percent: 100, PathPrefix: "/var/lib/etcd"})), etcdVolume,
+			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Process: &v1alpha1.ProcessSelector{Name: "etcd"}, Delay: *ms(100), Percent: ptr.To[int32](100), PathPrefix: "/var/lib/etcd"})), etcdVolume,
 			[]string{"spec.faults[0].diskLatency.process", "not a process"}},
 		"a disk latency with jitter cannot be expressed": {
-			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Jitter: ms(10), Delay: *ms(100), Percent: 100, PathPrefix: "/var/lib/etcd"})), etcdVolume,
+			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Jitter: ms(10), Delay: *ms(100), Percent: ptr.To[int32](100), PathPrefix: "/var/lib/etcd"})), etcdVolume,
 			[]string{"spec.faults[0].diskLatency.jitter", "drop jitter"}},
 		"sync_file_range is not a file operation Chaos Mesh sees": {
-			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Syscalls: []string{"fsync", "sync_file_range"}, Delay: *ms(100), Percent: 100, PathPrefix: "/var/lib/etcd"})), etcdVolume,
+			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Syscalls: []string{"fsync", "sync_file_range"}, Delay: *ms(100), Percent: ptr.To[int32](100), PathPrefix: "/var/lib/etcd"})), etcdVolume,
 			[]string{"spec.faults[0].diskLatency.syscalls[1]", "only fsync, fdatasync, write and pwrite64"}},
 		"a disk latency needs the volume that holds the path": {
-			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Delay: *ms(100), Percent: 100, PathPrefix: "/var/lib/etcd"})), webPods,
+			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Delay: *ms(100), Percent: ptr.To[int32](100), PathPrefix: "/var/lib/etcd"})), webPods,
 			[]string{"spec.faults[0].diskLatency.pathPrefix", "Targets.VolumePath"}},
 		"a path outside the volume is refused": {
-			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Delay: *ms(100), Percent: 100, PathPrefix: "/var/lib/etcd-backup"})), etcdVolume,
+			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Delay: *ms(100), Percent: ptr.To[int32](100), PathPrefix: "/var/lib/etcd-backup"})), etcdVolume,
 			[]string{"spec.faults[0].diskLatency.pathPrefix", "not inside the volume mounted at /var/lib/etcd"}},
 		"a share of 0 calls, which Chaos Mesh would read as 100, is refused": {
-			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Delay: *ms(100), PathPrefix: "/var/lib/etcd"})), etcdVolume,
+			experiment("disk", onPods(), diskLatency("slow", v1alpha1.DiskLatency{Delay: *ms(100), Percent: ptr.To[int32](0), PathPrefix: "/var/lib/etcd"})), etcdVolume,
 			[]string{"spec.faults[0].diskLatency.percent", "Chaos Mesh reads 0 as 100"}},
 		"a share of the memory limit is refused": {
 			experiment("mem", onPods(), memoryPressure("squeeze", v1alpha1.MemoryPressure{Percent: 80, RampPerSecond: *quantity("64Mi")})), webPods,

@@ -91,7 +91,7 @@ func TestAPodChaosFromAnExperimentKillsThePodAndTheRecoveryIsMeasured(t *testing
 				Rollout: &v1alpha1.Rollout{
 					Trigger: &v1alpha1.RolloutTrigger{Restart: true},
 					At:      v1alpha1.RolloutPoint{NewReady: ptr.To[int32](1)},
-					Action:  v1alpha1.RolloutAction{Pods: "Old", Count: 1, Method: "Delete"},
+					Action:  &v1alpha1.RolloutAction{Pods: "Old", Count: 1, Method: "Delete"},
 				},
 			}},
 			Objectives: []v1alpha1.Objective{{Name: "the rollout completes", Expr: "recovery.seconds < 120"}},

@@ -261,7 +261,7 @@ func (r *ExperimentReconciler) chaosNamespaces(ctx context.Context, exp *v1alpha
 	}
 	var out []string
 	for _, n := range list.Items {
-		if (n.Name == "kube-system" || n.Name == r.Namespace) && !exp.Spec.Safety.AllowSystemNamespaces {
+		if (n.Name == "kube-system" || n.Name == r.Namespace) && !exp.Spec.SafetyRules().AllowSystemNamespaces {
 			continue
 		}
 		var pods corev1.PodList

@@ -288,7 +288,7 @@ func chaosRolloutSubtest(t *testing.T, c client.Client, ns string) {
 			Targets: v1alpha1.Targets{Deployment: "web"},
 			Faults: []v1alpha1.Fault{{Name: "kill", Type: v1alpha1.FaultRollout, Duration: metav1.Duration{Duration: 30 * time.Second},
 				Rollout: &v1alpha1.Rollout{Trigger: &v1alpha1.RolloutTrigger{Restart: true}, At: v1alpha1.RolloutPoint{NewReady: ptrInt32(1)},
-					Action: v1alpha1.RolloutAction{Pods: "New", Method: "Delete"}}}},
+					Action: &v1alpha1.RolloutAction{Pods: "New", Method: "Delete"}}}},
 		},
 	}
 	if err := c.Create(ctx, exp); err != nil {

@@ -301,7 +301,7 @@ func TestUnderChaosMeshARolloutsActionIsAPodChaosOnThePodsOfItsPoint(t *testing.
 				ObjectMeta: metav1.ObjectMeta{Namespace: "dept", Name: "roll", UID: "exp-1"},
 				Spec: v1alpha1.ExperimentSpec{Engine: v1alpha1.EngineChaosMesh, Targets: v1alpha1.Targets{Deployment: "web"},
 					Faults: []v1alpha1.Fault{{Name: "kill", Type: v1alpha1.FaultRollout, Duration: metav1.Duration{Duration: time.Minute},
-						Rollout: &v1alpha1.Rollout{Action: tc.action}}}},
+						Rollout: &v1alpha1.Rollout{Action: &tc.action}}}},
 				Status: v1alpha1.ExperimentStatus{StartTime: &st},
 			}
 			f := &exp.Spec.Faults[0]

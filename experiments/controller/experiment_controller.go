@@ -138,7 +138,9 @@ func (r *ExperimentReconciler) setPhase(exp *v1alpha1.Experiment, p v1alpha1.Pha
 	}
 }
 
-// Reconcile moves an experiment one step along its phases.
+// Reconcile moves an experiment one step along its phases. A step it
+// cannot get past is shown on the experiment at once: an Event with the
+// API server's words, and the condition Ready=False naming the step.
 func (r *ExperimentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var exp v1alpha1.Experiment
 	if err := r.Get(ctx, req.NamespacedName, &exp); err != nil {
@@ -148,37 +150,54 @@ func (r *ExperimentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 		return ctrl.Result{}, err
 	}
+	res, err := r.reconcile(ctx, &exp)
+	if err != nil && !apierrors.IsConflict(err) {
+		r.stalled(ctx, &exp, err)
+	}
+	return res, err
+}
+
+func (r *ExperimentReconciler) reconcile(ctx context.Context, exp *v1alpha1.Experiment) (ctrl.Result, error) {
 	if !exp.DeletionTimestamp.IsZero() {
-		return r.finalize(ctx, &exp)
+		return r.finalize(ctx, exp)
 	}
 	// The finalizer goes on before anything is injected, so that deleting
-	// the experiment always recovers its faults first.
-	if !controllerutil.ContainsFinalizer(&exp, v1alpha1.Finalizer) {
-		controllerutil.AddFinalizer(&exp, v1alpha1.Finalizer)
-		return ctrl.Result{Requeue: true}, r.Update(ctx, &exp)
+	// the experiment always recovers its faults first. It goes through a
+	// patch of the metadata alone: the controller never writes the spec.
+	if !controllerutil.ContainsFinalizer(exp, v1alpha1.Finalizer) {
+		if err := r.patchFinalizer(ctx, exp, true); err != nil {
+			return ctrl.Result{}, stepError(v1alpha1.ReasonFinalizerNotSet, fmt.Errorf("add the finalizer %s: %w", v1alpha1.Finalizer, err))
+		}
 	}
 	if exp.Status.Phase.IsFinal() {
-		errs := []error{r.storeReport(ctx, &exp), r.deleteAssignments(ctx, &exp)}
-		if usesChaosMesh(&exp) {
+		errs := []error{r.storeReport(ctx, exp), r.deleteAssignments(ctx, exp)}
+		if usesChaosMesh(exp) {
 			// Left by a controller that died before their deadline.
-			_, err := r.endChaosMesh(ctx, &exp, "the experiment is over ("+string(exp.Status.Phase)+")")
+			_, err := r.endChaosMesh(ctx, exp, "the experiment is over ("+string(exp.Status.Phase)+")")
 			errs = append(errs, err)
 		}
 		return ctrl.Result{}, errors.Join(errs...)
 	}
 	before := exp.Status.DeepCopy()
-	res, err := r.step(ctx, &exp)
+	prev := takeReady(exp)
+	res, err := r.step(ctx, exp)
 	exp.Status.ObservedGeneration = exp.Generation
+	settleReady(exp, prev, err)
 	if !equality.Semantic.DeepEqual(before, &exp.Status) {
-		if uerr := r.Status().Update(ctx, &exp); uerr != nil {
+		if uerr := r.Status().Update(ctx, exp); uerr != nil {
 			if apierrors.IsConflict(uerr) {
-				return ctrl.Result{Requeue: true}, nil
+				// Someone else wrote (an abort, a deletion): read again.
+				return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 			}
-			return ctrl.Result{}, uerr
+			return ctrl.Result{}, stepError(v1alpha1.ReasonStatusNotWritten, fmt.Errorf("write the status: %w", uerr))
 		}
 	}
-	if exp.Status.Phase.IsFinal() && err == nil {
-		err = r.storeReport(ctx, &exp)
+	if err != nil {
+		// Its Ready condition went out with the status.
+		return res, &shownError{err}
+	}
+	if exp.Status.Phase.IsFinal() {
+		err = r.storeReport(ctx, exp)
 	}
 	return res, err
 }
@@ -210,6 +229,9 @@ func (r *ExperimentReconciler) fail(exp *v1alpha1.Experiment, phase v1alpha1.Pha
 	r.setPhase(exp, phase)
 	exp.Status.Verdict, exp.Status.Message = verdict, msg
 	r.note(exp, true, reason, "%s", msg)
+	if phase == v1alpha1.PhaseError {
+		setReady(exp, metav1.ConditionFalse, reason, msg)
+	}
 }
 
 // plan resolves the targets and writes the FaultAssignments.
@@ -222,16 +244,18 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		r.fail(exp, v1alpha1.PhaseAborted, v1alpha1.VerdictFailed, "Aborted", "aborted before any fault was injected")
 		return ctrl.Result{}, nil
 	}
-	if r.killSwitchOn(ctx) {
-		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "KillSwitch", fmt.Sprintf("the kill switch is on (ConfigMap %s/%s): no experiment may start", r.Namespace, KillSwitch))
-		return ctrl.Result{}, nil
-	}
+	// An invalid spec says so whatever else holds: the kill switch comes
+	// second.
 	if errs := exp.Validate(); len(errs) > 0 {
 		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", errs.ToAggregate().Error())
 		return ctrl.Result{}, nil
 	}
 	if _, err := judge(exp); err != nil {
 		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "Invalid", err.Error())
+		return ctrl.Result{}, nil
+	}
+	if r.killSwitchOn(ctx) {
+		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "KillSwitch", fmt.Sprintf("the kill switch is on (ConfigMap %s/%s): no experiment may start", r.Namespace, KillSwitch))
 		return ctrl.Result{}, nil
 	}
 	if usesChaosMesh(exp) {
@@ -703,10 +727,10 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 	// Nothing new starts once the experiment is to stop: a rollout
 	// triggered or a surge scaled now would act before the recovery.
 	if why == "" {
-		r.noteError(exp, "RolloutError", r.driveRollouts(ctx, exp))
-		r.noteError(exp, "SurgeError", r.driveSurges(ctx, exp))
+		r.blocked(exp, "RolloutError", r.driveRollouts(ctx, exp))
+		r.blocked(exp, "SurgeError", r.driveSurges(ctx, exp))
 		if usesChaosMesh(exp) {
-			r.noteError(exp, "ChaosMeshError", r.driveChaosMesh(ctx, exp))
+			r.blocked(exp, "ChaosMeshError", r.driveChaosMesh(ctx, exp))
 		}
 		// New assignments may have been written at the point.
 		if fas, err = r.assignments(ctx, exp); err != nil {
@@ -724,17 +748,17 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 				// and the verdict says which never happened.
 				reason, msg = "ChaosMeshObjectsFailed", "no Chaos Mesh object for "+strings.Join(failed, ", ")+" (see the records' errors); the others are created"
 			}
-			meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Acknowledged", Status: metav1.ConditionTrue, Reason: reason, Message: msg})
+			meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionAcknowledged, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
 			r.note(exp, len(failed) > 0, "Running", "%s", msg)
 		}
 	} else if exp.Status.Phase == v1alpha1.PhaseInjecting && acked {
 		r.setPhase(exp, v1alpha1.PhaseRunning)
-		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Acknowledged", Status: metav1.ConditionTrue, Reason: "AgentsAcknowledged", Message: "every agent has acknowledged its faults"})
+		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionAcknowledged, Status: metav1.ConditionTrue, Reason: "AgentsAcknowledged", Message: "every agent has acknowledged its faults"})
 		r.note(exp, false, "Running", "every agent has acknowledged its faults (observedGeneration)")
 	}
 	if why != "" {
 		exp.Status.Message = why
-		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Aborted", Status: metav1.ConditionTrue, Reason: "Abort", Message: why})
+		meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionAborted, Status: metav1.ConditionTrue, Reason: "Abort", Message: why})
 		r.note(exp, true, "Aborting", "%s: recovering every fault now", why)
 		if err := r.recoverAll(ctx, exp, fas); err != nil {
 			return ctrl.Result{}, err
@@ -758,7 +782,7 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 }
 
 func (r *ExperimentReconciler) aborted(exp *v1alpha1.Experiment) bool {
-	return meta.IsStatusConditionTrue(exp.Status.Conditions, "Aborted")
+	return meta.IsStatusConditionTrue(exp.Status.Conditions, v1alpha1.ConditionAborted)
 }
 
 // recovering waits for the agents to report every fault recovered.
@@ -791,7 +815,7 @@ func (r *ExperimentReconciler) recovering(ctx context.Context, exp *v1alpha1.Exp
 	if !allRecovered {
 		r.note(exp, true, "RecoveryUnreported", "an agent has not reported its recovery %s after the deadline; its own clock still recovers the fault", r.ReportGrace)
 	}
-	meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: "Recovered", Status: metav1.ConditionTrue, Reason: "AgentsReported", Message: "faults recovered"})
+	meta.SetStatusCondition(&exp.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionRecovered, Status: metav1.ConditionTrue, Reason: "AgentsReported", Message: "faults recovered"})
 	if r.aborted(exp) {
 		why := exp.Status.Message
 		if r.judgeAll(exp) != v1alpha1.VerdictError {
@@ -967,8 +991,10 @@ func (r *ExperimentReconciler) finalize(ctx context.Context, exp *v1alpha1.Exper
 		}
 	}
 	r.Analysis.Forget(client.ObjectKeyFromObject(exp))
-	controllerutil.RemoveFinalizer(exp, v1alpha1.Finalizer)
-	return ctrl.Result{}, r.Update(ctx, exp)
+	if err := r.patchFinalizer(ctx, exp, false); err != nil {
+		return ctrl.Result{}, stepError(v1alpha1.ReasonFinalizerNotRemoved, fmt.Errorf("remove the finalizer %s: %w", v1alpha1.Finalizer, err))
+	}
+	return ctrl.Result{}, nil
 }
 
 // snapshot saves the analyzers' state in the status and notes what is new:

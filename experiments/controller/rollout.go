@@ -49,7 +49,7 @@ func (r *ExperimentReconciler) resolveDeployment(ctx context.Context, exp *v1alp
 	}
 	replicas := ptr.Deref(d.Spec.Replicas, 1)
 	var notes []string
-	s := exp.Spec.Safety
+	s := exp.Spec.SafetyRules()
 	for i, f := range exp.Spec.Faults {
 		if f.Surge != nil {
 			// The pods a surge adds are its blast radius.
@@ -64,7 +64,7 @@ func (r *ExperimentReconciler) resolveDeployment(ctx context.Context, exp *v1alp
 		if f.Rollout == nil {
 			continue
 		}
-		count := max(f.Rollout.Action.Count, 1)
+		count := f.Rollout.EffectiveAction().Count
 		if s.MaxTargets != nil && count > *s.MaxTargets {
 			return nil, nil, &SafetyError{fmt.Sprintf("spec.faults[%d].rollout.action.count: %d pods exceed spec.safety.maxTargets %d", i, count, *s.MaxTargets)}
 		}
@@ -151,10 +151,17 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 	}
 	var d appsv1.Deployment
 	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: exp.Spec.Targets.Deployment}, &d); err != nil {
-		if apierrors.IsNotFound(err) && rec.PointAt == nil && !now.Before(end) {
+		switch {
+		case !apierrors.IsNotFound(err) || rec.PointAt != nil:
+			return client.IgnoreNotFound(err)
+		case !now.Before(end):
 			r.note(exp, true, "RolloutPointNotReached", "fault %s: Deployment %s is gone", f.Name, rec.Deployment)
+			return nil
 		}
-		return client.IgnoreNotFound(err)
+		// Said at once, not at the fault's end: the fault cannot happen
+		// unless the Deployment comes back.
+		return stepError(v1alpha1.ReasonTargetGone, fmt.Errorf("fault %s: spec.targets.deployment: Deployment %s is gone, so its rollout cannot be driven; the verdict will be Error unless it is back before %s",
+			f.Name, rec.Deployment, end.Format(time.TimeOnly)))
 	}
 	ro := f.Rollout
 	// Start: trigger it, or take the current generation as the one to
@@ -336,7 +343,9 @@ func (r *ExperimentReconciler) triggerRollout(ctx context.Context, d *appsv1.Dep
 			c.Env = append(c.Env, corev1.EnvVar{Name: t.Env.Name, Value: t.Env.Value})
 		}
 	}
-	if err := r.Patch(ctx, d, client.MergeFrom(before)); err != nil {
+	// A strategic merge patch of the template's changed fields alone: the
+	// Deployment is the user's, and its other fields are not ours to send.
+	if err := r.Patch(ctx, d, client.StrategicMergeFrom(before)); err != nil {
 		return 0, err
 	}
 	return d.Generation, nil
@@ -372,7 +381,7 @@ func (r *ExperimentReconciler) replicaSets(ctx context.Context, d *appsv1.Deploy
 
 // act carries out the action on the chosen pods at the point.
 func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.RolloutRecord, newRS *appsv1.ReplicaSet, oldRSs []*appsv1.ReplicaSet, end time.Time) error {
-	a := f.Rollout.Action
+	a := f.Rollout.EffectiveAction()
 	from := []*appsv1.ReplicaSet{newRS}
 	if a.Pods != "New" {
 		from = oldRSs

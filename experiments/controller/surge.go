@@ -140,12 +140,13 @@ func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Exp
 		if err != nil {
 			return err
 		}
+		base := d.DeepCopy()
 		if d.Annotations == nil {
 			d.Annotations = map[string]string{}
 		}
 		d.Annotations[AnnotationSurge] = string(mark)
 		d.Spec.Replicas = ptr.To(f.Surge.Replicas)
-		if err := r.Update(ctx, &d); err != nil {
+		if err := r.patchDeployment(ctx, &d, base); err != nil {
 			if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
 				// Not a conflict to retry: the verdict must say why.
 				rec.Error = fmt.Sprintf("scale %s to %d: %v", rec.Target, f.Surge.Replicas, err)
@@ -258,6 +259,7 @@ func (r *ExperimentReconciler) endSurge(ctx context.Context, exp *v1alpha1.Exper
 		done("scaled back", false)
 		return nil
 	}
+	base := d.DeepCopy()
 	delete(d.Annotations, AnnotationSurge)
 	msg := fmt.Sprintf("scaled back to %d replicas", m.Replicas)
 	if now := ptr.Deref(d.Spec.Replicas, 1); now == m.Surge {
@@ -265,7 +267,7 @@ func (r *ExperimentReconciler) endSurge(ctx context.Context, exp *v1alpha1.Exper
 	} else {
 		msg = fmt.Sprintf("left at %d replicas: someone changed them from the surge's %d during the fault (it had %d before)", now, m.Surge, m.Replicas)
 	}
-	if err := r.Update(ctx, &d); err != nil {
+	if err := r.patchDeployment(ctx, &d, base); err != nil {
 		return fmt.Errorf("fault %s: scale %s back: %w", f.Name, rec.Target, err)
 	}
 	if rec.InjectedAt == nil {

@@ -115,7 +115,7 @@ func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	limit := len(out)
-	s := exp.Spec.Safety
+	s := exp.Spec.SafetyRules()
 	if s.MaxTargets != nil && int(*s.MaxTargets) < limit {
 		limit = int(*s.MaxTargets)
 	}
@@ -151,7 +151,7 @@ func metav1LabelSelector(nt *v1alpha1.NodeTargets) (labels.Selector, error) {
 
 // namespaceAllowed applies the namespace rules.
 func (r *ExperimentReconciler) namespaceAllowed(ctx context.Context, exp *v1alpha1.Experiment, ns, field string) error {
-	if (ns == "kube-system" || ns == r.Namespace) && !exp.Spec.Safety.AllowSystemNamespaces {
+	if (ns == "kube-system" || ns == r.Namespace) && !exp.Spec.SafetyRules().AllowSystemNamespaces {
 		return &SafetyError{fmt.Sprintf("%s: %q is a system namespace; set spec.safety.allowSystemNamespaces: true to target it on purpose", field, ns)}
 	}
 	var n corev1.Namespace

@@ -105,7 +105,7 @@ type ExperimentSpec struct {
 
 	// Safety bounds the blast radius.
 	// +optional
-	Safety Safety `json:"safety,omitempty"`
+	Safety *Safety `json:"safety,omitempty"`
 
 	// DryRun resolves and reports the targets without injecting anything.
 	// +optional
@@ -359,7 +359,7 @@ type DiskLatency struct {
 	// +kubebuilder:default=100
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
-	Percent int32 `json:"percent,omitempty"`
+	Percent *int32 `json:"percent,omitempty"`
 
 	// PathPrefix restricts the delay to calls on files under this
 	// directory, such as etcd's WAL directory.
@@ -405,9 +405,11 @@ type Rollout struct {
 	// +required
 	At RolloutPoint `json:"at"`
 
-	// Action is what happens to which pods at that point.
+	// Action is what happens to which pods at that point: by default
+	// SIGTERM to one old pod's main container.
 	// +optional
-	Action RolloutAction `json:"action,omitempty"`
+	// +kubebuilder:default={}
+	Action *RolloutAction `json:"action,omitempty"`
 }
 
 // RolloutTrigger changes the pod template so that the Deployment rolls.
@@ -808,7 +810,11 @@ type ExperimentStatus struct {
 	// +optional
 	Phase Phase `json:"phase,omitempty"`
 
-	// Conditions: Ready, Injected, Recovered, Aborted.
+	// Conditions: Ready (False, with the step as reason, while the
+	// controller cannot move the experiment along, and once it ended in
+	// Error), Acknowledged (every agent acknowledged its faults, or every
+	// Chaos Mesh object exists), Recovered (every fault is reported
+	// recovered) and Aborted.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -1047,7 +1053,10 @@ type ObjectiveResult struct {
 // +kubebuilder:resource:shortName=exp;fle,categories=faultline
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Verdict",type=string,JSONPath=`.status.verdict`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
 type Experiment struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

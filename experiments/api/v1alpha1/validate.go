@@ -175,10 +175,10 @@ func (e *Experiment) Validate() field.ErrorList {
 	if pr := e.Spec.Prometheus; pr != nil {
 		errs = append(errs, pr.validate(spec.Child("prometheus"))...)
 	}
-	if s := e.Spec.Safety; s.MaxTargetPercent != nil && (*s.MaxTargetPercent < 1 || *s.MaxTargetPercent > 100) {
+	if s := e.Spec.SafetyRules(); s.MaxTargetPercent != nil && (*s.MaxTargetPercent < 1 || *s.MaxTargetPercent > 100) {
 		errs = append(errs, field.Invalid(spec.Child("safety", "maxTargetPercent"), *s.MaxTargetPercent, "must be between 1 and 100"))
 	}
-	if s := e.Spec.Safety; s.MaxTargets != nil && *s.MaxTargets < 1 {
+	if s := e.Spec.SafetyRules(); s.MaxTargets != nil && *s.MaxTargets < 1 {
 		errs = append(errs, field.Invalid(spec.Child("safety", "maxTargets"), *s.MaxTargets, "must be at least 1"))
 	}
 	return errs
@@ -259,7 +259,7 @@ func (r *Rollout) validate(p *field.Path) field.ErrorList {
 	if at.After != nil && (at.After.Duration < 0 || at.After.Duration > maxFault) {
 		errs = append(errs, field.Invalid(p.Child("at"), "", "at.after: must be between 0s and 24h"))
 	}
-	a := r.Action
+	a := r.EffectiveAction()
 	switch a.Pods {
 	case "", "Old", "New":
 	default:
@@ -329,8 +329,8 @@ func (d *DiskLatency) validate(p *field.Path) field.ErrorList {
 	if d.Jitter != nil && d.Jitter.Duration > d.Delay.Duration {
 		errs = append(errs, field.Invalid(p, "", "diskLatency.jitter: must be at most the delay"))
 	}
-	if d.Percent < 0 || d.Percent > 100 {
-		errs = append(errs, field.Invalid(p.Child("percent"), d.Percent, "must be between 0 and 100"))
+	if pc := d.DelayedPercent(); pc < 0 || pc > 100 {
+		errs = append(errs, field.Invalid(p.Child("percent"), pc, "must be between 0 and 100"))
 	}
 	allowed := []string{"fsync", "fdatasync", "write", "pwrite64", "sync_file_range"}
 	for i, s := range d.Syscalls {
@@ -480,7 +480,7 @@ func (f *Fault) ValidateChaosMesh(t *Targets, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(p.Child("pushPastLimit"), true, "memoryPressure.pushPastLimit: not under engine chaos-mesh (Chaos Mesh's stressor stops at its size and cannot force one OOM kill); drop it or use engine: faultline"))
 		}
 	}
-	if r := f.Rollout; r != nil && r.Action.Method != "Delete" && r.Action.Signal != "SIGKILL" {
+	if r := f.Rollout; r != nil && r.EffectiveAction().Method != "Delete" && r.EffectiveAction().Signal != "SIGKILL" {
 		errs = append(errs, field.Invalid(p.Child("rollout", "action"), "", "rollout.action: under engine chaos-mesh, method Delete (a pod-kill: the kubelet sends SIGTERM) or signal SIGKILL (a container-kill); Chaos Mesh cannot send SIGTERM to a container"))
 	}
 	return errs
