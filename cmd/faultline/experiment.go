@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -77,8 +79,11 @@ func (f *clusterFlags) client() (client.Client, string, error) {
 }
 
 // readExperiment decodes an Experiment strictly (unknown fields are
-// errors) and checks it as the API server would.
-func readExperiment(path string) (*v1alpha1.Experiment, error) {
+// errors) and checks it as the API server would. It also returns the
+// document as written, which is what run sends: the Go type would write
+// fields back in its own form, and the user's manifest is what kubectl
+// would have sent.
+func readExperiment(path string) (*v1alpha1.Experiment, *unstructured.Unstructured, error) {
 	var b []byte
 	var err error
 	if path == "-" {
@@ -87,14 +92,18 @@ func readExperiment(path string) (*v1alpha1.Experiment, error) {
 		b, err = os.ReadFile(path)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var exp v1alpha1.Experiment
 	if err := yaml.UnmarshalStrict(b, &exp); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if exp.APIVersion != v1alpha1.GroupVersion.String() || exp.Kind != "Experiment" {
-		return nil, fmt.Errorf("%s: apiVersion/kind must be %s/Experiment, not %s/%s", path, v1alpha1.GroupVersion, exp.APIVersion, exp.Kind)
+		return nil, nil, fmt.Errorf("%s: apiVersion/kind must be %s/Experiment, not %s/%s", path, v1alpha1.GroupVersion, exp.APIVersion, exp.Kind)
+	}
+	raw := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(b, &raw.Object); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	var problems []string
 	for _, e := range exp.Validate() {
@@ -110,9 +119,9 @@ func readExperiment(path string) (*v1alpha1.Experiment, error) {
 		problems = append(problems, "spec."+err.Error())
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("%s is invalid:\n  %s", path, strings.Join(problems, "\n  "))
+		return nil, nil, fmt.Errorf("%s is invalid:\n  %s", path, strings.Join(problems, "\n  "))
 	}
-	return &exp, nil
+	return &exp, raw, nil
 }
 
 func newValidateCommand() *cobra.Command {
@@ -129,7 +138,7 @@ run), which checks against the CRDs actually installed.`,
 		Example: "  faultline validate -f deploy/examples/node-partition.yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			exp, err := readExperiment(file)
+			exp, _, err := readExperiment(file)
 			if err != nil {
 				return &exitError{exitInvalid, err}
 			}
@@ -156,28 +165,87 @@ run), which checks against the CRDs actually installed.`,
 	return cmd
 }
 
-func newRunCommand() *cobra.Command {
-	var (
-		file, junit, output   string
-		reportPath, reportFmt string
-		wait                  bool
-		timeout               time.Duration
-		cf                    clusterFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "run -f FILE",
-		Short: "Run an Experiment and gate on its verdict",
-		Long: `run creates the Experiment, follows it live (phase, elapsed time, what
-happened, key measurements) and prints the verdict with each objective.
+// gateFlags are how run and wait follow an experiment to its verdict and
+// report it.
+type gateFlags struct {
+	junit, output, reportPath, reportFmt string
+	timeout                              time.Duration
+	repFormat                            report.Format
+}
 
-Exit codes, for CI gates:
+func (g *gateFlags) add(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&g.timeout, "timeout", 30*time.Minute, "give up waiting after this long (the experiment goes on; exit 2)")
+	cmd.Flags().StringVar(&g.junit, "junit", "", "also write a JUnit XML report, one testcase per objective")
+	cmd.Flags().StringVar(&g.reportPath, "report", "", "also write a report once the verdict is in: .html (charts), .md (a PR comment), .xml (JUnit) or .json; see faultline report --help")
+	cmd.Flags().StringVar(&g.reportFmt, "report-format", "", "the --report's format when its extension does not tell: html, md, junit or json")
+	cmd.Flags().StringVarP(&g.output, "output", "o", "", "print the final Experiment as json or yaml instead of the verdict table")
+}
+
+// check refuses, before anything runs, a report that could not be written.
+func (g *gateFlags) check() error {
+	if g.reportPath == "" {
+		return nil
+	}
+	var err error
+	g.repFormat, err = reportFormat(g.reportFmt, g.reportPath)
+	return err
+}
+
+// gate follows the experiment to its verdict, writes the reports and
+// returns the exit code's error.
+func (g *gateFlags) gate(cmd *cobra.Command, c client.Client, key types.NamespacedName) error {
+	out := cmd.ErrOrStderr()
+	final, err := follow(cmd.Context(), c, key, g.timeout, out)
+	if err != nil {
+		return &exitError{exitInvalid, err}
+	}
+	if g.junit != "" {
+		if err := writeReport(cmd.OutOrStdout(), out, g.junit, report.JUnit, final); err != nil {
+			return &exitError{exitInvalid, err}
+		}
+	}
+	if g.reportPath != "" {
+		if err := writeReport(cmd.OutOrStdout(), out, g.reportPath, g.repFormat, final); err != nil {
+			return &exitError{exitInvalid, err}
+		}
+	}
+	switch g.output {
+	case "json":
+		b, _ := json.MarshalIndent(final, "", "  ")
+		fmt.Fprintln(cmd.OutOrStdout(), string(b))
+	case "yaml":
+		b, _ := yaml.Marshal(final)
+		fmt.Fprint(cmd.OutOrStdout(), string(b))
+	default:
+		printVerdict(cmd.OutOrStdout(), final)
+	}
+	return exitFor(final)
+}
+
+const exitCodesHelp = `Exit codes, for CI gates:
   0  Passed
   1  Failed (an objective was not met, or could not be measured)
   2  invalid input, or an error before a verdict
   3  Aborted (an abort objective was breached, or someone aborted it)
 
 Ctrl-C asks the controller to abort the experiment, which recovers every
-fault at once, and waits for that.`,
+fault at once, and waits for that.`
+
+func newRunCommand() *cobra.Command {
+	var (
+		file string
+		wait bool
+		g    gateFlags
+		cf   clusterFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "run -f FILE",
+		Short: "Run an Experiment and gate on its verdict",
+		Long: `run checks the Experiment, creates it exactly as the file writes it (as
+kubectl create would), follows it live (phase, elapsed time, what happened,
+key measurements) and prints the verdict with each objective.
+
+` + exitCodesHelp,
 		Example: `  faultline run -f deploy/examples/node-partition.yaml --junit report.xml
   faultline run -f deploy/examples/node-partition.yaml --report report.html
   faultline run -f exp.yaml --timeout 15m -o json > result.json
@@ -188,71 +256,70 @@ fault at once, and waits for that.`,
   faultline run -f deploy/examples/rollout-sigterm.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			exp, err := readExperiment(file)
+			_, raw, err := readExperiment(file)
 			if err != nil {
 				return &exitError{exitInvalid, err}
 			}
-			// A report that cannot be written is known before anything runs.
-			var repFormat report.Format
-			if reportPath != "" {
-				if repFormat, err = reportFormat(reportFmt, reportPath); err != nil {
-					return &exitError{exitInvalid, err}
-				}
+			if err := g.check(); err != nil {
+				return &exitError{exitInvalid, err}
 			}
 			c, ns, err := cf.client()
 			if err != nil {
 				return &exitError{exitInvalid, err}
 			}
-			if exp.Namespace == "" {
-				exp.Namespace = ns
+			if raw.GetNamespace() == "" {
+				raw.SetNamespace(ns)
 			}
-			ctx := cmd.Context()
-			if err := c.Create(ctx, exp); err != nil {
+			if err := c.Create(cmd.Context(), raw); err != nil {
 				if apierrors.IsAlreadyExists(err) {
 					err = fmt.Errorf("%w (delete it, or set metadata.generateName instead of name)", err)
 				}
 				return &exitError{exitInvalid, err}
 			}
-			out := cmd.ErrOrStderr()
-			fmt.Fprintf(out, "experiment %s/%s created\n", exp.Namespace, exp.Name)
+			fmt.Fprintf(cmd.ErrOrStderr(), "experiment %s/%s created\n", raw.GetNamespace(), raw.GetName())
 			if !wait {
 				return nil
 			}
-			final, err := follow(ctx, c, client.ObjectKeyFromObject(exp), timeout, out)
-			if err != nil {
-				return &exitError{exitInvalid, err}
-			}
-			if junit != "" {
-				if err := writeReport(cmd.OutOrStdout(), out, junit, report.JUnit, final); err != nil {
-					return &exitError{exitInvalid, err}
-				}
-			}
-			if reportPath != "" {
-				if err := writeReport(cmd.OutOrStdout(), out, reportPath, repFormat, final); err != nil {
-					return &exitError{exitInvalid, err}
-				}
-			}
-			switch output {
-			case "json":
-				b, _ := json.MarshalIndent(final, "", "  ")
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
-			case "yaml":
-				b, _ := yaml.Marshal(final)
-				fmt.Fprint(cmd.OutOrStdout(), string(b))
-			default:
-				printVerdict(cmd.OutOrStdout(), final)
-			}
-			return exitFor(final)
+			return g.gate(cmd, c, client.ObjectKeyFromObject(raw))
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "the Experiment's YAML (- for standard input)")
 	_ = cmd.MarkFlagRequired("file")
 	cmd.Flags().BoolVar(&wait, "wait", true, "follow the experiment to its verdict")
-	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "give up waiting after this long (the experiment goes on; exit 2)")
-	cmd.Flags().StringVar(&junit, "junit", "", "also write a JUnit XML report, one testcase per objective")
-	cmd.Flags().StringVar(&reportPath, "report", "", "also write a report once the verdict is in: .html (charts), .md (a PR comment), .xml (JUnit) or .json; see faultline report --help")
-	cmd.Flags().StringVar(&reportFmt, "report-format", "", "the --report's format when its extension does not tell: html, md, junit or json")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "print the final Experiment as json or yaml instead of the verdict table")
+	g.add(cmd)
+	cf.add(cmd)
+	return cmd
+}
+
+func newWaitCommand() *cobra.Command {
+	var (
+		g  gateFlags
+		cf clusterFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "wait NAME",
+		Short: "Follow an Experiment created by someone else (kubectl, Helm, Argo CD, Flux) to its verdict",
+		Long: `wait follows an existing Experiment live, as run does once it has created
+one, and gates on its verdict: for experiments that reach the cluster
+through kubectl apply or a GitOps tool. An experiment that already has its
+verdict is reported at once.
+
+` + exitCodesHelp,
+		Example: `  kubectl apply -f deploy/examples/node-partition.yaml
+  faultline wait node-partition -n default --junit report.xml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.check(); err != nil {
+				return &exitError{exitInvalid, err}
+			}
+			c, ns, err := cf.client()
+			if err != nil {
+				return &exitError{exitInvalid, err}
+			}
+			return g.gate(cmd, c, types.NamespacedName{Namespace: ns, Name: args[0]})
+		},
+	}
+	g.add(cmd)
 	cf.add(cmd)
 	return cmd
 }
@@ -419,7 +486,13 @@ func newDescribeCommand() *cobra.Command {
 			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: args[0]}, &exp); err != nil {
 				return err
 			}
-			describe(cmd.OutOrStdout(), &exp)
+			// Events say what the status may not: a write the API server
+			// refused, a step the controller retries.
+			var events corev1.EventList
+			if err := c.List(cmd.Context(), &events, client.InNamespace(exp.Namespace), client.MatchingFields{"involvedObject.uid": string(exp.UID)}); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: events not listed: %v\n", err)
+			}
+			describe(cmd.OutOrStdout(), &exp, events.Items...)
 			return nil
 		},
 	}
@@ -427,9 +500,13 @@ func newDescribeCommand() *cobra.Command {
 	return cmd
 }
 
-func describe(w io.Writer, exp *v1alpha1.Experiment) {
+func describe(w io.Writer, exp *v1alpha1.Experiment, events ...corev1.Event) {
 	st := exp.Status
-	fmt.Fprintf(w, "Name:      %s/%s\nPhase:     %s\nVerdict:   %s\nMessage:   %s\n", exp.Namespace, exp.Name, st.Phase, st.Verdict, st.Message)
+	phase := string(st.Phase)
+	if phase == "" {
+		phase = "(none yet: the controller has not taken it up; see Conditions and Events)"
+	}
+	fmt.Fprintf(w, "Name:      %s/%s\nPhase:     %s\nVerdict:   %s\nMessage:   %s\n", exp.Namespace, exp.Name, phase, st.Verdict, st.Message)
 	if st.StartTime != nil {
 		fmt.Fprintf(w, "Started:   %s\n", st.StartTime.Format(time.RFC3339))
 	}
@@ -438,6 +515,12 @@ func describe(w io.Writer, exp *v1alpha1.Experiment) {
 		fmt.Fprintf(w, "Workloads: %s\n", strings.Join(st.Workloads, ", "))
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	if len(st.Conditions) > 0 {
+		fmt.Fprintln(tw, "\nConditions:\n  TYPE\tSTATUS\tREASON\tSINCE\tMESSAGE")
+		for _, c := range st.Conditions {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, c.LastTransitionTime.Format("15:04:05"), c.Message)
+		}
+	}
 	fmt.Fprintln(tw, "\nTimeline:")
 	for _, e := range st.Timeline {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", e.Time.Format("15:04:05"), e.Reason, e.Message)
@@ -513,8 +596,27 @@ func describe(w io.Writer, exp *v1alpha1.Experiment) {
 	for _, k := range keys {
 		fmt.Fprintf(tw, "  %s\t%s\n", k, st.Measurements[k])
 	}
+	if len(events) > 0 {
+		sort.SliceStable(events, func(i, j int) bool { return eventTime(&events[i]).Before(eventTime(&events[j])) })
+		fmt.Fprintln(tw, "\nEvents:\n  LAST SEEN\tTYPE\tREASON\tCOUNT\tMESSAGE")
+		for i := range events {
+			e := &events[i]
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", eventTime(e).Format("15:04:05"), e.Type, e.Reason, max(e.Count, 1), e.Message)
+		}
+	}
 	tw.Flush()
 	printVerdict(w, exp)
+}
+
+// eventTime is when an event was last seen, whichever API wrote it.
+func eventTime(e *corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
 }
 
 func newAbortCommand() *cobra.Command {
