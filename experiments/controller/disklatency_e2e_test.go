@@ -129,7 +129,7 @@ func TestEtcdDiskLatencyShowsInEtcdsOwnMetrics(t *testing.T) {
 			cleanupExp(t, c, name)
 			stop := make(chan struct{})
 			wg := writeLoad(t, env, "load-"+source, stop)
-			out, code := runCLI(t, env, "run", "--timeout", "6m", "-f", writeFile(t, doc))
+			_, out, code := kubectlRun(t, env, "apply", writeFile(t, doc), "--timeout", "6m")
 			close(stop)
 			wg.Wait()
 			t.Logf("run exited %d:\n%s", code, out)

@@ -131,8 +131,12 @@ func TestAContainerPushedPastItsLimitIsOOMKilledAndTheVerdictFollowsOOMKills(t *
 	ctx := context.Background()
 	ns := "oom-" + rand.String(5)
 	applyWorkload(t, env, c, renamedExample(t, "memory-oom-app.yaml", "oom", ns), ns)
-	exp, code, out := runExperiment(t, env, c, renamedExample(t, "memory-oom.yaml", "oom", ns))
-	t.Logf("run exited %d:\n%s", code, out)
+	key, out, code := kubectlRun(t, env, "create", writeFile(t, renamedExample(t, "memory-oom.yaml", "oom", ns)), "--timeout", "6m")
+	t.Logf("kubectl create, then faultline wait, exited %d:\n%s", code, out)
+	exp := &v1alpha1.Experiment{}
+	if err := c.Get(ctx, key, exp); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("measurements: %v", exp.Status.Measurements)
 	if code != 1 || exp.Status.Verdict != v1alpha1.VerdictFailed {
 		t.Errorf("exit %d, verdict %s (%s); want 1 and Failed: the objective asks for no OOM kill", code, exp.Status.Verdict, exp.Status.Message)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/catalog"
@@ -78,8 +79,14 @@ func TestASurgeOfCriticalPodsPreemptsTheOtherDepartmentAndIsAlwaysScaledBack(t *
 	t.Run("a controller killed with -9 mid-surge: the new one scales the burst back from the Deployment's mark and judges the preemptions", func(t *testing.T) {
 		exp := preemptionRun(t, env, c, "fragile", 40*time.Second)
 		ns := exp.Namespace
-		if err := c.Create(ctx, exp); err != nil {
+		// Server-side apply, as GitOps tools write: it takes a name.
+		exp.Name, exp.GenerateName = exp.GenerateName+"ssa", ""
+		manifest, err := yaml.Marshal(exp)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if out, code := sandboxtest.Kubectl(t, env, "apply", "--server-side", "-f", writeFile(t, string(manifest))); code != 0 {
+			t.Fatalf("kubectl apply --server-side (exit %d): %s", code, out)
 		}
 		sandboxtest.WaitFor(t, time.Minute, "the scheduler to preempt four checkout pods for the burst", func() bool {
 			if err := c.Get(ctx, client.ObjectKeyFromObject(exp), exp); err != nil {

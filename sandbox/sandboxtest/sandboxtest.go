@@ -243,3 +243,23 @@ func GateRuns(t testing.TB) int {
 	}
 	return n
 }
+
+// Kubectl runs the sandbox's pinned kubectl against env with args, as a
+// user would, and returns its combined output and exit code.
+func Kubectl(t testing.TB, env *Env, args ...string) (string, int) {
+	t.Helper()
+	return run(t, filepath.Join(sandbox.ToolsDir(), "kubectl"), append([]string{"--kubeconfig", env.State.Kubeconfig}, args...)...)
+}
+
+func run(t testing.TB, bin string, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", bin, err)
+	}
+	return string(out), 0
+}
