@@ -5,12 +5,10 @@ package controller_test
 import (
 	"context"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -77,20 +75,7 @@ spec:
 // runCLI runs `faultline ARGS...` and returns its output and exit code.
 func runCLI(t *testing.T, env *sandboxtest.Env, args ...string) (string, int) {
 	t.Helper()
-	bins, err := sandboxtest.Binaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(bins, "faultline"), append(args, "--kubeconfig", env.State.Kubeconfig)...)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return string(out), ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), 0
+	return sandboxtest.CLI(t, env, args...)
 }
 
 // kubectlRun puts the experiment of file into the cluster as a user does,

@@ -4,15 +4,22 @@ package schedule_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
+	"faultline.dev/faultline/deploy"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/schedule"
 	"faultline.dev/faultline/sandbox/sandboxtest"
@@ -137,4 +144,94 @@ func TestAScheduleRunsEveryMinuteAndForbidSkipsWhileARunIsActive(t *testing.T) {
 			t.Error("no ConcurrencyForbid event")
 		}
 	})
+}
+
+// A Schedule as users write it, applied with kubectl: the controller never
+// writes its spec, and a changed cron or template is taken up.
+func TestAScheduleAppliedWithKubectlTakesUpItsChangedCronAndTemplate(t *testing.T) {
+	env := sandboxtest.Get(t)
+	c := kube(t, env)
+	b, err := os.ReadFile(filepath.Join(sandboxtest.RepoRoot(), "deploy", "examples", "weekly-gameday.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := deploy.Decode(b)
+	if err != nil || len(docs) != 1 {
+		t.Fatalf("%d documents: %v", len(docs), err)
+	}
+	doc := docs[0]
+	// No node is touched: the steps are dry runs, final at once.
+	steps, _, _ := unstructured.NestedSlice(doc.Object, "spec", "template", "gameday", "steps")
+	for _, st := range steps {
+		st.(map[string]any)["experiment"].(map[string]any)["dryRun"] = true
+	}
+	if err := unstructured.SetNestedSlice(doc.Object, steps, "spec", "template", "gameday", "steps"); err != nil {
+		t.Fatal(err)
+	}
+	apply := func() {
+		t.Helper()
+		out, err := yaml.Marshal(doc.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "schedule.yaml")
+		if err := os.WriteFile(p, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, code := sandboxtest.Kubectl(t, env, "apply", "-f", p); code != 0 {
+			t.Fatalf("kubectl apply (exit %d): %s", code, out)
+		}
+	}
+	following := func(cron string) *v1alpha1.Schedule {
+		t.Helper()
+		var s *v1alpha1.Schedule
+		sandboxtest.WaitFor(t, 10*time.Second, "the schedule to follow "+cron, func() bool {
+			s = get(t, c, doc.GetName())
+			r := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ScheduleReady)
+			return s.Status.ObservedGeneration == s.Generation && r != nil && r.Status == metav1.ConditionTrue && r.Message == "following "+cron
+		})
+		return s
+	}
+	apply()
+	t.Cleanup(func() {
+		s := &v1alpha1.Schedule{ObjectMeta: metav1.ObjectMeta{Namespace: doc.GetNamespace(), Name: doc.GetName()}}
+		_ = c.Delete(context.Background(), s, client.PropagationPolicy(metav1.DeletePropagationForeground))
+		sandboxtest.WaitFor(t, 2*time.Minute, "the schedule's experiments to be gone", func() bool { return len(runs(t, c, s.Name)) == 0 })
+	})
+	s := following("0 3 * * 1")
+	before := s.Spec.DeepCopy()
+
+	if err := unstructured.SetNestedField(doc.Object, "30 4 * * *", "spec", "schedule"); err != nil {
+		t.Fatal(err)
+	}
+	apply()
+	s = following("30 4 * * *")
+	if s.Spec.Schedule != "30 4 * * *" || s.Spec.Template.Gameday.Steps[0].Experiment.Safety != nil {
+		t.Errorf("spec after the change: %+v", s.Spec)
+	}
+	if before.Schedule == s.Spec.Schedule {
+		t.Fatal("the change did not reach the API server")
+	}
+	for _, mf := range s.ManagedFields {
+		if mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), `"f:spec"`) && mf.Manager != "kubectl-client-side-apply" {
+			t.Errorf("%s (%s) wrote the schedule's spec", mf.Manager, mf.Operation)
+		}
+	}
+
+	// The first step's fault, 90s in the file, now 45s: the next run's
+	// experiment carries it.
+	steps[0].(map[string]any)["experiment"].(map[string]any)["faults"].([]any)[0].(map[string]any)["duration"] = "45s"
+	if err := unstructured.SetNestedSlice(doc.Object, steps, "spec", "template", "gameday", "steps"); err != nil {
+		t.Fatal(err)
+	}
+	apply()
+	following("30 4 * * *")
+	if out, code := sandboxtest.CLI(t, env, "schedule", "trigger", doc.GetName(), "-n", doc.GetNamespace()); code != 0 {
+		t.Fatalf("faultline schedule trigger (exit %d): %s", code, out)
+	}
+	sandboxtest.WaitFor(t, 30*time.Second, "the triggered run", func() bool { return len(runs(t, c, doc.GetName())) > 0 })
+	run := runs(t, c, doc.GetName())[0]
+	if d := run.Spec.Faults[0].Duration.Duration; d != 45*time.Second || !run.Spec.DryRun {
+		t.Errorf("the run's fault lasts %s (dry run %v), want the changed template's 45s", d, run.Spec.DryRun)
+	}
 }

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -96,12 +97,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	before := s.Status.DeepCopy()
 	res, err := r.reconcile(ctx, &s, now)
 	s.Status.ObservedGeneration = s.Generation
+	if err != nil && !apierrors.IsConflict(err) {
+		// A run that could not start (its Experiment refused, the API
+		// server away) is said on the Schedule at once, and retried.
+		msg := err.Error()
+		if len(msg) > 1024 {
+			msg = msg[:1021] + "..."
+		}
+		r.event(&s, true, v1alpha1.ReasonStepFailed, "%s", msg)
+		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: v1alpha1.ScheduleReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonStepFailed, Message: msg, ObservedGeneration: s.Generation})
+	}
 	if !equality.Semantic.DeepEqual(before, &s.Status) {
 		if uerr := r.Status().Update(ctx, &s); uerr != nil {
 			if apierrors.IsConflict(uerr) {
-				return ctrl.Result{Requeue: true}, nil
+				return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 			}
-			return ctrl.Result{}, uerr
+			return ctrl.Result{}, errors.Join(err, fmt.Errorf("write the status: %w", uerr))
 		}
 	}
 	return res, err

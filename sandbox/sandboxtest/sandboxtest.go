@@ -251,6 +251,17 @@ func Kubectl(t testing.TB, env *Env, args ...string) (string, int) {
 	return run(t, filepath.Join(sandbox.ToolsDir(), "kubectl"), append([]string{"--kubeconfig", env.State.Kubeconfig}, args...)...)
 }
 
+// CLI runs the faultline CLI built for the tests against env with args,
+// and returns its combined output and exit code.
+func CLI(t testing.TB, env *Env, args ...string) (string, int) {
+	t.Helper()
+	bins, err := Binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run(t, filepath.Join(bins, "faultline"), append(args, "--kubeconfig", env.State.Kubeconfig)...)
+}
+
 func run(t testing.TB, bin string, args ...string) (string, int) {
 	t.Helper()
 	out, err := exec.Command(bin, args...).CombinedOutput()
