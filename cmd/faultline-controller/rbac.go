@@ -28,9 +28,10 @@ package main
 // +kubebuilder:rbac:groups="",resources=events,verbs=get;list;watch;create;patch
 // Reports are kept in a ConfigMap beside the experiment; the kill switch is one.
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
-// Rollout and Surge faults change a Deployment's template or replicas and
-// follow its ReplicaSets; the workloads analyzer reads what each kept.
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;update;patch
+// Rollout and Surge faults patch a Deployment's template or replicas (never
+// a full update: the Deployment is the user's) and follow its ReplicaSets;
+// the workloads analyzer reads what each kept.
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch
 // Traffic follows the ready endpoints; evictions are checked against budgets.
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch

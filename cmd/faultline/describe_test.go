@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
@@ -66,5 +67,36 @@ func TestKeyFiguresLeadWithWhatTheObjectivesRead(t *testing.T) {
 	want := "traffic.status.502=7  workloads.byWorkload.shop/checkout.minAvailable=2  evictions.count=4  recovery.seconds=1.5"
 	if got != want {
 		t.Errorf("keyFigures:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestDescribeSaysWhyAnExperimentDoesNotMove(t *testing.T) {
+	at := metav1.NewTime(time.Date(2026, 12, 6, 10, 0, 5, 0, time.UTC))
+	exp := &v1alpha1.Experiment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "stuck"},
+		Status: v1alpha1.ExperimentStatus{Conditions: []metav1.Condition{{
+			Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonFinalizerNotSet, LastTransitionTime: at,
+			Message: "add the finalizer faultline.dev/recover-faults: admission refused it",
+		}}},
+	}
+	events := []corev1.Event{
+		{Type: corev1.EventTypeWarning, Reason: v1alpha1.ReasonFinalizerNotSet, Count: 4, LastTimestamp: at, Message: "add the finalizer faultline.dev/recover-faults: admission refused it"},
+		{Type: corev1.EventTypeNormal, Reason: "Accepted", EventTime: metav1.NewMicroTime(at.Add(-time.Second)), Message: "earlier"},
+	}
+	var b bytes.Buffer
+	describe(&b, exp, events...)
+	out := b.String()
+	for _, want := range []string{
+		"Phase:     (none yet: the controller has not taken it up; see Conditions and Events)",
+		"Ready  False   FinalizerNotSet  10:00:05",
+		"10:00:05   Warning  FinalizerNotSet  4      add the finalizer",
+		"10:00:04   Normal   Accepted         1      earlier",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("describe lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Index(out, "Accepted") > strings.Index(out, "Warning") {
+		t.Errorf("events are not oldest first:\n%s", out)
 	}
 }
