@@ -12,7 +12,7 @@ GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 # the HTML report's test renders it.
 DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus nginx-light curl util-linux wrk hey chromium
 
-.PHONY: all generate generate-thirdparty deps tools build images demo test gate-validity test-unit vet fmt clean help
+.PHONY: all generate generate-thirdparty deps tools tools-chaos-mesh build images demo test gate-validity test-unit vet fmt clean help
 
 all: build
 
@@ -58,9 +58,15 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: all present"; fi
 
-## tools: build the pinned etcd, Kubernetes and kwok binaries into the cache (skipped when present)
+## tools: build the pinned etcd, Kubernetes (one multi-call binary) and kwok
+## into the cache (skipped when present), saying what builds and for how long
 tools:
 	@sandbox/tools/build.sh >/dev/null
+
+## tools-chaos-mesh: Chaos Mesh's controller manager and CRDs, for
+## `sandbox up --chaos-mesh` only (which also builds them on first use)
+tools-chaos-mesh:
+	@sandbox/tools/build.sh chaos-mesh >/dev/null
 
 ## build: the faultline CLI, the demo app and the sandbox's pause image binary, into ./bin
 build:
@@ -76,12 +82,16 @@ demo: deps tools build
 	$(BIN)/faultline demo
 
 ## test: every tier: unit, Linux (root: namespaces, processes, cgroups) and sandbox
-## (a real cluster, started once for the run and removed afterwards)
+## (a real cluster, started once for the run and removed afterwards). Packages
+## run one at a time; inside one, sandbox tests run side by side, each
+## claiming the nodes it acts on, or on a sandbox of its own when it acts
+## on the whole control plane (sandbox/sandboxtest/parallel.go).
 TEST_SANDBOX := test
+TEST_PARALLEL ?= 16
 test: deps tools build
 	@$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) >/dev/null 2>&1 || true
 	$(BIN)/faultline sandbox up --name $(TEST_SANDBOX) --timings fast --prometheus --faultline --ingress
-	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) $(GO) test -count=1 -tags root,sandbox -p 1 -timeout 80m ./... || rc=$$?; \
+	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) $(GO) test -count=1 -tags root,sandbox -p 1 -parallel $(TEST_PARALLEL) -timeout 80m ./... || rc=$$?; \
 	$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) || rc=1; \
 	exit $$rc
 
@@ -99,7 +109,7 @@ gate-validity: deps tools build
 	@$(BIN)/faultline sandbox down --name gate >/dev/null 2>&1 || true
 	$(BIN)/faultline sandbox up --name gate --timings fast --prometheus --faultline --ingress
 	@rm -f $(CURDIR)/bin/gate-validity.txt; rc=0; FAULTLINE_TEST_SANDBOX=gate FAULTLINE_GATE_RUNS=$(GATE_RUNS) FAULTLINE_GATE_SCENARIOS=$(SCENARIOS) FAULTLINE_GATE_TABLE=$(CURDIR)/bin/gate-validity.txt \
-	  $(GO) test -count=1 -p 1 -tags root,sandbox -timeout 240m -v -run '$(GATES)' ./experiments/controller/ ./experiments/catalog/ || rc=$$?; \
+	  $(GO) test -count=1 -p 1 -tags root,sandbox -parallel $(TEST_PARALLEL) -timeout 240m -v -run '$(GATES)' ./experiments/controller/ ./experiments/catalog/ || rc=$$?; \
 	$(BIN)/faultline sandbox down --name gate || rc=1; \
 	cat $(CURDIR)/bin/gate-validity.txt 2>/dev/null; exit $$rc
 

@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -230,4 +233,29 @@ func runCmd(name string, args ...string) (string, error) {
 		return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
 	}
 	return out, nil
+}
+
+// The Kubernetes components are one multi-call binary linked under each
+// name, and every one of them, kubectl too, is the pinned version.
+func TestTheComponentsAreOneBinaryAtThePinnedVersion(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Shared(sandboxtest.ControlPlane))
+	env := sandboxtest.Get(t)
+	dir := sandbox.ToolsDir()
+	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"} {
+		if target, err := os.Readlink(filepath.Join(dir, name)); err != nil || target != "kube" {
+			t.Errorf("%s is not a link to the multi-call binary kube: %q %v", name, target, err)
+		}
+		args := []string{"--version"}
+		if name == "kubectl" {
+			args = []string{"version", "--client"}
+		}
+		out, err := exec.Command(filepath.Join(dir, name), args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), sandbox.KubernetesVersion) {
+			t.Errorf("%s %v: %v, want %s:\n%s", name, args, err, sandbox.KubernetesVersion, out)
+		}
+	}
+	out, code := sandboxtest.Kubectl(t, env, "version")
+	if code != 0 || !strings.Contains(out, "Server Version: "+sandbox.KubernetesVersion) {
+		t.Errorf("kubectl version (exit %d), want the server at %s:\n%s", code, sandbox.KubernetesVersion, out)
+	}
 }

@@ -89,6 +89,27 @@ func TestToolVersionsMatchTheBuildScript(t *testing.T) {
 	if !strings.Contains(string(k8s), "k8s.io/kubernetes "+KubernetesVersion) {
 		t.Errorf("tools/kubernetes/go.mod does not require k8s.io/kubernetes %s", KubernetesVersion)
 	}
+	// Chaos Mesh's controller manager serves the kinds faultline writes
+	// with the main module's api types: one api version for both.
+	api := regexp.MustCompile(`(?m)^\s*github\.com/chaos-mesh/chaos-mesh/api (?:=> github\.com/chaos-mesh/chaos-mesh/api )?(v\S+)`)
+	main, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := os.ReadFile("tools/chaosmesh/go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mainAPI, toolsAPI string
+	if m := api.FindSubmatch(main); m != nil {
+		mainAPI = string(m[1])
+	}
+	for _, m := range api.FindAllSubmatch(cm, -1) {
+		toolsAPI = string(m[1]) // the replace, after the require
+	}
+	if mainAPI == "" || mainAPI != toolsAPI {
+		t.Errorf("the main module's chaos-mesh/api is %q, the Chaos Mesh tools module builds with %q", mainAPI, toolsAPI)
+	}
 }
 
 // Every Debian package that Preflight can ask for is one `make deps`

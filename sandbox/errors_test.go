@@ -54,6 +54,14 @@ func TestUpExplainsWhatIsWrong(t *testing.T) {
 			setup: func(t *testing.T, c *sandbox.Config) { t.Setenv("FAULTLINE_TOOLS_DIR", t.TempDir()) },
 			want:  []string{"missing tool binaries", "kube-apiserver", "make tools"},
 		},
+		"--chaos-mesh with nothing built and no checkout to build it from names the command that builds it": {
+			setup: func(t *testing.T, c *sandbox.Config) {
+				t.Setenv("FAULTLINE_TOOLS_DIR", fakeTools(t))
+				t.Chdir(t.TempDir())
+				c.ChaosMesh = true
+			},
+			want: []string{"--chaos-mesh needs Chaos Mesh's controller manager", "make tools-chaos-mesh"},
+		},
 		"a component that fails to start is named, with the last lines of its log": {
 			setup: func(t *testing.T, c *sandbox.Config) { t.Setenv("FAULTLINE_TOOLS_DIR", fakeTools(t)) },
 			want:  []string{"etcd failed", "disk on fire", "logs/etcd.log"},

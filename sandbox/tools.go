@@ -1,7 +1,10 @@
 package sandbox
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,8 +93,8 @@ func Preflight(c Config) error {
 			absent = append(absent, b)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, ".chaos-controller-manager.ok")); c.ChaosMesh && err != nil {
-		absent = append(absent, "chaos-controller-manager")
+	if c.ChaosMesh && !chaosMeshBuilt() {
+		return errChaosMeshNotBuilt
 	}
 	if len(absent) > 0 {
 		return fmt.Errorf("missing tool binaries %s in %s: build them with `make tools` (Kubernetes %s, etcd %s, kwok %s)",
@@ -101,3 +104,71 @@ func Preflight(c Config) error {
 }
 
 func tool(name string) string { return filepath.Join(ToolsDir(), name) }
+
+// errChaosMeshNotBuilt says how to build what --chaos-mesh runs, when up
+// cannot build it itself (no checkout to build it from).
+var errChaosMeshNotBuilt = errors.New("--chaos-mesh needs Chaos Mesh's controller manager and CRDs, which are built on first use from a faultline checkout: run `make tools-chaos-mesh` there (or sandbox/tools/build.sh chaos-mesh)")
+
+// chaosMeshBuilt says whether what --chaos-mesh runs is in the tools
+// directory.
+func chaosMeshBuilt() bool {
+	for _, stamp := range []string{".chaos-controller-manager.ok", ".chaos-mesh-crds.ok"} {
+		if _, err := os.Stat(filepath.Join(ToolsDir(), stamp)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// BuildScript is sandbox/tools/build.sh of a faultline checkout: the one
+// this program was built into (bin/faultline beside the sources), or the
+// one under the working directory. It is "" when there is none.
+func BuildScript() string {
+	var roots []string
+	if exe, err := os.Executable(); err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			roots = append(roots, filepath.Join(filepath.Dir(exe), ".."))
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		roots = append(roots, wd)
+	}
+	for _, r := range roots {
+		p := filepath.Join(r, "sandbox", "tools", "build.sh")
+		if _, err := os.Stat(filepath.Join(r, "sandbox", "tools", "chaosmesh", "go.mod")); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// BuildTools runs script (see BuildScript) for the components named, with
+// its progress lines on progress: what it builds, for how long, and how
+// long the last build took.
+func BuildTools(ctx context.Context, script string, progress *Progress, components ...string) error {
+	cmd := exec.CommandContext(ctx, script, components...)
+	cmd.Dir = filepath.Dir(script)
+	var w io.Writer = io.Discard
+	if progress != nil && progress.W != nil {
+		w = progress.W
+	}
+	cmd.Stdout, cmd.Stderr = io.Discard, w
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w", script, strings.Join(components, " "), err)
+	}
+	return nil
+}
+
+// ensureChaosMesh builds Chaos Mesh's controller manager and CRDs on first
+// use, when --chaos-mesh asks for them and a checkout can build them.
+func ensureChaosMesh(ctx context.Context, c Config, progress *Progress) error {
+	if !c.ChaosMesh || chaosMeshBuilt() {
+		return nil
+	}
+	script := BuildScript()
+	if script == "" {
+		return errChaosMeshNotBuilt
+	}
+	progress.Printf("Chaos Mesh's controller manager is not built yet: building it now, once (%s chaos-mesh)", script)
+	return BuildTools(ctx, script, progress, "chaos-mesh")
+}

@@ -138,6 +138,9 @@ func Up(ctx context.Context, c Config, progress *Progress, keepOnFailure bool) (
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if err := ensureChaosMesh(ctx, c, progress); err != nil {
+		return nil, err
+	}
 	if err := Preflight(c); err != nil {
 		return nil, err
 	}

@@ -87,7 +87,7 @@ made, even after an 'up' that was killed halfway.`,
 		"install faultline with its Helm chart (the Helm SDK, as helm install would): the controller and an agent per real\n"+
 			"node run as pods from images built from the local binaries; isolated nodes keep agent processes. Excludes --faultline")
 	up.Flags().BoolVar(&f.cfg.ChaosMesh, "chaos-mesh", false,
-		"also install Chaos Mesh's CRDs and run its controller manager (built by make tools), for spec.engine: chaos-mesh;\n"+
+		"also install Chaos Mesh's CRDs and run its controller manager (built on first use, once: make tools-chaos-mesh), for spec.engine: chaos-mesh;\n"+
 			"without its chaos-daemon only PodChaos acts for real")
 	up.Flags().BoolVar(&f.cfg.Ingress, "ingress", false,
 		"also run an ingress, Debian's nginx on the sandbox bridge (its URL is in the output and in status), in front of\n"+

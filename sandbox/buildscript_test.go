@@ -1,0 +1,69 @@
+package sandbox
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// fakeGo is a go command that takes its time and writes the -o binary.
+const fakeGo = `#!/bin/sh
+out=""
+while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done
+sleep 3
+case "$out" in */) out="${out}chaos-controller-manager";; esac
+printf '#!/bin/sh\necho "etcd Version: 3.6.7"\n' > "$out" && chmod +x "$out"
+`
+
+// runBuildScript runs build.sh for component with the fake go, a
+// heartbeat of a second, and returns what it said.
+func runBuildScript(t *testing.T, cache, component string) string {
+	t.Helper()
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(fakeGo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("tools/build.sh", component)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "FAULTLINE_TOOLS_DIR="+cache, "FAULTLINE_TOOLS_HEARTBEAT=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("build.sh %s: %v\n%s", component, err, out)
+	}
+	return string(out)
+}
+
+func TestTheToolsBuildSaysWhatItBuildsForHowLongAndWhatTheLastBuildTook(t *testing.T) {
+	cache := t.TempDir()
+	first := runBuildScript(t, cache, "etcd")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`building etcd v3\.6\.7: about 2m00s on 2 cores \(first build here\)`),
+		regexp.MustCompile(`building etcd v3\.6\.7: 0m0[12]s so far`),
+		regexp.MustCompile(`built etcd v3\.6\.7 in 0m0[345]s`),
+	} {
+		if !want.MatchString(first) {
+			t.Errorf("the first build does not say %q:\n%s", want, first)
+		}
+	}
+	if again := runBuildScript(t, cache, "etcd"); strings.Contains(again, "building") {
+		t.Errorf("a built tool is built again:\n%s", again)
+	}
+	dir := filepath.Join(cache, toolsSubdir())
+	if err := os.Remove(filepath.Join(dir, ".etcd.ok")); err != nil {
+		t.Fatal(err)
+	}
+	if second := runBuildScript(t, cache, "etcd"); !regexp.MustCompile(`building etcd v3\.6\.7: the last build here took 0m0[345]s`).MatchString(second) {
+		t.Errorf("a rebuild does not give the last build's time as its estimate:\n%s", second)
+	}
+}
+
+func TestTheToolsBuildRefusesAComponentItDoesNotKnow(t *testing.T) {
+	cmd := exec.Command("tools/build.sh", "kube-everything")
+	cmd.Env = append(os.Environ(), "FAULTLINE_TOOLS_DIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no component kube-everything (kubernetes, etcd, kwok, chaos-mesh)") {
+		t.Errorf("build.sh kube-everything: %v\n%s", err, out)
+	}
+}
