@@ -122,21 +122,27 @@ func chaosMeshBuilt() bool {
 
 // BuildScript is sandbox/tools/build.sh of a faultline checkout: the one
 // this program was built into (bin/faultline beside the sources), or the
-// one under the working directory. It is "" when there is none.
+// one the working directory is in. It is "" when there is none.
 func BuildScript() string {
-	var roots []string
+	var starts []string
 	if exe, err := os.Executable(); err == nil {
 		if exe, err = filepath.EvalSymlinks(exe); err == nil {
-			roots = append(roots, filepath.Join(filepath.Dir(exe), ".."))
+			starts = append(starts, filepath.Dir(exe))
 		}
 	}
 	if wd, err := os.Getwd(); err == nil {
-		roots = append(roots, wd)
+		starts = append(starts, wd)
 	}
-	for _, r := range roots {
-		p := filepath.Join(r, "sandbox", "tools", "build.sh")
-		if _, err := os.Stat(filepath.Join(r, "sandbox", "tools", "chaosmesh", "go.mod")); err == nil {
-			return p
+	for _, dir := range starts {
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "sandbox", "tools", "chaosmesh", "go.mod")); err == nil {
+				return filepath.Join(dir, "sandbox", "tools", "build.sh")
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
 		}
 	}
 	return ""

@@ -11,23 +11,45 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"faultline.dev/faultline/analyzers/report"
 	"faultline.dev/faultline/experiments/catalog"
+	"faultline.dev/faultline/sandbox"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
+// sandboxes are how each scenario's sandbox differs from the default one
+// tests bring up. Each scenario runs on a sandbox of its own, side by side
+// with the others: evictions and OOM kills are measured cluster-wide, so a
+// scenario that evicts (memory pressure, a node lost) would count in
+// another's verdict on one cluster, and the slow etcd slows everything.
+var sandboxes = map[string]struct {
+	name string
+	edit func(*sandbox.Config)
+}{
+	"memory-overcommit":   {"cat-mem", func(c *sandbox.Config) { c.RealNodes, c.IsolatedKwokNodes, c.SharedKwokNodes = 1, 0, 0 }},
+	"node-off-network":    {"cat-node", func(c *sandbox.Config) { c.IsolatedKwokNodes, c.SharedKwokNodes = 2, 0 }},
+	"priority-preemption": {"cat-prio", func(c *sandbox.Config) { c.IsolatedKwokNodes = 0 }},
+	// A real node for the leader-elected controller, an isolated node
+	// whose agent traces etcd, and Prometheus for the queries.
+	"etcd-slow-disk": {"cat-etcd", func(c *sandbox.Config) {
+		c.RealNodes, c.IsolatedKwokNodes, c.SharedKwokNodes, c.Prometheus = 1, 1, 0, true
+	}},
+}
+
 // The catalog's gate: each fragile variant gets its Failed and each hardened
 // one its Passed, through `faultline catalog run` as a user runs it. The
 // rolling update's gate has its own test (experiments/controller), through
 // a ClusterIP and an ingress; the memory overcommit's, the node loss's, the
-// priority preemption's and the slow etcd's are this one. FAULTLINE_GATE_SCENARIOS narrows
-// it to a comma-separated list.
+// priority preemption's and the slow etcd's are this one. Scenarios run
+// side by side, each on a sandbox of its own, their variants one after the
+// other.
+// FAULTLINE_GATE_SCENARIOS narrows it to a comma-separated list.
 func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.T) {
-	env := sandboxtest.Get(t)
 	bins, err := sandboxtest.Binaries()
 	if err != nil {
 		t.Fatal(err)
@@ -37,55 +59,77 @@ func TestTheCatalogGateFailsTheFragileVariantAndPassesTheHardenedOne(t *testing.
 		t.Fatal(err)
 	}
 	runs := sandboxtest.GateRuns(t)
-	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-60s %-6s %s\n", "catalog scenario, variant (expected verdict)", "right", "exit codes")
 	scenarios := []string{"memory-overcommit", "node-off-network", "priority-preemption", "etcd-slow-disk"}
 	if only := os.Getenv("FAULTLINE_GATE_SCENARIOS"); only != "" {
 		scenarios = strings.Split(only, ",")
 	}
-	for _, name := range scenarios {
-		s, err := c.Get(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range s.Variants {
-			// One run each in CI: the fragile and the hardened variant, the
-			// gate itself. The others (a budget alone, the etcd latency
-			// measurements) run in make gate-validity.
-			if runs == 1 && v.Name != "fragile" && v.Name != "hardened" {
-				continue
+	rows := map[string]string{}
+	var mu sync.Mutex
+	t.Run("scenarios", func(t *testing.T) {
+		for _, name := range scenarios {
+			s, err := c.Get(name)
+			if err != nil {
+				t.Fatal(err)
 			}
-			// A variant written for other node timings runs on a sandbox
-			// with them (the upstream timeline takes ten minutes).
-			if v.Timings != "" && v.Timings != string(env.State.Config.Timings) {
-				continue
-			}
-			right, codes := 0, ""
-			t.Run(name+"/"+v.Name, func(t *testing.T) {
-				for i := 0; i < runs; i++ {
-					rep := filepath.Join(t.TempDir(), "gameday.json")
-					cmd := exec.Command(filepath.Join(bins, "faultline"), "catalog", "run", name, "--variant", v.Name, "--sandbox", env.State.Name, "--report", rep)
-					out, err := cmd.CombinedOutput()
-					code := 0
-					var ee *exec.ExitError
-					if errors.As(err, &ee) {
-						code = ee.ExitCode()
-					} else if err != nil {
-						t.Fatal(err)
+			t.Run(name, func(t *testing.T) {
+				sandboxtest.Parallel(t)
+				sb, ok := sandboxes[name]
+				if !ok {
+					t.Fatalf("scenario %s has no sandbox here", name)
+				}
+				env := sandboxtest.Own(t, sb.name, sb.edit)
+				for _, v := range s.Variants {
+					// One run each in CI: the fragile and the hardened
+					// variant, the gate itself. The others (a budget alone,
+					// the etcd latency measurements) run in make
+					// gate-validity.
+					if runs == 1 && v.Name != "fragile" && v.Name != "hardened" {
+						continue
 					}
-					codes += fmt.Sprintf("%d ", code)
-					row := fmt.Sprintf("%s  %s  %s  %s  yes", name, v.Name, v.Expect, v.Expect)
-					if code == 0 && strings.Contains(strings.Join(strings.Fields(string(out)), "  "), row) {
-						right++
-					} else {
-						t.Errorf("run %d: exit %d, want 0 with the row %q:\n%s", i+1, code, row, out)
+					// A variant written for other node timings runs on a
+					// sandbox with them (the upstream timeline takes ten
+					// minutes).
+					if v.Timings != "" && v.Timings != string(env.State.Config.Timings) {
+						continue
 					}
-					if check := measured[name+"/"+v.Name]; check != nil {
-						check(t, readMeasurements(t, rep))
-					}
+					right, codes := 0, ""
+					t.Run(v.Name, func(t *testing.T) {
+						for i := 0; i < runs; i++ {
+							rep := filepath.Join(t.TempDir(), "gameday.json")
+							cmd := exec.Command(filepath.Join(bins, "faultline"), "catalog", "run", name, "--variant", v.Name, "--sandbox", env.State.Name, "--report", rep)
+							out, err := cmd.CombinedOutput()
+							code := 0
+							var ee *exec.ExitError
+							if errors.As(err, &ee) {
+								code = ee.ExitCode()
+							} else if err != nil {
+								t.Fatal(err)
+							}
+							codes += fmt.Sprintf("%d ", code)
+							row := fmt.Sprintf("%s  %s  %s  %s  yes", name, v.Name, v.Expect, v.Expect)
+							if code == 0 && strings.Contains(strings.Join(strings.Fields(string(out)), "  "), row) {
+								right++
+							} else {
+								t.Errorf("run %d: exit %d, want 0 with the row %q:\n%s", i+1, code, row, out)
+							}
+							if check := measured[name+"/"+v.Name]; check != nil {
+								check(t, readMeasurements(t, rep))
+							}
+						}
+					})
+					mu.Lock()
+					rows[name+"/"+v.Name] = fmt.Sprintf("%-60s %d/%-4d %s\n", fmt.Sprintf("%s, %s (%s)", name, v.Name, v.Expect), right, runs, codes)
+					mu.Unlock()
 				}
 			})
-			fmt.Fprintf(&table, "%-60s %d/%-4d %s\n", fmt.Sprintf("%s, %s (%s)", name, v.Name, v.Expect), right, runs, codes)
+		}
+	})
+	var table strings.Builder
+	fmt.Fprintf(&table, "\n%-60s %-6s %s\n", "catalog scenario, variant (expected verdict)", "right", "exit codes")
+	for _, name := range scenarios {
+		s, _ := c.Get(name)
+		for _, v := range s.Variants {
+			table.WriteString(rows[name+"/"+v.Name])
 		}
 	}
 	t.Log(table.String())

@@ -95,8 +95,12 @@ func chaosMemory(ns string, d time.Duration) *v1alpha1.Experiment {
 // these tests prove faultline's side (what it creates, and that it always
 // deletes it) and nothing of what Chaos Mesh would do; no fault is ever
 // injected, and the verdict says so.
+//
+// It kills the controller and removes CRDs: on a sandbox of its own, with
+// a real node for the pods it targets.
 func TestChaosMeshEngineCreatesEachFaultsObjectAndAlwaysDeletesIt(t *testing.T) {
-	env := sandboxtest.Get(t)
+	sandboxtest.Parallel(t)
+	env := sandboxtest.Own(t, "chaos", func(c *sandbox.Config) { c.RealNodes, c.IsolatedKwokNodes = 1, 0 })
 	c := chaosKube(t, env)
 	ctx := context.Background()
 	cfg := env.State.Config

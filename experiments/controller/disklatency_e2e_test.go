@@ -103,23 +103,33 @@ func writeLoad(t *testing.T, env *sandboxtest.Env, ns string, stop <-chan struct
 }
 
 // etcdNode is a node whose agent shares the host's processes, where the
-// sandbox's etcd runs.
+// sandbox's etcd runs: the last isolated node, which the node-loss tests
+// (isolated-0) leave alone.
 func etcdNode(t *testing.T, env *sandboxtest.Env) string {
+	name := ""
 	for _, n := range env.State.Nodes {
 		if n.Kind == sandbox.NodeIsolated {
-			return n.Name
+			name = n.Name
 		}
 	}
-	t.Fatal("the sandbox has no isolated node, whose agent would trace etcd")
-	return ""
+	if name == "" {
+		t.Fatal("the sandbox has no isolated node, whose agent would trace etcd")
+	}
+	return name
 }
 
+// It slows etcd: each way of measuring on a sandbox of its own, with
+// Prometheus for the one that queries it.
 func TestEtcdDiskLatencyShowsInEtcdsOwnMetrics(t *testing.T) {
-	env := sandboxtest.Get(t)
-	c := kube(t, env)
-	etcd := env.State.Components["etcd"]
+	sandboxtest.Parallel(t)
 	for _, source := range []string{"prometheus", "scrape"} {
 		t.Run("measured through "+source, func(t *testing.T) {
+			sandboxtest.Parallel(t)
+			env := sandboxtest.Own(t, "etcd-"+source[:4], func(c *sandbox.Config) {
+				c.Prometheus, c.IsolatedKwokNodes, c.SharedKwokNodes = source == "prometheus", 1, 0
+			})
+			c := kube(t, env)
+			etcd := env.State.Components["etcd"]
 			name := "etcd-disk-" + source
 			// An objective etcd cannot meet under a slow disk, so that the
 			// verdict is seen to follow the measurements, not just pass.
@@ -174,6 +184,7 @@ func TestEtcdDiskLatencyShowsInEtcdsOwnMetrics(t *testing.T) {
 }
 
 func TestADiskLatencyTargetThatMatchesNoProcessIsAnErrorNamingTheField(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node("isolated-1")), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	name := "etcd-disk-nobody"

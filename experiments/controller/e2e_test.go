@@ -158,6 +158,7 @@ func assertNoFaultTables(t *testing.T, env *sandboxtest.Env) {
 // NotReady and the unreachable taints, evictions 30 s later, the node back
 // after the 90 s deadline, and the workload recovered.
 func TestANodeCutFromTheAPIServerForNinetySeconds(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node("isolated-0")), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	ctx := context.Background()
@@ -315,8 +316,10 @@ func TestANodeCutFromTheAPIServerForNinetySeconds(t *testing.T) {
 	assertNoFaultTables(t, env)
 }
 
+// It kills the controller: on a sandbox of its own.
 func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
-	env := sandboxtest.Get(t)
+	sandboxtest.Parallel(t)
+	env := sandboxtest.Own(t, "crash", nil)
 	c := kube(t, env)
 	ctx := context.Background()
 	const node = "isolated-1"
@@ -421,6 +424,7 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 }
 
 func TestSafetyRulesRefuseOrCapTargets(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	ctx := context.Background()
@@ -491,8 +495,10 @@ spec:
 	}
 }
 
+// It turns the kill switch on: on a sandbox of its own.
 func TestAbortsRecoverAtOnceAndExitThree(t *testing.T) {
-	env := sandboxtest.Get(t)
+	sandboxtest.Parallel(t)
+	env := sandboxtest.Own(t, "abort", nil)
 	c := kube(t, env)
 	ctx := context.Background()
 	const node = "isolated-1"

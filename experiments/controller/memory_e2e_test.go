@@ -126,6 +126,7 @@ func assertNoStressorsLeft(t *testing.T, env *sandboxtest.Env) {
 }
 
 func TestAContainerPushedPastItsLimitIsOOMKilledAndTheVerdictFollowsOOMKills(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node("real-0")), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	ctx := context.Background()
@@ -171,6 +172,7 @@ func TestAContainerPushedPastItsLimitIsOOMKilledAndTheVerdictFollowsOOMKills(t *
 }
 
 func TestAnAgentKilledMidStressLeavesNoStressorRunning(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node("real-0")), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	ctx := context.Background()
@@ -245,6 +247,7 @@ spec:
 // workload and experiment (experiments/catalog/gate_sandbox_test.go).
 
 func TestNodeMemoryAboveTheAllocatableIsRefusedNamingTheField(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	doc := `apiVersion: faultline.dev/v1alpha1

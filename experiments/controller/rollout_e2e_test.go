@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -87,17 +88,11 @@ func num(exp *v1alpha1.Experiment, key string) float64 {
 	return f
 }
 
+// Each variant on a sandbox of its own, with a real node and the ingress:
+// its traffic and its rollouts are what it measures, and nothing else runs
+// there. The two variants run side by side.
 func TestTheRolloutGateFailsTheFragileAppAndPassesTheHardenedOne(t *testing.T) {
-	env := sandboxtest.Get(t)
-	if env.State.IngressURL == "" {
-		t.Fatal("the test sandbox runs without --ingress; start it as `make test` does")
-	}
-	c := kube(t, env)
-	type result struct {
-		code                int
-		errors, s502, ratio float64
-		classes             string
-	}
+	sandboxtest.Parallel(t)
 	cases := []struct {
 		name       string
 		variant    string
@@ -110,72 +105,32 @@ func TestTheRolloutGateFailsTheFragileAppAndPassesTheHardenedOne(t *testing.T) {
 		{"the hardened app passes through the ingress with no failed request, and run exits 0", "hardened", true, 0},
 	}
 	runs := sandboxtest.GateRuns(t)
-	table := map[string][]result{}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			for i := 0; i < runs; i++ {
-				ns := fmt.Sprintf("rollout-%s-%s", tc.variant, rand.String(5))
-				deployVariant(t, env, c, tc.variant, ns)
-				doc := example(t, "rollout-sigterm.yaml", ns)
-				if tc.viaIngress {
-					doc = strings.Replace(doc, "http://web."+ns+".svc/", env.State.IngressURL+"/"+ns+"/", 1)
-					// The ingress routes by the Service's endpoints: wait
-					// until it serves the new namespace's app.
-					sandboxtest.WaitFor(t, time.Minute, "the ingress to serve the app", func() bool {
-						body, err := httpGet(env.State.IngressURL + "/" + ns + "/")
-						return err == nil && strings.Contains(body, "hello from web-")
+	table := map[string][]gateResult{}
+	var mu sync.Mutex
+	t.Run("variants", func(t *testing.T) {
+		for _, variant := range []string{"fragile", "hardened"} {
+			t.Run(variant, func(t *testing.T) {
+				sandboxtest.Parallel(t)
+				env := sandboxtest.Own(t, "roll-"+variant[:4], func(c *sandbox.Config) {
+					c.RealNodes, c.IsolatedKwokNodes, c.SharedKwokNodes, c.Ingress = 1, 0, 0, true
+				})
+				c := kube(t, env)
+				for _, tc := range cases {
+					if tc.variant != variant {
+						continue
+					}
+					t.Run(tc.name, func(t *testing.T) {
+						for i := 0; i < runs; i++ {
+							res := rolloutGateRun(t, env, c, tc.variant, tc.viaIngress, tc.wantExit, i+1)
+							mu.Lock()
+							table[tc.name] = append(table[tc.name], res)
+							mu.Unlock()
+						}
 					})
 				}
-				exp, code, out := runExperiment(t, env, c, doc)
-				res := result{code: code, errors: num(exp, "traffic.errors"), s502: num(exp, "traffic.status.502"), ratio: num(exp, "traffic.errorRatio")}
-				for _, k := range []string{"refused", "reset", "timeout", "overload", "other", "http502", "http503", "http504", "http5xx"} {
-					if v := num(exp, "traffic.errorsByClass."+k); v > 0 {
-						res.classes += fmt.Sprintf("%s=%.0f ", k, v)
-					}
-				}
-				table[tc.name] = append(table[tc.name], res)
-				t.Logf("run %d: exit %d, %.0f failed of %s requests (%s), 502s %.0f; %s", i+1, code, res.errors, exp.Status.Measurements["traffic.requests"], res.classes, res.s502, exp.Status.Message)
-				if code != tc.wantExit {
-					t.Errorf("run %d: exit %d, want %d\n%s", i+1, code, tc.wantExit, out)
-				}
-				// The rollout was seen from start to end, and the signal was
-				// delivered through the agent.
-				if len(exp.Status.Rollouts) != 1 || exp.Status.Rollouts[0].StartedAt == nil || exp.Status.Rollouts[0].PointAt == nil || exp.Status.Rollouts[0].CompletedAt == nil {
-					t.Errorf("run %d: rollout record %+v, want started, point reached and completed", i+1, exp.Status.Rollouts)
-				}
-				// A record may be superseded when the Deployment controller
-				// deleted its pod between the pick and the signal (the new pod
-				// turning Ready is what lets it). That is the rollout's race,
-				// not a broken fault; the verdict still stands on the traffic.
-				delivered := 0
-				for _, rec := range exp.Status.Records {
-					switch {
-					case rec.Error != "" || !strings.Contains(rec.Action, "SIGTERM to the main process"):
-						t.Errorf("run %d: record %+v, want a SIGTERM without error", i+1, rec)
-					case rec.Superseded != "":
-					case rec.InjectedAt == nil:
-						t.Errorf("run %d: record %+v, want a delivered or superseded SIGTERM", i+1, rec)
-					default:
-						delivered++
-					}
-				}
-				if delivered == 0 {
-					t.Logf("run %d: the rollout took every picked pod before its signal; records %+v", i+1, exp.Status.Records)
-				}
-				if num(exp, "traffic.requests") < 200*50 {
-					t.Errorf("run %d: only %s requests measured", i+1, exp.Status.Measurements["traffic.requests"])
-				}
-				switch {
-				case tc.variant == "hardened" && res.errors != 0:
-					t.Errorf("run %d: %.0f failed requests (%s), want none", i+1, res.errors, res.classes)
-				case tc.variant == "fragile" && (res.errors < 1 || res.classes == ""):
-					t.Errorf("run %d: %.0f failed requests, classes %q; want failures counted and classified", i+1, res.errors, res.classes)
-				case tc.variant == "fragile" && tc.viaIngress && res.s502 < 1:
-					t.Errorf("run %d: no 502 through the ingress (%s)", i+1, res.classes)
-				}
-			}
-		})
-	}
+			})
+		}
+	})
 	// The gate's validity table, for `make gate-validity`.
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%-100s %-6s %s\n", "case", "right", "exit codes; failed requests; 502s")
@@ -204,6 +159,7 @@ func TestTheRolloutGateFailsTheFragileAppAndPassesTheHardenedOne(t *testing.T) {
 }
 
 func TestTheSignalReachesTheContainersMainProcessOnceThroughAnAgentKill(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node("real-0")), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	cs := kubernetes.NewForConfigOrDie(env.RESTConfig)
@@ -280,6 +236,7 @@ spec:
 }
 
 func TestARolloutOfAMissingDeploymentIsRefusedNamingTheField(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	ns := "rollout-missing-" + rand.String(5)
@@ -295,6 +252,7 @@ func TestARolloutOfAMissingDeploymentIsRefusedNamingTheField(t *testing.T) {
 }
 
 func TestARolloutStartedBySomeoneElseIsWaitedForAndItsPodsDeletedThroughTheAPI(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node("real-0")), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	ctx := context.Background()
@@ -358,4 +316,80 @@ spec:
 		t.Errorf("pod %s is still there, not deleting", rec.Target)
 	}
 	_ = c.Delete(ctx, &exp)
+}
+
+// gateResult is one run of the rollout gate.
+type gateResult struct {
+	code                int
+	errors, s502, ratio float64
+	classes             string
+}
+
+// rolloutGateRun deploys the variant into a namespace of its own, runs the
+// rollout experiment through the ClusterIP or the ingress, and checks the
+// run.
+func rolloutGateRun(t *testing.T, env *sandboxtest.Env, c client.Client, variant string, viaIngress bool, wantExit, i int) gateResult {
+	t.Helper()
+	if env.State.IngressURL == "" {
+		t.Fatal("the sandbox runs without --ingress")
+	}
+	ns := fmt.Sprintf("rollout-%s-%s", variant, rand.String(5))
+	deployVariant(t, env, c, variant, ns)
+	doc := example(t, "rollout-sigterm.yaml", ns)
+	if viaIngress {
+		doc = strings.Replace(doc, "http://web."+ns+".svc/", env.State.IngressURL+"/"+ns+"/", 1)
+		// The ingress routes by the Service's endpoints: wait until it
+		// serves the new namespace's app.
+		sandboxtest.WaitFor(t, time.Minute, "the ingress to serve the app", func() bool {
+			body, err := httpGet(env.State.IngressURL + "/" + ns + "/")
+			return err == nil && strings.Contains(body, "hello from web-")
+		})
+	}
+	exp, code, out := runExperiment(t, env, c, doc)
+	res := gateResult{code: code, errors: num(exp, "traffic.errors"), s502: num(exp, "traffic.status.502"), ratio: num(exp, "traffic.errorRatio")}
+	for _, k := range []string{"refused", "reset", "timeout", "overload", "other", "http502", "http503", "http504", "http5xx"} {
+		if v := num(exp, "traffic.errorsByClass."+k); v > 0 {
+			res.classes += fmt.Sprintf("%s=%.0f ", k, v)
+		}
+	}
+	t.Logf("run %d: exit %d, %.0f failed of %s requests (%s), 502s %.0f; %s", i, code, res.errors, exp.Status.Measurements["traffic.requests"], res.classes, res.s502, exp.Status.Message)
+	if code != wantExit {
+		t.Errorf("run %d: exit %d, want %d\n%s", i, code, wantExit, out)
+	}
+	// The rollout was seen from start to end, and the signal was delivered
+	// through the agent.
+	if len(exp.Status.Rollouts) != 1 || exp.Status.Rollouts[0].StartedAt == nil || exp.Status.Rollouts[0].PointAt == nil || exp.Status.Rollouts[0].CompletedAt == nil {
+		t.Errorf("run %d: rollout record %+v, want started, point reached and completed", i, exp.Status.Rollouts)
+	}
+	// A record may be superseded when the Deployment controller deleted its
+	// pod between the pick and the signal (the new pod turning Ready is what
+	// lets it). That is the rollout's race, not a broken fault; the verdict
+	// still stands on the traffic.
+	delivered := 0
+	for _, rec := range exp.Status.Records {
+		switch {
+		case rec.Error != "" || !strings.Contains(rec.Action, "SIGTERM to the main process"):
+			t.Errorf("run %d: record %+v, want a SIGTERM without error", i, rec)
+		case rec.Superseded != "":
+		case rec.InjectedAt == nil:
+			t.Errorf("run %d: record %+v, want a delivered or superseded SIGTERM", i, rec)
+		default:
+			delivered++
+		}
+	}
+	if delivered == 0 {
+		t.Logf("run %d: the rollout took every picked pod before its signal; records %+v", i, exp.Status.Records)
+	}
+	if num(exp, "traffic.requests") < 200*50 {
+		t.Errorf("run %d: only %s requests measured", i, exp.Status.Measurements["traffic.requests"])
+	}
+	switch {
+	case variant == "hardened" && res.errors != 0:
+		t.Errorf("run %d: %.0f failed requests (%s), want none", i, res.errors, res.classes)
+	case variant == "fragile" && (res.errors < 1 || res.classes == ""):
+		t.Errorf("run %d: %.0f failed requests, classes %q; want failures counted and classified", i, res.errors, res.classes)
+	case variant == "fragile" && viaIngress && res.s502 < 1:
+		t.Errorf("run %d: no 502 through the ingress (%s)", i, res.classes)
+	}
+	return res
 }

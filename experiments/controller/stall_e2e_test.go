@@ -59,6 +59,7 @@ func readyFalse(exp *v1alpha1.Experiment, reason string) *metav1.Condition {
 }
 
 func TestADeploymentDeletedBeforeItsFaultStartsIsShownWithinSeconds(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	ctx := context.Background()
@@ -123,6 +124,7 @@ spec:
 // finalizer) must never leave an experiment with an empty phase and no
 // word of why.
 func TestAControllerWriteTheAPIServerRefusesIsShownAsAnEventAndACondition(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env, admissionv1.AddToScheme)
 	ctx := context.Background()

@@ -70,8 +70,11 @@ func deployment(t *testing.T, c client.Client, ns, name string) *appsv1.Deployme
 // The scheduler, not faultline, preempts: faultline only scales the burst
 // and measures. What must hold whatever happens to the controller is that
 // the burst is scaled back.
+// It kills the controller: on a sandbox of its own, whose kwok-1 holds
+// both departments.
 func TestASurgeOfCriticalPodsPreemptsTheOtherDepartmentAndIsAlwaysScaledBack(t *testing.T) {
-	env := sandboxtest.Get(t)
+	sandboxtest.Parallel(t)
+	env := sandboxtest.Own(t, "surge", nil)
 	c := kube(t, env)
 	ctx := context.Background()
 	cfg := env.State.Config

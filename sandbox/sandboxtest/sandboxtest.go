@@ -274,3 +274,40 @@ func run(t testing.TB, bin string, args ...string) (string, int) {
 	}
 	return string(out), 0
 }
+
+// Own brings up a sandbox for the test alone, named NAME after the shared
+// one's (at most 16 characters in all), and removes it when the test ends:
+// for a test that acts on the whole control plane (slows etcd, kills the
+// controller, turns the kill switch on) and would otherwise have to run
+// with nothing beside it. It runs faultline, fast timings and no real node
+// (up in seconds) unless edit says otherwise.
+func Own(t testing.TB, name string, edit func(*sandbox.Config)) *Env {
+	t.Helper()
+	RequireRoot(t)
+	bins, err := Binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sandbox.DefaultConfig()
+	c.Name = Config().Name + "-" + name
+	c.Timings, c.Faultline, c.RealNodes, c.BinDir = sandbox.TimingsFast, true, 0, bins
+	if edit != nil {
+		edit(&c)
+	}
+	_ = sandbox.Down(c, nil) // a leftover of a killed run
+	progress := sandbox.NewProgress(os.Stderr)
+	st, err := sandbox.Up(context.Background(), c, progress, false)
+	if err != nil {
+		t.Fatalf("sandbox %s: %v", c.Name, err)
+	}
+	t.Cleanup(func() {
+		if err := sandbox.Down(c, progress); err != nil {
+			t.Errorf("sandbox %s down: %v", c.Name, err)
+		}
+	})
+	env, err := newEnv(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
