@@ -1,6 +1,7 @@
 package sandboxtest
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -19,6 +20,13 @@ type Resource string
 // control plane (traffic through endpoints, latencies, timelines), shares
 // it.
 const ControlPlane Resource = "control-plane"
+
+// Machine is this machine's CPUs and disk, which every sandbox test shares
+// (Parallel claims it for each). A test whose own load would blur the
+// others' measurements, and whose measurements their load would blur,
+// holds it alone: slowing etcd by tracing every system call of it, then
+// measuring its fsync p99 to the millisecond, is one.
+const Machine Resource = "machine"
 
 // Node is a node of the sandbox, held alone by a test whose fault acts on
 // it or whose workload fills it.
@@ -51,13 +59,17 @@ func lockOf(r Resource) *sync.RWMutex {
 }
 
 // Parallel runs the test beside the package's other parallel tests once it
-// holds its claims, which it keeps to its end. Claims are taken in one
-// order, so two tests never wait on each other. A test that must run with
-// nothing beside it does not call Parallel: Go runs those first.
+// holds its claims, which it keeps to its end, and the machine, shared
+// unless it claims it alone. Claims are taken in one order, so two tests
+// never wait on each other. A test that must run with nothing beside it
+// does not call Parallel: Go runs those first.
 func Parallel(t *testing.T, claims ...Claim) {
 	t.Helper()
 	t.Parallel()
 	sorted := append([]Claim(nil), claims...)
+	if !slices.ContainsFunc(sorted, func(c Claim) bool { return c.resource == Machine }) {
+		sorted = append(sorted, Shared(Machine))
+	}
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].resource < sorted[j].resource })
 	for i, c := range sorted {
 		if i > 0 && sorted[i-1].resource == c.resource {
