@@ -91,7 +91,7 @@ TEST_PARALLEL ?= 16
 test: deps tools build
 	@$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) >/dev/null 2>&1 || true
 	$(BIN)/faultline sandbox up --name $(TEST_SANDBOX) --timings fast --prometheus --faultline --ingress
-	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) $(GO) test -count=1 -tags root,sandbox -p 1 -parallel $(TEST_PARALLEL) -timeout 80m ./... || rc=$$?; \
+	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) FAULTLINE_TEST_BIN_DIR=$(BIN) $(GO) test -count=1 -tags root,sandbox -p 1 -parallel $(TEST_PARALLEL) -timeout 80m ./... || rc=$$?; \
 	$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) || rc=1; \
 	exit $$rc
 
@@ -108,7 +108,7 @@ SCENARIOS ?=
 gate-validity: deps tools build
 	@$(BIN)/faultline sandbox down --name gate >/dev/null 2>&1 || true
 	$(BIN)/faultline sandbox up --name gate --timings fast --prometheus --faultline --ingress
-	@rm -f $(CURDIR)/bin/gate-validity.txt; rc=0; FAULTLINE_TEST_SANDBOX=gate FAULTLINE_GATE_RUNS=$(GATE_RUNS) FAULTLINE_GATE_SCENARIOS=$(SCENARIOS) FAULTLINE_GATE_TABLE=$(CURDIR)/bin/gate-validity.txt \
+	@rm -f $(CURDIR)/bin/gate-validity.txt; rc=0; FAULTLINE_TEST_SANDBOX=gate FAULTLINE_TEST_BIN_DIR=$(BIN) FAULTLINE_GATE_RUNS=$(GATE_RUNS) FAULTLINE_GATE_SCENARIOS=$(SCENARIOS) FAULTLINE_GATE_TABLE=$(CURDIR)/bin/gate-validity.txt \
 	  $(GO) test -count=1 -p 1 -tags root,sandbox -parallel $(TEST_PARALLEL) -timeout 240m -v -run '$(GATES)' ./experiments/controller/ ./experiments/catalog/ || rc=$$?; \
 	$(BIN)/faultline sandbox down --name gate || rc=1; \
 	cat $(CURDIR)/bin/gate-validity.txt 2>/dev/null; exit $$rc

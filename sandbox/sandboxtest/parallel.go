@@ -66,6 +66,13 @@ func lockOf(r Resource) *sync.RWMutex {
 func Parallel(t *testing.T, claims ...Claim) {
 	t.Helper()
 	t.Parallel()
+	Hold(t, claims...)
+}
+
+// Hold takes the claims, and the machine shared unless they claim it
+// alone, for the rest of the test, without making it parallel.
+func Hold(t *testing.T, claims ...Claim) {
+	t.Helper()
 	sorted := append([]Claim(nil), claims...)
 	if !slices.ContainsFunc(sorted, func(c Claim) bool { return c.resource == Machine }) {
 		sorted = append(sorted, Shared(Machine))

@@ -145,7 +145,7 @@ func newEnv(st *sandbox.State) (*Env, error) {
 // this process brought it up.
 func Main(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
+	if binDir != "" && !binKept {
 		_ = os.RemoveAll(binDir)
 	}
 	if users != nil {
@@ -191,6 +191,8 @@ var (
 	binOnce sync.Once
 	binDir  string
 	binErr  error
+	// binKept says binDir is make's, not the tests' to remove.
+	binKept bool
 )
 
 // RepoRoot is the repository's top directory.
@@ -200,9 +202,16 @@ func RepoRoot() string {
 }
 
 // Binaries builds faultline, demo-app and pause (static) once per test
-// process and returns their directory.
+// process and returns their directory, or returns the directory
+// $FAULTLINE_TEST_BIN_DIR names, where make test has built them for every
+// package.
 func Binaries() (string, error) {
 	binOnce.Do(func() {
+		// make test has built them once for every package.
+		if dir := os.Getenv("FAULTLINE_TEST_BIN_DIR"); dir != "" {
+			binDir, binKept = dir, true
+			return
+		}
 		binDir, binErr = os.MkdirTemp("", "faultline-test-bin-")
 		if binErr != nil {
 			return
