@@ -13,6 +13,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"faultline.dev/faultline/analyzers/measures"
 	"faultline.dev/faultline/analyzers/slo"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
@@ -347,21 +348,13 @@ func tp(t *metav1.Time) *time.Time {
 	return &u
 }
 
-// KeyFigures are the measurements worth a glance, in this order, where
-// measured.
-var KeyFigures = []string{
-	"nodes.notReadyNodes", "nodes.maxNotReadySeconds", "evictions.count", "oom.kills",
-	"traffic.requests", "traffic.errors", "traffic.errorRatio", "traffic.latency.p99",
-	"recovery.seconds", "prometheus.fault.walFsyncP99", "prometheus.fault.leaderChanges",
-}
-
 // Figure is a named measurement.
 type Figure struct{ Name, Value string }
 
 // Figures are the report's key figures.
 func (r *Report) Figures() []Figure {
 	var out []Figure
-	for _, k := range KeyFigures {
+	for _, k := range measures.KeyFigures {
 		if v, ok := r.Measurements[k]; ok {
 			out = append(out, Figure{k, v})
 		}

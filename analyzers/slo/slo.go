@@ -54,6 +54,8 @@ type Judge struct {
 	programs []cel.Program
 	objs     []Objective
 	errs     []error
+	// reads are the measurements each objective needs measured.
+	reads [][]reference
 }
 
 // Analyzers are the top-level names objectives may use.
@@ -72,22 +74,24 @@ func New(objs []Objective) (*Judge, error) {
 	}
 	j := &Judge{env: env, objs: objs}
 	for _, o := range objs {
-		prg, err := compile(env, o.Expr)
+		prg, reads, err := compile(env, o.Expr)
 		j.programs = append(j.programs, prg)
+		j.reads = append(j.reads, reads)
 		j.errs = append(j.errs, err)
 	}
 	return j, nil
 }
 
-func compile(env *cel.Env, expr string) (cel.Program, error) {
+func compile(env *cel.Env, expr string) (cel.Program, []reference, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, iss.Err()
+		return nil, nil, iss.Err()
 	}
 	if t := ast.OutputType(); t != cel.BoolType && t != cel.DynType {
-		return nil, fmt.Errorf("the expression is a %s; it must be true or false", t)
+		return nil, nil, fmt.Errorf("the expression is a %s; it must be true or false", t)
 	}
-	return env.Program(ast)
+	prg, err := env.Program(ast)
+	return prg, needed(references(ast.NativeRep())), err
 }
 
 // Validate names every objective that does not compile.
@@ -120,11 +124,11 @@ func (j *Judge) Evaluate(m Measurements, abortOnly bool) []Result {
 		switch {
 		case j.errs[i] != nil:
 			r.Verdict, r.Message = Error, j.errs[i].Error()
+		case missing(j.reads[i], vars) != "":
+			r.Verdict, r.Message = Inconclusive, "not measured: "+missing(j.reads[i], vars)
 		default:
 			val, _, err := j.programs[i].Eval(vars)
 			switch {
-			case err != nil && strings.Contains(err.Error(), "no such key"):
-				r.Verdict, r.Message = Inconclusive, "not measured: "+err.Error()
 			case err != nil:
 				r.Verdict, r.Message = Error, err.Error()
 			case val.Type() != types.BoolType:

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"faultline.dev/faultline/analyzers/measures"
 	"faultline.dev/faultline/analyzers/report"
 	"faultline.dev/faultline/analyzers/slo"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
@@ -115,8 +116,10 @@ func readExperiment(path string) (*v1alpha1.Experiment, *unstructured.Unstructur
 	}
 	if j, err := slo.New(objs); err != nil {
 		problems = append(problems, err.Error())
-	} else if err := j.Validate(); err != nil {
-		problems = append(problems, "spec."+err.Error())
+	} else if err := errors.Join(j.Validate(), j.Check(measures.All)); err != nil {
+		for _, e := range strings.Split(err.Error(), "\n") {
+			problems = append(problems, "spec."+e)
+		}
 	}
 	if len(problems) > 0 {
 		return nil, nil, fmt.Errorf("%s is invalid:\n  %s", path, strings.Join(problems, "\n  "))
@@ -133,10 +136,13 @@ func newValidateCommand() *cobra.Command {
 		Short: "Check an Experiment without running it",
 		Long: `validate checks an Experiment as the API server would: every field's bounds
 and rules, and that each objective is a CEL expression over measurements
-that compiles. With --server it also asks the cluster (a server-side dry
-run), which checks against the CRDs actually installed.`,
-		Example: "  faultline validate -f deploy/examples/node-partition.yaml",
-		Args:    cobra.NoArgs,
+that compiles and reads only measurements that exist, each as what it is
+(a number is not compared with a string); a misspelt one is named with the
+nearest real one. With --server it also asks the cluster (a server-side
+dry run), which checks against the CRDs actually installed.`,
+		Example: `  faultline validate -f deploy/examples/node-partition.yaml
+  faultline validate --list-measurements | grep traffic.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exp, _, err := readExperiment(file)
 			if err != nil {
@@ -159,8 +165,8 @@ run), which checks against the CRDs actually installed.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "the Experiment's YAML (- for standard input)")
-	_ = cmd.MarkFlagRequired("file")
 	cmd.Flags().BoolVar(&server, "server", false, "also validate with a server-side dry run")
+	cmd.Flags().Bool("list-measurements", false, "print every measurement objectives may read, with its type and meaning, and exit")
 	cf.add(cmd)
 	return cmd
 }
@@ -411,7 +417,7 @@ func keyFigures(exp *v1alpha1.Experiment) string {
 			parts, seen[k] = append(parts, k+"="+m[k]), true
 		}
 	}
-	for _, k := range []string{"nodes.notReadyNodes", "nodes.maxNotReadySeconds", "evictions.count", "traffic.requests", "traffic.errors", "traffic.status.502", "traffic.latency.p99", "oom.kills", "nodes.memoryPressure.totalSeconds", "prometheus.fault.walFsyncP99", "recovery.seconds"} {
+	for _, k := range measures.KeyFigures {
 		if v, ok := m[k]; ok && !seen[k] {
 			parts = append(parts, k+"="+v)
 		}
@@ -639,4 +645,15 @@ func newAbortCommand() *cobra.Command {
 	}
 	cf.add(cmd)
 	return cmd
+}
+
+// listMeasurements prints every declared measurement: its path as an
+// objective writes it, its type, and what it means.
+func listMeasurements(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEASUREMENT\tTYPE\tMEANING")
+	for _, m := range measures.All.Sorted() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", strings.ReplaceAll(m.Path, ".*", "[KEY]"), m.Kind, m.Doc)
+	}
+	return tw.Flush()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -179,7 +180,13 @@ func withScheduleValidate(cmd *cobra.Command) *cobra.Command {
 	cmd.Short = "Check an Experiment or a Schedule without running it"
 	cmd.Long += "\n\nA Schedule is checked too: its cron expression parses, its time zone\nexists, and each experiment of its template is valid."
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if list, _ := cmd.Flags().GetBool("list-measurements"); list {
+			return listMeasurements(cmd.OutOrStdout())
+		}
 		file, _ := cmd.Flags().GetString("file")
+		if file == "" {
+			return &exitError{exitInvalid, errors.New("-f FILE: required (- for standard input), unless --list-measurements")}
+		}
 		b, err := readInput(file)
 		if err != nil {
 			return &exitError{exitInvalid, err}
