@@ -43,6 +43,9 @@ type Analysis struct {
 	// APIServer is the API server's /metrics with the controller's
 	// credentials, for prometheus.scrape.apiServer.
 	APIServer *prometheus.Target
+	// Clock is the reconciler's; the informers' handlers stamp what they
+	// see with it.
+	Clock clock.PassiveClock
 }
 
 type run struct {
@@ -190,7 +193,9 @@ func (a *Analysis) StopTraffic(exp *v1alpha1.Experiment) {
 	}
 }
 
-func NewAnalysis() *Analysis { return &Analysis{runs: map[types.NamespacedName]*run{}} }
+func NewAnalysis() *Analysis {
+	return &Analysis{runs: map[types.NamespacedName]*run{}, Clock: clock.RealClock{}}
+}
 
 // Setup registers the analyzers' handlers on the manager's informers.
 func (a *Analysis) Setup(ctx context.Context, c cache.Cache) error {
@@ -203,7 +208,7 @@ func (a *Analysis) Setup(ctx context.Context, c cache.Cache) error {
 		if deleted {
 			return
 		}
-		now := time.Now()
+		now := a.Clock.Now()
 		a.each(func(r *run) { r.nodes.Observe(n, now) })
 	})); err != nil {
 		return err
@@ -229,7 +234,7 @@ func (a *Analysis) Setup(ctx context.Context, c cache.Cache) error {
 	}
 	if _, err := di.AddEventHandler(analyzers.Handler(func(d *appsv1.Deployment, deleted bool) {
 		if !deleted {
-			now := time.Now()
+			now := a.Clock.Now()
 			a.each(func(r *run) { r.workloads.Observe(d, now) })
 		}
 	})); err != nil {
@@ -277,20 +282,20 @@ func targetNodes(exp *v1alpha1.Experiment) []string {
 // analyzers from the status (and the cluster's current state) after a
 // controller restart.
 func (a *Analysis) Ensure(ctx context.Context, c client.Reader, exp *v1alpha1.Experiment) error {
-	if a.create(exp) {
+	if a.create(ctx, exp) {
 		return a.seed(ctx, c, exp)
 	}
 	return nil
 }
 
-func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
+func (a *Analysis) create(ctx context.Context, exp *v1alpha1.Experiment) bool {
 	key := types.NamespacedName{Namespace: exp.Namespace, Name: exp.Name}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.runs[key]; ok {
 		return false
 	}
-	since := time.Now()
+	since := a.Clock.Now()
 	if exp.Status.StartTime != nil {
 		since = exp.Status.StartTime.Time
 	}
@@ -300,8 +305,8 @@ func (a *Analysis) create(exp *v1alpha1.Experiment) bool {
 		for _, w := range exp.Status.Workloads {
 			ns, name := splitKey(w)
 			var d appsv1.Deployment
-			if err := a.reader.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &d); err == nil {
-				r.workloads.Observe(&d, time.Now())
+			if err := a.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err == nil {
+				r.workloads.Observe(&d, a.Clock.Now())
 			}
 		}
 	}
@@ -376,7 +381,7 @@ func (a *Analysis) seed(ctx context.Context, c client.Reader, exp *v1alpha1.Expe
 	if r == nil {
 		return nil
 	}
-	now := time.Now()
+	now := a.Clock.Now()
 	// A NotReady span that began while no controller watched (it crashed)
 	// is known from the node lifecycle controller's NodeNotReady Event; the
 	// node's current Ready condition then closes it.
@@ -423,7 +428,7 @@ func (a *Analysis) seed(ctx context.Context, c client.Reader, exp *v1alpha1.Expe
 		r.evictions.Observe(&pods.Items[i])
 		r.oom.Observe(&pods.Items[i])
 	}
-	if keys, size := workload(exp, pods.Items, r.evictions.List()); len(keys) > 0 || size > 0 {
+	if keys, size := workload(exp, pods.Items, r.evictions.List(), now); len(keys) > 0 || size > 0 {
 		r.evictions.SetWorkload(keys, size)
 	}
 	return nil
@@ -438,8 +443,8 @@ func (a *Analysis) seed(ctx context.Context, c client.Reader, exp *v1alpha1.Expe
 // cluster as it is: the pods still there, those evicted and still shown
 // (Failed), and those evicted and since deleted if they ran on a target
 // node, or in a target namespace.
-func workload(exp *v1alpha1.Experiment, pods []corev1.Pod, evicted []evictions.Eviction) ([]string, int) {
-	since := time.Now()
+func workload(exp *v1alpha1.Experiment, pods []corev1.Pod, evicted []evictions.Eviction, now time.Time) ([]string, int) {
+	since := now
 	if exp.Status.StartTime != nil {
 		since = exp.Status.StartTime.Time
 	}
@@ -675,7 +680,7 @@ func (a *Analysis) Recovered(ctx context.Context, c client.Reader, exp *v1alpha1
 	if r.recovery != nil {
 		return true, nil
 	}
-	now := time.Now()
+	now := a.Clock.Now()
 	nodeSeconds := 0.0
 	for _, n := range targetNodes(exp) {
 		var node corev1.Node
@@ -733,6 +738,8 @@ func (a *Analysis) violatedPDB(p *corev1.Pod) string {
 		return ""
 	}
 	var pdbs policyv1.PodDisruptionBudgetList
+	// From the pod informer's handler, which has no context: the cache
+	// answers from memory.
 	if err := a.reader.List(context.Background(), &pdbs, client.InNamespace(p.Namespace)); err != nil {
 		return ""
 	}

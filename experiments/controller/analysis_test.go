@@ -122,7 +122,7 @@ func TestTheWorkloadOfPodTargets(t *testing.T) {
 	}
 	pods[2].Labels = map[string]string{"app": "db"}
 	// p1 was evicted before the start, p2 is not selected: p0, p3, late.
-	keys, size := workload(exp, pods, nil)
+	keys, size := workload(exp, pods, nil, time.Now())
 	if !reflect.DeepEqual(keys, []string{"shop/p0", "shop/p3", "shop/late"}) || size != 0 {
 		t.Errorf("workload %v (size %d), want p0, p3 and late", keys, size)
 	}

@@ -252,7 +252,7 @@ func TestAnExperimentIsAcknowledgedOnlyWhenEveryAgentReportedEachOfItsFaults(t *
 			e := exp.DeepCopy()
 			e.Status.Records = tc.records
 			r := &ExperimentReconciler{Analysis: NewAnalysis()}
-			if got, _ := r.syncRecords(e, tc.fas); got != tc.want {
+			if got, _ := r.syncRecords(context.Background(), e, tc.fas); got != tc.want {
 				t.Errorf("acknowledged %v, want %v", got, tc.want)
 			}
 		})

@@ -41,8 +41,67 @@ type chaosObject interface {
 	GetStatus() *cm.ChaosStatus
 }
 
-func usesChaosMesh(exp *v1alpha1.Experiment) bool {
-	return exp.Spec.Engine == v1alpha1.EngineChaosMesh
+// chaosMeshEngine is spec.engine: chaos-mesh.
+type chaosMeshEngine struct{ r *ExperimentReconciler }
+
+func (e chaosMeshEngine) Available(exp *v1alpha1.Experiment) (bool, error) {
+	return e.r.chaosMeshInstalled(exp)
+}
+
+// Check translates every fault once before anything starts.
+func (e chaosMeshEngine) Check(ctx context.Context, exp *v1alpha1.Experiment, _ *faultPlan) error {
+	return e.r.planChaosMesh(ctx, exp)
+}
+
+// Start only records the faults: each object is created at its fault's
+// start (Drive).
+func (e chaosMeshEngine) Start(_ context.Context, exp *v1alpha1.Experiment, _ *faultPlan) error {
+	e.r.chaosRecords(exp)
+	return nil
+}
+
+// Act is one PodChaos on the chosen pods: Chaos Mesh acts, not faultline.
+func (e chaosMeshEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, pods []*corev1.Pod, end time.Time) error {
+	return e.r.actChaosMesh(ctx, exp, f, pods, end)
+}
+
+func (e chaosMeshEngine) Drive(ctx context.Context, exp *v1alpha1.Experiment) error {
+	return stepError(v1alpha1.ReasonChaosMeshError, e.r.driveChaosMesh(ctx, exp))
+}
+
+// Observe: every fault that has started has its object, or an error
+// saying why not.
+func (e chaosMeshEngine) Observe(_ context.Context, exp *v1alpha1.Experiment) (engineState, error) {
+	done, failed := chaosCreated(exp, e.r.Clock.Now())
+	st := engineState{acknowledged: done, reason: v1alpha1.ReasonChaosMeshObjectsCreated, message: "every fault's Chaos Mesh object is created", end: faultsEnd(exp, nil)}
+	if len(failed) > 0 {
+		// Running still: the faults that have their object go on, and the
+		// verdict says which never happened.
+		st.reason, st.message, st.warning = v1alpha1.ReasonChaosMeshObjectsFailed, "no Chaos Mesh object for "+strings.Join(failed, ", ")+" (see the records' errors); the others are created", true
+	}
+	return st, nil
+}
+
+// Finish deletes what is left once every deadline has passed: Chaos Mesh
+// recovers before it lets an object go.
+func (e chaosMeshEngine) Finish(ctx context.Context, exp *v1alpha1.Experiment) (engineState, error) {
+	left, err := e.r.endChaosMesh(ctx, exp, "the faults are over")
+	return engineState{recovered: left == 0, end: faultsEnd(exp, nil)}, err
+}
+
+// Stop deletes every object now; the faults end with them.
+func (e chaosMeshEngine) Stop(ctx context.Context, exp *v1alpha1.Experiment, why string) (engineState, error) {
+	left, err := e.r.endChaosMesh(ctx, exp, why)
+	end := e.r.Clock.Now()
+	if exp.DeletionTimestamp != nil {
+		end = exp.DeletionTimestamp.Time
+	}
+	return engineState{recovered: left == 0, end: end}, err
+}
+
+func (e chaosMeshEngine) Release(ctx context.Context, exp *v1alpha1.Experiment, why string) error {
+	_, err := e.r.endChaosMesh(ctx, exp, why)
+	return err
 }
 
 // chaosKind is the kind chaosmesh.Object makes for a fault type.
@@ -128,7 +187,7 @@ func (r *ExperimentReconciler) chaosMeshInstalled(exp *v1alpha1.Experiment) (boo
 		return false, err
 	}
 	if err := chaosmesh.NotInstalled(missing); err != nil {
-		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, "EngineUnavailable", err.Error())
+		r.fail(exp, v1alpha1.PhaseError, v1alpha1.VerdictError, v1alpha1.ReasonEngineUnavailable, err.Error())
 		return false, nil
 	}
 	return true, nil
@@ -361,7 +420,7 @@ func (r *ExperimentReconciler) driveChaosMesh(ctx context.Context, exp *v1alpha1
 			// Created, then deleted by someone else: not created again, as
 			// whoever deleted it meant the fault to stop.
 			rec.Effect = chaosGoneEarly
-			r.note(exp, true, "FaultEffect", "%s on %s: %s", f.Name, rec.Target, chaosGoneEarly)
+			r.note(exp, true, v1alpha1.ReasonFaultEffect, "%s on %s: %s", f.Name, rec.Target, chaosGoneEarly)
 		}
 	}
 	return errors.Join(errs...)
@@ -438,7 +497,7 @@ func (r *ExperimentReconciler) createChaosFor(ctx context.Context, exp *v1alpha1
 	} else if late {
 		rec.Action += fmt.Sprintf(" (created %s after the fault's start, shortened from %s)", lateBy, f.Duration.Duration)
 	}
-	r.note(exp, false, "ChaosMeshCreated", "%s: %s", f.Name, rec.Action)
+	r.note(exp, false, v1alpha1.ReasonChaosMeshCreated, "%s: %s", f.Name, rec.Action)
 	return nil
 }
 
@@ -452,7 +511,7 @@ func (r *ExperimentReconciler) foreignChaos(exp *v1alpha1.Experiment, f *v1alpha
 // failChaos records a fault that cannot be injected; it is not retried.
 func (r *ExperimentReconciler) failChaos(exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.InjectionRecord, msg string) error {
 	rec.Error = msg
-	r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, msg)
+	r.note(exp, true, v1alpha1.ReasonFaultError, "%s on %s: %s", f.Name, rec.Target, msg)
 	return nil
 }
 
@@ -498,19 +557,19 @@ func (r *ExperimentReconciler) chaosEffect(exp *v1alpha1.Experiment, f *v1alpha1
 	}
 	if effect != rec.Effect {
 		rec.Effect = effect
-		r.note(exp, false, "FaultEffect", "%s on %s: %s", f.Name, rec.Target, effect)
+		r.note(exp, false, v1alpha1.ReasonFaultEffect, "%s on %s: %s", f.Name, rec.Target, effect)
 	}
 	if rec.InjectedAt == nil && (cond[cm.ConditionAllInjected] || injected > 0) {
 		t := r.now()
 		rec.InjectedAt = &t
-		r.note(exp, false, "Injected", "%s injected by Chaos Mesh (%s)", f.Name, rec.Target)
+		r.note(exp, false, v1alpha1.ReasonInjected, "%s injected by Chaos Mesh (%s)", f.Name, rec.Target)
 	}
 	// AllRecovered also holds before the first injection: only a fault
 	// once injected and told to stop is recovered.
 	if rec.InjectedAt != nil && rec.RecoveredAt == nil && cond[cm.ConditionAllRecovered] && st.Experiment.DesiredPhase == cm.StoppedPhase {
 		t := r.now()
 		rec.RecoveredAt = &t
-		r.note(exp, false, "Recovered", "%s recovered by Chaos Mesh (%s)", f.Name, rec.Target)
+		r.note(exp, false, v1alpha1.ReasonRecovered, "%s recovered by Chaos Mesh (%s)", f.Name, rec.Target)
 	}
 }
 
@@ -537,7 +596,7 @@ func (r *ExperimentReconciler) deleteChaos(ctx context.Context, exp *v1alpha1.Ex
 	if err := r.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("fault %s: delete %s: %w", f.Name, rec.Target, err)
 	}
-	r.note(exp, false, "ChaosMeshDeleted", "%s: %s deleted at %s", f.Name, rec.Target, why)
+	r.note(exp, false, v1alpha1.ReasonChaosMeshDeleted, "%s: %s deleted at %s", f.Name, rec.Target, why)
 	return nil
 }
 
@@ -545,7 +604,7 @@ func (r *ExperimentReconciler) chaosGone(exp *v1alpha1.Experiment, f *v1alpha1.F
 	if rec.InjectedAt != nil && rec.RecoveredAt == nil {
 		t := r.now()
 		rec.RecoveredAt = &t
-		r.note(exp, false, "Recovered", "%s recovered: %s is gone", f.Name, rec.Target)
+		r.note(exp, false, v1alpha1.ReasonRecovered, "%s recovered: %s is gone", f.Name, rec.Target)
 	}
 }
 
@@ -586,7 +645,7 @@ func (r *ExperimentReconciler) endChaosMesh(ctx context.Context, exp *v1alpha1.E
 				errs = append(errs, fmt.Errorf("delete %s %s/%s: %w", gvk.Kind, o.GetNamespace(), o.GetName(), err))
 				continue
 			}
-			r.note(exp, false, "ChaosMeshDeleted", "%s %s/%s deleted: %s", gvk.Kind, o.GetNamespace(), o.GetName(), why)
+			r.note(exp, false, v1alpha1.ReasonChaosMeshDeleted, "%s %s/%s deleted: %s", gvk.Kind, o.GetNamespace(), o.GetName(), why)
 		}
 	}
 	if left == 0 {

@@ -293,9 +293,6 @@ func TestUnderChaosMeshARolloutsActionIsAPodChaosOnThePodsOfItsPoint(t *testing.
 	ctx := context.Background()
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			c := fake.NewClientBuilder().WithScheme(chaosScheme(t)).WithObjects(dep,
-				pod("web-new-1", "web-new"), pod("web-old-1", "web-old"), pod("web-old-2", "web-old"), pod("web-old-3", "web-old")).Build()
-			r := &ExperimentReconciler{Client: c, Reader: c, Clock: clocktesting.NewFakeClock(t0.Add(5 * time.Second))}
 			st := metav1.NewTime(t0)
 			exp := &v1alpha1.Experiment{
 				ObjectMeta: metav1.ObjectMeta{Namespace: "dept", Name: "roll", UID: "exp-1"},
@@ -304,6 +301,11 @@ func TestUnderChaosMeshARolloutsActionIsAPodChaosOnThePodsOfItsPoint(t *testing.
 						Rollout: &v1alpha1.Rollout{Action: &tc.action}}}},
 				Status: v1alpha1.ExperimentStatus{StartTime: &st},
 			}
+			// act writes its choice of pods with the status before acting.
+			c := fake.NewClientBuilder().WithScheme(chaosScheme(t)).WithObjects(dep, exp,
+				pod("web-new-1", "web-new"), pod("web-old-1", "web-old"), pod("web-old-2", "web-old"), pod("web-old-3", "web-old")).
+				WithStatusSubresource(&v1alpha1.Experiment{}).Build()
+			r := &ExperimentReconciler{Client: c, Reader: c, Clock: clocktesting.NewFakeClock(t0.Add(5 * time.Second))}
 			f := &exp.Spec.Faults[0]
 			rec := rolloutRecord(exp, f)
 			if err := r.act(ctx, exp, f, rec, newRS, []*appsv1.ReplicaSet{oldRS}, t0.Add(time.Minute)); err != nil {

@@ -29,10 +29,11 @@ type reasonedError struct {
 func (e *reasonedError) Error() string { return e.err.Error() }
 func (e *reasonedError) Unwrap() error { return e.err }
 
-// stepError gives err the reason it is shown with.
+// stepError gives err the reason it is shown with, unless it has one.
 func stepError(reason string, err error) error {
-	if err == nil {
-		return nil
+	var re *reasonedError
+	if err == nil || errors.As(err, &re) {
+		return err
 	}
 	return &reasonedError{reason: reason, err: err}
 }
@@ -157,6 +158,20 @@ func (r *ExperimentReconciler) stalled(ctx context.Context, exp *v1alpha1.Experi
 	}
 	if perr := r.Status().Patch(ctx, exp, client.MergeFrom(base)); perr != nil {
 		log.FromContext(ctx).Error(perr, "could not show the stall in the status")
+	}
+}
+
+// logChanges logs a pass's phase change, and a Ready condition that went
+// False: what the status records of a problem is in the log too.
+func logChanges(ctx context.Context, before, after *v1alpha1.ExperimentStatus) {
+	l := log.FromContext(ctx)
+	if before.Phase != after.Phase {
+		l.Info("phase changed", "from", before.Phase, "to", after.Phase, "verdict", after.Verdict)
+	}
+	was := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionReady)
+	now := meta.FindStatusCondition(after.Conditions, v1alpha1.ConditionReady)
+	if now != nil && now.Status == metav1.ConditionFalse && (was == nil || was.Status != now.Status || was.Reason != now.Reason || was.Message != now.Message) {
+		l.Error(errors.New(now.Message), "experiment not ready", "reason", now.Reason, "phase", after.Phase)
 	}
 }
 

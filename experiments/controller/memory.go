@@ -7,10 +7,42 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
+
+// memoryDriver is the MemoryPressure family: the node's agent runs a
+// stressor in the target container's memory cgroup, or node-wide.
+type memoryDriver struct{ nothingToDo }
+
+// Plan sizes each memory fault on each target against what bounds it.
+func (memoryDriver) Plan(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Experiment, p *faultPlan) error {
+	mem, err := r.planMemory(ctx, exp, p.targets)
+	p.memory = mem
+	return err
+}
+
+// Assign is the planned size, the ramp, and a deadline shortened by the
+// hold; a pod target's container is named by its runtime ID.
+func (memoryDriver) Assign(_ context.Context, _ *ExperimentReconciler, exp *v1alpha1.Experiment, f *v1alpha1.Fault, t target, p *faultPlan) (*v1alpha1.AssignedFault, error) {
+	a, ok := p.memory[memoryKey(f.Name, t)]
+	if !ok {
+		return nil, fmt.Errorf("spec.faults[%s].memoryPressure: no size planned on %s", f.Name, t)
+	}
+	af := assigned(exp, f, t)
+	af.MemoryPressure = &a
+	af.Deadline = metav1.NewTime(memoryDeadline(f.MemoryPressure, a, af.StartAt.Time, f.Duration.Duration))
+	if t.pod != nil {
+		id, err := containerID(t.pod, f.MemoryPressure.Container)
+		if err != nil {
+			return nil, fmt.Errorf("spec.faults[%s].memoryPressure.container: pod %s: %w", f.Name, t, err)
+		}
+		af.ContainerID = id
+	}
+	return &af, nil
+}
 
 // memoryPlan is each memory fault's size in bytes, by fault and target.
 type memoryPlan map[string]v1alpha1.AssignedMemoryPressure

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -35,47 +34,66 @@ const annotationRevision = "deployment.kubernetes.io/revision"
 
 // resolveDeployment checks the Deployment target of rollout experiments:
 // it exists, its namespace opted in, and the action fits the blast radius.
-func (r *ExperimentReconciler) resolveDeployment(ctx context.Context, exp *v1alpha1.Experiment) (*appsv1.Deployment, []string, error) {
+func (r *ExperimentReconciler) resolveDeployment(ctx context.Context, exp *v1alpha1.Experiment) (*appsv1.Deployment, error) {
 	name := exp.Spec.Targets.Deployment
 	if err := r.namespaceAllowed(ctx, exp, exp.Namespace, "spec.targets.deployment"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var d appsv1.Deployment
 	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: name}, &d); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, nil, &SafetyError{fmt.Sprintf("spec.targets.deployment: Deployment %q not found in namespace %q; name a Deployment of the experiment's namespace", name, exp.Namespace)}
+			return nil, &SafetyError{fmt.Sprintf("spec.targets.deployment: Deployment %q not found in namespace %q; name a Deployment of the experiment's namespace", name, exp.Namespace)}
 		}
-		return nil, nil, fmt.Errorf("spec.targets.deployment: %w", err)
+		return nil, fmt.Errorf("spec.targets.deployment: %w", err)
 	}
-	replicas := ptr.Deref(d.Spec.Replicas, 1)
-	var notes []string
+	return &d, nil
+}
+
+// rolloutDriver is the Rollout family: the controller starts the rollout
+// of the target Deployment, or waits for one, and at its point the engine
+// acts on the pods it chose.
+type rolloutDriver struct{ nothingToDo }
+
+// Plan bounds the pods each action takes by the blast radius.
+func (rolloutDriver) Plan(_ context.Context, _ *ExperimentReconciler, exp *v1alpha1.Experiment, p *faultPlan) error {
+	replicas := ptr.Deref(p.deployment.Spec.Replicas, 1)
 	s := exp.Spec.SafetyRules()
 	for i, f := range exp.Spec.Faults {
-		if f.Surge != nil {
-			// The pods a surge adds are its blast radius.
-			added := f.Surge.Replicas - replicas
-			if added <= 0 {
-				return nil, nil, &SafetyError{fmt.Sprintf("spec.faults[%d].surge.replicas: %d is not above the %d replicas of Deployment %q; a surge adds pods", i, f.Surge.Replicas, replicas, name)}
-			}
-			if s.MaxTargets != nil && added > *s.MaxTargets {
-				return nil, nil, &SafetyError{fmt.Sprintf("spec.faults[%d].surge.replicas: %d pods added exceed spec.safety.maxTargets %d", i, added, *s.MaxTargets)}
-			}
-		}
 		if f.Rollout == nil {
 			continue
 		}
 		count := f.Rollout.EffectiveAction().Count
 		if s.MaxTargets != nil && count > *s.MaxTargets {
-			return nil, nil, &SafetyError{fmt.Sprintf("spec.faults[%d].rollout.action.count: %d pods exceed spec.safety.maxTargets %d", i, count, *s.MaxTargets)}
+			return &SafetyError{fmt.Sprintf("spec.faults[%d].rollout.action.count: %d pods exceed spec.safety.maxTargets %d", i, count, *s.MaxTargets)}
 		}
 		if s.MaxTargetPercent != nil && int64(count)*100 > int64(replicas)*int64(*s.MaxTargetPercent) {
-			return nil, nil, &SafetyError{fmt.Sprintf("spec.faults[%d].rollout.action.count: %d of %d replicas exceed spec.safety.maxTargetPercent %d%%", i, count, replicas, *s.MaxTargetPercent)}
+			return &SafetyError{fmt.Sprintf("spec.faults[%d].rollout.action.count: %d of %d replicas exceed spec.safety.maxTargetPercent %d%%", i, count, replicas, *s.MaxTargetPercent)}
 		}
 		if count > replicas {
-			notes = append(notes, fmt.Sprintf("fault %s: action.count %d is more than the %d replicas; at most the Ready pods of the choice are acted on", f.Name, count, replicas))
+			p.notes = append(p.notes, fmt.Sprintf("fault %s: action.count %d is more than the %d replicas; at most the Ready pods of the choice are acted on", f.Name, count, replicas))
 		}
 	}
-	return &d, notes, nil
+	return nil
+}
+
+// Drive moves every Rollout fault one step.
+func (rolloutDriver) Drive(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Experiment) error {
+	return stepError(v1alpha1.ReasonRolloutError, r.driveRollouts(ctx, exp))
+}
+
+// Missed names the rollouts whose point never came.
+func (rolloutDriver) Missed(exp *v1alpha1.Experiment) []string {
+	var out []string
+	for i := range exp.Spec.Faults {
+		f := &exp.Spec.Faults[i]
+		if f.Rollout == nil {
+			continue
+		}
+		if rec := rolloutRecord(exp, f); rec.PointAt == nil {
+			out = append(out, fmt.Sprintf("%s: the point of the rollout of %s was never reached", f.Name, rec.Deployment))
+		}
+	}
+	return out
 }
 
 // rolloutExperiments maps a Deployment, or a ReplicaSet of one, to the
@@ -155,7 +173,7 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 		case !apierrors.IsNotFound(err) || rec.PointAt != nil:
 			return client.IgnoreNotFound(err)
 		case !now.Before(end):
-			r.note(exp, true, "RolloutPointNotReached", "fault %s: Deployment %s is gone", f.Name, rec.Deployment)
+			r.note(exp, true, v1alpha1.ReasonRolloutPointNotReached, "fault %s: Deployment %s is gone", f.Name, rec.Deployment)
 			return nil
 		}
 		// Said at once, not at the fault's end: the fault cannot happen
@@ -166,7 +184,11 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 	ro := f.Rollout
 	// Start: trigger it, or take the current generation as the one to
 	// leave behind and wait for a newer one.
-	if rec.Generation == 0 {
+	if rec.Generation < 0 {
+		// Written by a controller before WaitingAfterGeneration existed.
+		rec.WaitingAfterGeneration, rec.Generation = -rec.Generation, 0
+	}
+	if rec.Generation == 0 && rec.WaitingAfterGeneration == 0 {
 		if ro.Trigger != nil {
 			gen, err := r.triggerRollout(ctx, &d, ro.Trigger, exp)
 			if err != nil {
@@ -174,21 +196,20 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 			}
 			t := metav1.NewTime(now)
 			rec.TriggeredAt, rec.Generation = &t, gen
-			r.note(exp, false, "RolloutTriggered", "fault %s: rollout of %s triggered (%s), generation %d", f.Name, rec.Deployment, triggerText(ro.Trigger), gen)
+			r.note(exp, false, v1alpha1.ReasonRolloutTriggered, "fault %s: rollout of %s triggered (%s), generation %d", f.Name, rec.Deployment, triggerText(ro.Trigger), gen)
 		} else {
-			rec.Generation = -d.Generation // waiting for a generation above this one
-			r.note(exp, false, "RolloutWaiting", "fault %s: waiting for a rollout of %s (now at generation %d)", f.Name, rec.Deployment, d.Generation)
+			rec.WaitingAfterGeneration = d.Generation
+			r.note(exp, false, v1alpha1.ReasonRolloutWaiting, "fault %s: waiting for a rollout of %s (now at generation %d)", f.Name, rec.Deployment, d.Generation)
 		}
 	}
-	if rec.Generation < 0 {
-		if d.Generation <= -rec.Generation {
+	if rec.Generation == 0 {
+		if d.Generation <= rec.WaitingAfterGeneration {
 			timeout := end
 			if ro.Wait != nil && ro.Wait.Timeout != nil {
 				timeout = start.Add(ro.Wait.Timeout.Duration)
 			}
 			if !now.Before(timeout) {
-				rec.Generation = -rec.Generation
-				r.note(exp, true, "RolloutPointNotReached", "fault %s: no rollout of %s started within %s", f.Name, rec.Deployment, timeout.Sub(start))
+				r.note(exp, true, v1alpha1.ReasonRolloutPointNotReached, "fault %s: no rollout of %s started within %s", f.Name, rec.Deployment, timeout.Sub(start))
 				t := metav1.NewTime(now)
 				rec.CompletedAt = &t
 			}
@@ -215,20 +236,20 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 		for _, rs := range oldRSs {
 			rec.OldReplicaSets = append(rec.OldReplicaSets, rs.Name)
 		}
-		r.note(exp, false, "RolloutStarted", "fault %s: rollout of %s started: new ReplicaSet %s, old %v", f.Name, rec.Deployment, newRS.Name, rec.OldReplicaSets)
+		r.note(exp, false, v1alpha1.ReasonRolloutStarted, "fault %s: rollout of %s started: new ReplicaSet %s, old %v", f.Name, rec.Deployment, newRS.Name, rec.OldReplicaSets)
 	}
 	desired := ptr.Deref(d.Spec.Replicas, 1)
 	newReady := newRS.Status.ReadyReplicas
 	progress := fmt.Sprintf("%d/%d new Ready, %d updated, %d available, %d total", newReady, desired, d.Status.UpdatedReplicas, d.Status.AvailableReplicas, d.Status.Replicas)
 	if progress != rec.Progress {
 		rec.Progress = progress
-		r.note(exp, false, "RolloutProgress", "fault %s: %s", f.Name, progress)
+		r.note(exp, false, v1alpha1.ReasonRolloutProgress, "fault %s: %s", f.Name, progress)
 	}
 	for _, c := range d.Status.Conditions {
 		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" && rec.StalledAt == nil {
 			t := metav1.NewTime(now)
 			rec.StalledAt = &t
-			r.note(exp, true, "RolloutStalled", "fault %s: rollout of %s stalled: %s", f.Name, rec.Deployment, c.Message)
+			r.note(exp, true, v1alpha1.ReasonRolloutStalled, "fault %s: rollout of %s stalled: %s", f.Name, rec.Deployment, c.Message)
 		}
 	}
 	if rec.PointAt == nil {
@@ -252,7 +273,7 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 				t := metav1.NewTime(now)
 				rec.CompletedAt = &t
 			}
-			r.note(exp, true, "RolloutPointNotReached", "fault %s: the point of the rollout was not reached before the fault's end (%s)", f.Name, progress)
+			r.note(exp, true, v1alpha1.ReasonRolloutPointNotReached, "fault %s: the point of the rollout was not reached before the fault's end (%s)", f.Name, progress)
 			return nil
 		}
 	}
@@ -260,7 +281,7 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 		d.Status.AvailableReplicas == desired && d.Status.Replicas == desired {
 		t := metav1.NewTime(now)
 		rec.CompletedAt = &t
-		r.note(exp, false, "RolloutComplete", "fault %s: rollout of %s complete after %.1fs", f.Name, rec.Deployment, now.Sub(rec.StartedAt.Time).Seconds())
+		r.note(exp, false, v1alpha1.ReasonRolloutComplete, "fault %s: rollout of %s complete after %.1fs", f.Name, rec.Deployment, now.Sub(rec.StartedAt.Time).Seconds())
 	}
 	return nil
 }
@@ -379,8 +400,64 @@ func (r *ExperimentReconciler) replicaSets(ctx context.Context, d *appsv1.Deploy
 	return newRS, old, nil
 }
 
-// act carries out the action on the chosen pods at the point.
+// act carries out the action at the point. The pods are chosen first and
+// the choice is written with the status before anything is done to them:
+// that write is optimistically locked, so a pass that worked from a stale
+// copy of the experiment fails before it acts, and a pass whose own later
+// write is lost acts again on the same pods, not on the next ones (which
+// the first action may have made the only Ready ones).
 func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.RolloutRecord, newRS *appsv1.ReplicaSet, oldRSs []*appsv1.ReplicaSet, end time.Time) error {
+	if rec.Chosen == nil {
+		chosen, err := r.choose(ctx, exp, f, rec, newRS, oldRSs, end)
+		if err != nil || chosen == nil {
+			return err
+		}
+		rec.Chosen = chosen
+		if err := r.Status().Update(ctx, exp); err != nil {
+			return fmt.Errorf("fault %s: write the choice of pods: %w", f.Name, err)
+		}
+	}
+	var pods []*corev1.Pod
+	for _, key := range rec.Chosen {
+		ns, name := splitKey(key)
+		var p corev1.Pod
+		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &p)
+		switch {
+		case apierrors.IsNotFound(err):
+			exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: key,
+				Superseded: "its pod was deleted between the point and the action: nothing was left to act on"})
+		case err != nil:
+			return err
+		default:
+			pods = append(pods, &p)
+		}
+	}
+	if err := r.engineFor(exp).Act(ctx, exp, f, pods, end); err != nil {
+		return err
+	}
+	a := f.Rollout.EffectiveAction()
+	t := metav1.NewTime(r.Clock.Now())
+	rec.PointAt = &t
+	how := "signal " + a.Signal
+	if a.Method == "Delete" {
+		how = "delete"
+	}
+	r.note(exp, false, v1alpha1.ReasonRolloutPointReached, "fault %s: point reached (%s); %s %d %s pod(s): %v", f.Name, rec.Progress, how, len(rec.Chosen), whichPods(a), rec.Chosen)
+	return nil
+}
+
+func whichPods(a v1alpha1.RolloutAction) string {
+	if a.Pods == "New" {
+		return "new"
+	}
+	return "old"
+}
+
+// choose picks the Ready pods to act on, by name, as NAMESPACE/NAME. It
+// returns nil while the point waits for a Ready new pod, and an empty
+// choice, with the record and the warning said, when there is nothing to
+// act on.
+func (r *ExperimentReconciler) choose(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.RolloutRecord, newRS *appsv1.ReplicaSet, oldRSs []*appsv1.ReplicaSet, end time.Time) ([]string, error) {
 	a := f.Rollout.EffectiveAction()
 	from := []*appsv1.ReplicaSet{newRS}
 	if a.Pods != "New" {
@@ -392,113 +469,41 @@ func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment
 	}
 	var pods corev1.PodList
 	if err := r.Reader.List(ctx, &pods, client.InNamespace(exp.Namespace)); err != nil {
-		return err
+		return nil, err
 	}
-	var chosen []*corev1.Pod
+	chosen := []string{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		ref := metav1.GetControllerOf(p)
 		if ref == nil || !owners[string(ref.UID)] || p.DeletionTimestamp != nil || p.Spec.NodeName == "" || !podReady(p) {
 			continue
 		}
-		chosen = append(chosen, p)
+		chosen = append(chosen, p.Namespace+"/"+p.Name)
 	}
-	sort.Slice(chosen, func(i, j int) bool { return chosen[i].Name < chosen[j].Name })
-	count := int(max(a.Count, 1))
-	if len(chosen) > count {
+	sort.Strings(chosen)
+	if count := int(max(a.Count, 1)); len(chosen) > count {
 		chosen = chosen[:count]
 	}
 	now := r.Clock.Now()
-	which := map[bool]string{true: "new", false: "old"}[a.Pods == "New"]
-	if len(chosen) == 0 && a.Pods == "New" && now.Before(end) {
+	if len(chosen) > 0 {
+		return chosen, nil
+	}
+	if a.Pods == "New" && now.Before(end) {
 		// At a time offset the new pods may not be Ready yet: the point
 		// waits for the first one (a rollout only adds new pods), until
 		// the fault's end.
-		if n := len(exp.Status.Timeline); n == 0 || exp.Status.Timeline[n-1].Reason != "RolloutPointWaiting" {
-			r.note(exp, false, "RolloutPointWaiting", "fault %s: point reached, waiting for a Ready new pod to act on (%s)", f.Name, rec.Progress)
+		if n := len(exp.Status.Timeline); n == 0 || exp.Status.Timeline[n-1].Reason != v1alpha1.ReasonRolloutPointWaiting {
+			r.note(exp, false, v1alpha1.ReasonRolloutPointWaiting, "fault %s: point reached, waiting for a Ready new pod to act on (%s)", f.Name, rec.Progress)
 		}
-		return nil
+		return nil, nil
 	}
-	if len(chosen) == 0 {
-		// The point is passed with nothing to act on: say so, the verdict
-		// will be Error for lack of an injection.
-		t := metav1.NewTime(now)
-		rec.PointAt = &t
-		r.note(exp, true, "RolloutPointReached", "fault %s: point reached but no Ready %s pod to act on (%s)", f.Name, which, rec.Progress)
-		exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: rec.Deployment, Error: "no Ready " + which + " pod at the point of the rollout"})
-		return nil
-	}
-	acting := chosen
-	if usesChaosMesh(exp) {
-		// One PodChaos on the chosen pods: Chaos Mesh acts, not faultline.
-		if err := r.actChaosMesh(ctx, exp, f, chosen, end); err != nil {
-			return err
-		}
-		acting = nil
-	}
-	for i, p := range acting {
-		target := p.Namespace + "/" + p.Name
-		if a.Method == "Delete" {
-			opts := &client.DeleteOptions{}
-			grace := "the pod's own grace period"
-			if a.GracePeriodSeconds != nil {
-				opts.GracePeriodSeconds = a.GracePeriodSeconds
-				grace = fmt.Sprintf("grace %ds", *a.GracePeriodSeconds)
-			}
-			err := r.Delete(ctx, p, opts)
-			rec2 := v1alpha1.InjectionRecord{Fault: f.Name, Target: target, Node: p.Spec.NodeName, Action: "delete through the API with " + grace}
-			if err != nil && !apierrors.IsNotFound(err) {
-				rec2.Error = err.Error()
-			} else {
-				t := metav1.NewTime(now)
-				rec2.InjectedAt, rec2.RecoveredAt = &t, &t
-			}
-			exp.Status.Records = append(exp.Status.Records, rec2)
-			continue
-		}
-		ci, err := containerIndex(&p.Spec, a.Container)
-		if err != nil {
-			return fmt.Errorf("spec.faults[%s].rollout.action.container: %w", f.Name, err)
-		}
-		cname := p.Spec.Containers[ci].Name
-		cid, _ := containerID(p, cname)
-		if cid == "" {
-			exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: target, Node: p.Spec.NodeName, Error: "container " + cname + " has no ID yet"})
-			continue
-		}
-		sig := a.Signal
-		if sig == "" {
-			sig = "SIGTERM"
-		}
-		af := v1alpha1.AssignedFault{
-			// By position, not by pod: a retry after a lost status write
-			// finds its own earlier assignment instead of a second pod.
-			ID: faultID(exp, f.Name, "pod-"+strconv.Itoa(i)), Fault: f.Name, Type: v1alpha1.FaultRollout, Target: target, PodUID: p.UID,
-			StartAt: metav1.NewTime(now), Deadline: metav1.NewTime(end),
-			Signal: &v1alpha1.ContainerSignal{ContainerID: cid, Container: cname, Signal: sig},
-		}
-		placed, err := r.addAssignedFault(ctx, exp, p.Spec.NodeName, af)
-		if err != nil {
-			return err
-		}
-		exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: placed.Target, Node: p.Spec.NodeName,
-			Action: fmt.Sprintf("%s to the main process of container %s (%s) through the node's agent", placed.Signal.Signal, placed.Signal.Container, placed.Signal.ContainerID)})
-	}
+	// The point is passed with nothing to act on: say so, the verdict
+	// will be Error for lack of an injection.
 	t := metav1.NewTime(now)
 	rec.PointAt = &t
-	names := make([]string, 0, len(chosen))
-	for _, p := range chosen {
-		names = append(names, p.Name)
-	}
-	how := "signal " + a.Signal
-	if a.Signal == "" {
-		how = "signal SIGTERM"
-	}
-	if a.Method == "Delete" {
-		how = "delete"
-	}
-	r.note(exp, false, "RolloutPointReached", "fault %s: point reached (%s); %s %d %s pod(s): %v", f.Name, rec.Progress, how, len(chosen), which, names)
-	return nil
+	r.note(exp, true, v1alpha1.ReasonRolloutPointReached, "fault %s: point reached but no Ready %s pod to act on (%s)", f.Name, whichPods(a), rec.Progress)
+	exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: rec.Deployment, Error: "no Ready " + whichPods(a) + " pod at the point of the rollout"})
+	return nil, nil
 }
 
 func podReady(p *corev1.Pod) bool {
@@ -508,22 +513,4 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-// addAssignedFault adds one fault of the experiment to the node's
-// FaultAssignment, keeping any fault of the same ID already there (and
-// returning it).
-func (r *ExperimentReconciler) addAssignedFault(ctx context.Context, exp *v1alpha1.Experiment, node string, af v1alpha1.AssignedFault) (v1alpha1.AssignedFault, error) {
-	var placed v1alpha1.AssignedFault
-	err := r.writeAssignment(ctx, exp, node, func(mine []v1alpha1.AssignedFault) []v1alpha1.AssignedFault {
-		placed = af // each retry anew
-		for _, f := range mine {
-			if f.ID == af.ID {
-				placed = f
-				return mine
-			}
-		}
-		return append(mine, af)
-	})
-	return placed, err
 }

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -48,7 +49,7 @@ func TestASignalWhosePodTheRolloutTookFirstIsSupersededNotBroken(t *testing.T) {
 					Signal: &v1alpha1.ContainerSignal{ContainerID: "containerd://abc", Signal: "SIGTERM"}}}},
 				Status: v1alpha1.FaultAssignmentStatus{Faults: []v1alpha1.AssignedFaultStatus{{ID: "f1", State: v1alpha1.FaultFailed, Error: noProcess}}},
 			}
-			r.syncRecords(exp, []v1alpha1.FaultAssignment{fa})
+			r.syncRecords(context.Background(), exp, []v1alpha1.FaultAssignment{fa})
 			rec := exp.Status.Records[0]
 			if got := rec.Superseded != ""; got != tc.wantSuperseded {
 				t.Fatalf("record %+v: superseded %v, want %v", rec, got, tc.wantSuperseded)

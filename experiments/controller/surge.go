@@ -52,6 +52,49 @@ func surgeTarget(exp *v1alpha1.Experiment) string {
 	return exp.Namespace + "/" + exp.Spec.Targets.Deployment
 }
 
+// surgeDriver is the Surge family: the controller scales the target
+// Deployment up for the fault's duration and back, from the count its
+// mark on the Deployment holds.
+type surgeDriver struct{ nothingToDo }
+
+// Plan bounds the pods each surge adds by the blast radius, and measures
+// the Deployments the surge may take room from.
+func (surgeDriver) Plan(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Experiment, p *faultPlan) error {
+	d := p.deployment
+	replicas := ptr.Deref(d.Spec.Replicas, 1)
+	s := exp.Spec.SafetyRules()
+	for i, f := range exp.Spec.Faults {
+		if f.Surge == nil {
+			continue
+		}
+		// The pods a surge adds are its blast radius.
+		added := f.Surge.Replicas - replicas
+		if added <= 0 {
+			return &SafetyError{fmt.Sprintf("spec.faults[%d].surge.replicas: %d is not above the %d replicas of Deployment %q; a surge adds pods", i, f.Surge.Replicas, replicas, d.Name)}
+		}
+		if s.MaxTargets != nil && added > *s.MaxTargets {
+			return &SafetyError{fmt.Sprintf("spec.faults[%d].surge.replicas: %d pods added exceed spec.safety.maxTargets %d", i, added, *s.MaxTargets)}
+		}
+	}
+	// What a surge costs shows in the others' Deployments.
+	workloads, err := r.surgeWorkloads(ctx, d)
+	if err != nil {
+		return err
+	}
+	p.workloads = mergeSorted(p.workloads, workloads)
+	return nil
+}
+
+// Drive starts, follows and ends the surges.
+func (surgeDriver) Drive(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Experiment) error {
+	return stepError(v1alpha1.ReasonSurgeError, r.driveSurges(ctx, exp))
+}
+
+// End scales every surge back now.
+func (surgeDriver) End(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Experiment) error {
+	return r.endSurges(ctx, exp)
+}
+
 // driveSurges starts the Surge faults whose time has come, reports what the
 // cluster made of them, and ends those whose duration is over.
 func (r *ExperimentReconciler) driveSurges(ctx context.Context, exp *v1alpha1.Experiment) error {
@@ -102,7 +145,7 @@ func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Exp
 	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: exp.Spec.Targets.Deployment}, &d); err != nil {
 		if apierrors.IsNotFound(err) {
 			rec.Error = fmt.Sprintf("Deployment %s is gone: nothing to scale", rec.Target)
-			r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, rec.Error)
+			r.note(exp, true, v1alpha1.ReasonFaultError, "%s on %s: %s", f.Name, rec.Target, rec.Error)
 			return nil
 		}
 		return fmt.Errorf("fault %s: read %s: %w", f.Name, rec.Target, err)
@@ -117,7 +160,7 @@ func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Exp
 			return err
 		}
 		if gone {
-			r.note(exp, true, "SurgeOrphan", "%s carried the surge mark of experiment %s, which is gone: taking it over, to return to its %d replicas", rec.Target, m.Experiment, m.Replicas)
+			r.note(exp, true, v1alpha1.ReasonSurgeOrphan, "%s carried the surge mark of experiment %s, which is gone: taking it over, to return to its %d replicas", rec.Target, m.Experiment, m.Replicas)
 			from, ok = m.Replicas, false
 		}
 	}
@@ -126,14 +169,14 @@ func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Exp
 			// Two surges of one Deployment would each restore the other's
 			// count: the second is refused.
 			rec.Error = fmt.Sprintf("Deployment %s is already surged by another experiment or fault (%s %s): one surge at a time", rec.Target, m.Experiment, m.Fault)
-			r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, rec.Error)
+			r.note(exp, true, v1alpha1.ReasonFaultError, "%s on %s: %s", f.Name, rec.Target, rec.Error)
 			return nil
 		}
 		from = m.Replicas // a retry after a lost status write
 	} else {
 		if f.Surge.Replicas <= from {
 			rec.Error = fmt.Sprintf("surge.replicas: %d is not above the %d replicas %s has now; a surge adds pods", f.Surge.Replicas, from, rec.Target)
-			r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, rec.Error)
+			r.note(exp, true, v1alpha1.ReasonFaultError, "%s on %s: %s", f.Name, rec.Target, rec.Error)
 			return nil
 		}
 		mark, err := json.Marshal(surgeMark{Experiment: exp.UID, Fault: f.Name, Replicas: from, Surge: f.Surge.Replicas})
@@ -150,7 +193,7 @@ func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Exp
 			if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
 				// Not a conflict to retry: the verdict must say why.
 				rec.Error = fmt.Sprintf("scale %s to %d: %v", rec.Target, f.Surge.Replicas, err)
-				r.note(exp, true, "FaultError", "%s on %s: %s", f.Name, rec.Target, rec.Error)
+				r.note(exp, true, v1alpha1.ReasonFaultError, "%s on %s: %s", f.Name, rec.Target, rec.Error)
 				return nil
 			}
 			return fmt.Errorf("fault %s: scale %s to %d: %w", f.Name, rec.Target, f.Surge.Replicas, err)
@@ -159,7 +202,7 @@ func (r *ExperimentReconciler) startSurge(ctx context.Context, exp *v1alpha1.Exp
 	t := r.now()
 	rec.InjectedAt = &t
 	rec.Action = fmt.Sprintf("scale Deployment %s from %d to %d replicas", rec.Target, from, f.Surge.Replicas)
-	r.note(exp, false, "Injected", "%s: %s", f.Name, rec.Action)
+	r.note(exp, false, v1alpha1.ReasonInjected, "%s: %s", f.Name, rec.Action)
 	return nil
 }
 
@@ -196,7 +239,7 @@ func (r *ExperimentReconciler) surgeEffect(ctx context.Context, exp *v1alpha1.Ex
 	}
 	if effect != rec.Effect {
 		rec.Effect = effect
-		r.note(exp, false, "FaultEffect", "%s on %s: %s", f.Name, rec.Target, effect)
+		r.note(exp, false, v1alpha1.ReasonFaultEffect, "%s on %s: %s", f.Name, rec.Target, effect)
 	}
 	return nil
 }
@@ -239,7 +282,7 @@ func (r *ExperimentReconciler) endSurge(ctx context.Context, exp *v1alpha1.Exper
 		if rec.RecoveredAt == nil && rec.InjectedAt != nil {
 			t := r.now()
 			rec.RecoveredAt = &t
-			r.note(exp, warning, "Recovered", "%s on %s: %s", f.Name, rec.Target, msg)
+			r.note(exp, warning, v1alpha1.ReasonRecovered, "%s on %s: %s", f.Name, rec.Target, msg)
 		}
 	}
 	var d appsv1.Deployment
@@ -311,14 +354,4 @@ func (r *ExperimentReconciler) surgeWorkloads(ctx context.Context, d *appsv1.Dep
 		return nil, err
 	}
 	return mergeSorted(own, on), nil
-}
-
-// surging says whether the experiment has a Surge fault.
-func surging(exp *v1alpha1.Experiment) bool {
-	for _, f := range exp.Spec.Faults {
-		if f.Type == v1alpha1.FaultSurge {
-			return true
-		}
-	}
-	return false
 }

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -83,7 +84,7 @@ func TestARestartedControllerDoesNotJudgeTrafficItDidNotWatchWhole(t *testing.T)
 				Status:     v1alpha1.ExperimentStatus{Phase: tc.phase, StartTime: &st},
 			}
 			a := NewAnalysis()
-			a.create(exp)
+			a.create(context.Background(), exp)
 			defer a.Forget(client.ObjectKeyFromObject(exp))
 			r := a.get(exp)
 			if (r.traffic != nil) != tc.wantProber || r.trafficPartial != tc.wantPartial {

@@ -132,7 +132,7 @@ func (r *Reconciler) reconcile(ctx context.Context, s *v1alpha1.Schedule, now ti
 			if err := r.create(ctx, exp); err != nil {
 				return ctrl.Result{}, err
 			}
-			r.event(s, false, "StepStarted", "run %s: step %s started (experiment %s)", u.name, u.nextStep.Name, exp.Name)
+			r.event(s, false, v1alpha1.ReasonStepStarted, "run %s: step %s started (experiment %s)", u.name, u.nextStep.Name, exp.Name)
 			u.byStep[u.nextStep.Name], u.current, u.step, u.active = exp, exp, u.nextStep.Name, true
 		}
 		if !u.active && !u.deleting {
@@ -149,9 +149,9 @@ func (r *Reconciler) reconcile(ctx context.Context, s *v1alpha1.Schedule, now ti
 		return ctrl.Result{}, nil
 	}
 	meta.RemoveStatusCondition(&s.Status.Conditions, v1alpha1.ScheduleInvalid)
-	reason, msg := "Scheduled", "following "+s.Spec.Schedule
+	reason, msg := v1alpha1.ReasonScheduled, "following "+s.Spec.Schedule
 	if s.Spec.Suspend {
-		reason, msg = "Suspended", "suspended: no new runs"
+		reason, msg = v1alpha1.ReasonSuspended, "suspended: no new runs"
 	}
 	meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: v1alpha1.ScheduleReady, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: s.Generation})
 	res := ctrl.Result{}
@@ -195,17 +195,17 @@ func (r *Reconciler) slot(ctx context.Context, s *v1alpha1.Schedule, sched cron.
 		}
 	}
 	if due.TooMany {
-		r.event(s, true, "TooManyMissedTimes", "too many missed slots (more than %d): starting only the most recent, %s; set or lower startingDeadlineSeconds", TooManyMissed, slot.Format(time.RFC3339))
+		r.event(s, true, v1alpha1.ReasonTooManyMissedTimes, "too many missed slots (more than %d): starting only the most recent, %s; set or lower startingDeadlineSeconds", TooManyMissed, slot.Format(time.RFC3339))
 	}
 	skip := func(reason, format string, args ...any) {
 		s.Status.LastSkippedTime = &metav1.Time{Time: slot}
 		if r.Metrics != nil {
 			r.Metrics.RunsSkipped.WithLabelValues(reason).Inc()
 		}
-		r.event(s, reason != "ConcurrencyForbid", reason, format, args...)
+		r.event(s, reason != v1alpha1.ReasonConcurrencyForbid, reason, format, args...)
 	}
 	if TooLate(slot, deadline, now) {
-		skip("StartingDeadline", "missed the slot %s: more than startingDeadlineSeconds (%ds) ago", slot.Format(time.RFC3339), *s.Spec.StartingDeadlineSeconds)
+		skip(v1alpha1.ReasonStartingDeadline, "missed the slot %s: more than startingDeadlineSeconds (%ds) ago", slot.Format(time.RFC3339), *s.Spec.StartingDeadlineSeconds)
 		return next, nil, nil
 	}
 	var active []*run
@@ -218,7 +218,7 @@ func (r *Reconciler) slot(ctx context.Context, s *v1alpha1.Schedule, sched cron.
 	switch policy(s) {
 	case v1alpha1.ConcurrencyForbid:
 		if len(active) > 0 {
-			skip("ConcurrencyForbid", "skipped the slot %s: run %s is still active and concurrencyPolicy is Forbid", slot.Format(time.RFC3339), active[0].name)
+			skip(v1alpha1.ReasonConcurrencyForbid, "skipped the slot %s: run %s is still active and concurrencyPolicy is Forbid", slot.Format(time.RFC3339), active[0].name)
 			return next, nil, nil
 		}
 	case v1alpha1.ConcurrencyReplace:
@@ -234,7 +234,7 @@ func (r *Reconciler) slot(ctx context.Context, s *v1alpha1.Schedule, sched cron.
 			u.active, u.deleting = false, true
 			u.result = v1alpha1.ScheduleRunResult{Run: u.name, Slot: metav1.Time{Time: u.slot}, Manual: u.manual, Verdict: v1alpha1.VerdictInconclusive, Message: "replaced by run " + name}
 			r.finished(s, u)
-			r.event(s, false, "Replaced", "run %s aborted (its experiments deleted, their faults recovered) for run %s", u.name, name)
+			r.event(s, false, v1alpha1.ReasonReplaced, "run %s aborted (its experiments deleted, their faults recovered) for run %s", u.name, name)
 		}
 	}
 	exp := NewExperiment(s, slot, false, firstStep(s))
@@ -245,7 +245,7 @@ func (r *Reconciler) slot(ctx context.Context, s *v1alpha1.Schedule, sched cron.
 	if r.Metrics != nil {
 		r.Metrics.RunsStarted.WithLabelValues(s.Namespace, s.Name).Inc()
 	}
-	r.event(s, false, "RunStarted", "run %s started for the slot %s (experiment %s)", name, slot.Format(time.RFC3339), exp.Name)
+	r.event(s, false, v1alpha1.ReasonRunStarted, "run %s started for the slot %s (experiment %s)", name, slot.Format(time.RFC3339), exp.Name)
 	u := &run{name: name, slot: slot, byStep: map[string]*v1alpha1.Experiment{}, active: true, current: exp}
 	if st := firstStep(s); st != nil {
 		u.step = st.Name
@@ -285,13 +285,13 @@ func (r *Reconciler) create(ctx context.Context, exp *v1alpha1.Experiment) error
 }
 
 func (r *Reconciler) invalid(s *v1alpha1.Schedule, fieldPath, msg string) {
-	reason := "InvalidSchedule"
+	reason := v1alpha1.ReasonInvalidSchedule
 	if strings.HasSuffix(fieldPath, "timeZone") {
-		reason = "InvalidTimeZone"
+		reason = v1alpha1.ReasonInvalidTimeZone
 	}
 	old := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ScheduleInvalid)
 	if old == nil || old.Message != msg || old.ObservedGeneration != s.Generation {
-		r.event(s, true, "Invalid", "%s", msg)
+		r.event(s, true, v1alpha1.ReasonInvalid, "%s", msg)
 	}
 	meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: v1alpha1.ScheduleInvalid, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: s.Generation})
 	meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: v1alpha1.ScheduleReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg, ObservedGeneration: s.Generation})
@@ -449,7 +449,7 @@ func (r *Reconciler) finished(s *v1alpha1.Schedule, u *run) {
 	if u.result.Message != "" {
 		msg = ": " + u.result.Message
 	}
-	r.event(s, u.result.Verdict != v1alpha1.VerdictPassed, "RunFinished", "run %s finished %s%s", u.name, u.result.Verdict, msg)
+	r.event(s, u.result.Verdict != v1alpha1.VerdictPassed, v1alpha1.ReasonRunFinished, "run %s finished %s%s", u.name, u.result.Verdict, msg)
 }
 
 // prune deletes the oldest finished runs beyond the history limits.

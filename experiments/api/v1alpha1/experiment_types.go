@@ -915,9 +915,15 @@ type RolloutRecord struct {
 	// TriggeredAt is when faultline changed the pod template.
 	// +optional
 	TriggeredAt *metav1.Time `json:"triggeredAt,omitempty"`
-	// Generation of the Deployment that the rollout rolls to.
+	// Generation of the Deployment that the rollout rolls to; unset while
+	// the fault waits for someone else's rollout.
 	// +optional
 	Generation int64 `json:"generation,omitempty"`
+	// WaitingAfterGeneration is, for rollout.wait, the Deployment's
+	// generation when the fault started: a rollout is one that moves past
+	// it.
+	// +optional
+	WaitingAfterGeneration int64 `json:"waitingAfterGeneration,omitempty"`
 	// StartedAt is when the new ReplicaSet was seen.
 	// +optional
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
@@ -927,7 +933,12 @@ type RolloutRecord struct {
 	// OldReplicaSets are the ReplicaSets rolled from.
 	// +optional
 	OldReplicaSets []string `json:"oldReplicaSets,omitempty"`
-	// PointAt is when the chosen point of the rollout was reached.
+	// Chosen are the pods (NAMESPACE/NAME) picked for the action when the
+	// point was reached. The choice is written before the action, so that
+	// an action retried after a lost status write takes the same pods.
+	// +optional
+	Chosen []string `json:"chosen,omitempty"`
+	// PointAt is when the action on the chosen pods was carried out.
 	// +optional
 	PointAt *metav1.Time `json:"pointAt,omitempty"`
 	// Progress is the last seen updated and Ready replicas over desired.

@@ -126,7 +126,10 @@ func (e *Experiment) Validate() field.ErrorList {
 		case "":
 			errs = append(errs, field.Required(p.Child("type"), ""))
 		default:
-			errs = append(errs, field.NotSupported(p.Child("type"), f.Type, FaultTypes))
+			// A family whose spec has no fields of its own needs no case.
+			if !slices.Contains(FaultTypes, f.Type) {
+				errs = append(errs, field.NotSupported(p.Child("type"), f.Type, FaultTypes))
+			}
 		}
 		if f.Duration.Duration == 0 {
 			errs = append(errs, field.Required(p.Child("duration"), "duration: must be more than 0s and at most "+MaxFaultDuration))

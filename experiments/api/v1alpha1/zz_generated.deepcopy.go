@@ -912,6 +912,11 @@ func (in *RolloutRecord) DeepCopyInto(out *RolloutRecord) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.Chosen != nil {
+		in, out := &in.Chosen, &out.Chosen
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.PointAt != nil {
 		in, out := &in.PointAt, &out.PointAt
 		*out = (*in).DeepCopy()
