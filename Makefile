@@ -113,8 +113,10 @@ gate-validity: deps tools build
 	$(BIN)/faultline sandbox down --name gate || rc=1; \
 	cat $(CURDIR)/bin/gate-validity.txt 2>/dev/null; exit $$rc
 
-## test-unit: the unit tier alone (no root, no cluster)
-test-unit:
+## test-unit: the fast tiers, as any user (no root, no nodes): the unit tests,
+## and the controllers against a real API server and etcd (envtest, with the
+## sandbox's own binaries from make tools: experiments/controllertest)
+test-unit: tools
 	$(GO) test -count=1 ./...
 
 vet:
