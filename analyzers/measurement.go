@@ -27,6 +27,10 @@ type Measurement struct {
 	Path string
 	Kind Kind
 	Doc  string
+	// Sometimes: measured only once there is something to measure (a
+	// first OOM kill, a workload named); until then an objective that
+	// reads it is Inconclusive.
+	Sometimes bool
 }
 
 // Declarations are every measurement the analyzers make, by path.

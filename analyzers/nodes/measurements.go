@@ -12,8 +12,8 @@ var Measurements = append([]analyzers.Measurement{
 	{Path: "nodes.nodesAffected", Kind: analyzers.Number, Doc: "target nodes that were NotReady at some point"},
 	{Path: "nodes.taintsAdded", Kind: analyzers.Number, Doc: "taints the target nodes got"},
 	{Path: "nodes.unreachableTainted", Kind: analyzers.Bool, Doc: "a target node got the node.kubernetes.io/unreachable NoExecute taint"},
-	{Path: "nodes.secondsToNotReady", Kind: analyzers.Number, Doc: "from the experiment's start to the first NotReady, in seconds (only once a node went NotReady)"},
-	{Path: "nodes.secondsToMemoryPressure", Kind: analyzers.Number, Doc: "from the experiment's start to the first MemoryPressure, in seconds (only once one came)"},
+	{Path: "nodes.secondsToNotReady", Kind: analyzers.Number, Doc: "from the experiment's start to the first NotReady, in seconds (only once a node went NotReady)", Sometimes: true},
+	{Path: "nodes.secondsToMemoryPressure", Kind: analyzers.Number, Doc: "from the experiment's start to the first MemoryPressure, in seconds (only once one came)", Sometimes: true},
 }, pressureMeasurements()...)
 
 func pressureMeasurements() []analyzers.Measurement {

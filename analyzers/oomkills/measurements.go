@@ -10,6 +10,6 @@ var Measurements = []analyzers.Measurement{
 	{Path: "oom.restarts", Kind: analyzers.Number, Doc: "restarts of the OOM-killed containers"},
 	{Path: "oom.byNamespace.*", Kind: analyzers.Number, Doc: "OOM kills by namespace"},
 	{Path: "oom.byNode.*", Kind: analyzers.Number, Doc: "OOM kills by node"},
-	{Path: "oom.secondsToFirst", Kind: analyzers.Number, Doc: "from the start to the first OOM kill, in seconds (only once one came)"},
-	{Path: "oom.secondsToLast", Kind: analyzers.Number, Doc: "from the start to the last OOM kill, in seconds (only once one came)"},
+	{Path: "oom.secondsToFirst", Kind: analyzers.Number, Doc: "from the start to the first OOM kill, in seconds (only once one came)", Sometimes: true},
+	{Path: "oom.secondsToLast", Kind: analyzers.Number, Doc: "from the start to the last OOM kill, in seconds (only once one came)", Sometimes: true},
 }

@@ -16,7 +16,10 @@ var Measurements = func() []analyzers.Measurement {
 		"apiServerWriteP99": "the API server's write (POST, PUT, PATCH, DELETE, APPLY) p99, in seconds",
 		"apiServerWrites":   "the API server's writes observed",
 	}
-	out := []analyzers.Measurement{{Path: "prometheus.errors", Kind: analyzers.List, Doc: "what went wrong measuring, such as a target that did not answer"}}
+	out := []analyzers.Measurement{
+		{Path: "prometheus.errors", Kind: analyzers.List, Doc: "what went wrong measuring, such as a target that did not answer"},
+		{Path: "prometheus.partial", Kind: analyzers.Bool, Doc: "true, alone, when the controller restarted after the faults began: the windows were not measured whole, and objectives on them are Inconclusive", Sometimes: true},
+	}
 	for _, w := range windowNames {
 		for _, b := range builtins {
 			out = append(out, analyzers.Measurement{Path: "prometheus." + w + "." + b.name, Kind: analyzers.Number, Doc: doc[b.name] + " in the " + w + " window"})
@@ -24,7 +27,7 @@ var Measurements = func() []analyzers.Measurement {
 		out = append(out, analyzers.Measurement{Path: "prometheus." + w + ".error", Kind: analyzers.String, Doc: "why the " + w + " window could not measure everything"})
 	}
 	for _, b := range overBaseline {
-		out = append(out, analyzers.Measurement{Path: "prometheus." + b + "OverBaseline", Kind: analyzers.Number, Doc: "the fault window's " + b + " minus the baseline's"})
+		out = append(out, analyzers.Measurement{Path: "prometheus." + b + "OverBaseline", Kind: analyzers.Number, Doc: "the fault window's " + b + " minus the baseline's", Sometimes: true})
 	}
 	q := "prometheus.queries.*."
 	out = append(out,

@@ -154,6 +154,9 @@ func checkAST(a *ast.AST, d analyzers.Declarations) []string {
 			problems = append(problems, fmt.Sprintf("%s is not a measurement; did you mean %s? (faultline validate --list-measurements lists them)", ref, near))
 			continue
 		}
+		if ref.top.Kind() == ast.SelectKind && ref.top.AsSelect().IsTestOnly() {
+			continue // has(x.y) is true or false, whatever y is
+		}
 		kinds[ref.top.ID()] = m
 	}
 	comparisons := []string{operators.Equals, operators.NotEquals, operators.Less, operators.LessEquals, operators.Greater, operators.GreaterEquals}

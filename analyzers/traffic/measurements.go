@@ -14,12 +14,13 @@ var Measurements = func() []analyzers.Measurement {
 		out = append(out, tallyMeasurements("traffic."+w, " in the "+w+" window")...)
 	}
 	return append(out,
+		analyzers.Measurement{Path: "traffic.partial", Kind: analyzers.Bool, Doc: "true, alone, when the controller restarted after the faults began: the run's traffic was not measured whole, and objectives on it are Inconclusive", Sometimes: true},
 		analyzers.Measurement{Path: "traffic.rate", Kind: analyzers.Number, Doc: "the rate asked, in requests a second"},
 		analyzers.Measurement{Path: "traffic.achievedRate", Kind: analyzers.Number, Doc: "requests that left per second of the run so far"},
 		analyzers.Measurement{Path: "traffic.sendLagP99", Kind: analyzers.Number, Doc: "the p99 of how late requests left their schedule, in seconds: high means the prober lacked CPU"},
 		analyzers.Measurement{Path: "traffic.inFlight", Kind: analyzers.Number, Doc: "requests sent and not yet ended"},
-		analyzers.Measurement{Path: "traffic.errorRatioOverBaseline", Kind: analyzers.Number, Doc: "the fault window's errorRatio minus the baseline's"},
-		analyzers.Measurement{Path: "traffic.latencyP99OverBaseline", Kind: analyzers.Number, Doc: "the fault window's latency p99 minus the baseline's, in seconds"},
+		analyzers.Measurement{Path: "traffic.errorRatioOverBaseline", Kind: analyzers.Number, Doc: "the fault window's errorRatio minus the baseline's", Sometimes: true},
+		analyzers.Measurement{Path: "traffic.latencyP99OverBaseline", Kind: analyzers.Number, Doc: "the fault window's latency p99 minus the baseline's, in seconds", Sometimes: true},
 	)
 }()
 

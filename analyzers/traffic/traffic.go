@@ -225,6 +225,9 @@ type Prober struct {
 // New validates cfg and makes a prober; clk stamps the times (nil means the
 // real clock). When clk is a clock.Clock other than clock.RealClock, its
 // timers also pace the sends, so tests can step a fake clock.
+// Name is the prefix objectives read the prober's measurements under.
+func (p *Prober) Name() string { return "traffic" }
+
 func New(cfg Config, clk clock.PassiveClock) (*Prober, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -653,7 +653,11 @@ func listMeasurements(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEASUREMENT\tTYPE\tMEANING")
 	for _, m := range measures.All.Sorted() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", strings.ReplaceAll(m.Path, ".*", "[KEY]"), m.Kind, m.Doc)
+		doc := m.Doc
+		if m.Sometimes {
+			doc += "; only once there is something to measure (until then an objective on it is Inconclusive)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", strings.ReplaceAll(m.Path, ".*", "[KEY]"), m.Kind, doc)
 	}
 	return tw.Flush()
 }

@@ -562,7 +562,10 @@ func (a *Analysis) Measurements(exp *v1alpha1.Experiment, now time.Time) slo.Mea
 	if r == nil {
 		return slo.Measurements{}
 	}
-	m := slo.Measurements{"nodes": r.nodes.Measure(now), "evictions": r.evictions.Measure(now), "oom": r.oom.Measure(now), "workloads": r.workloads.Measure(now)}
+	m := slo.Measurements{}
+	for _, p := range r.providers() {
+		m[p.Name()] = p.Measure(now)
+	}
 	// How long after the faults began the first node went NotReady: the
 	// grace period, as the cluster applied it.
 	if spans := r.nodes.Spans(); len(spans) > 0 && exp.Status.StartTime != nil {
@@ -575,22 +578,35 @@ func (a *Analysis) Measurements(exp *v1alpha1.Experiment, now time.Time) slo.Mea
 	if r.recovery != nil {
 		m["recovery"] = r.recovery
 	}
+	return m
+}
+
+// providers are the run's analyzers, as objectives read them. Traffic and
+// Prometheus measured over part of the run only say so: judging on part of
+// it could pass a run nobody watched, so objectives on them are
+// Inconclusive instead.
+func (r *run) providers() []analyzers.Provider {
+	ps := []analyzers.Provider{r.nodes, r.evictions, r.oom, r.workloads}
 	switch {
 	case r.trafficPartial:
-		// Judging on part of the run could pass a run nobody watched:
-		// objectives on traffic are Inconclusive instead.
-		m["traffic"] = map[string]any{"partial": true}
+		ps = append(ps, partial("traffic"))
 	case r.traffic != nil:
-		m["traffic"] = r.traffic.Measure(now)
+		ps = append(ps, r.traffic)
 	}
 	switch {
 	case r.promPartial:
-		m["prometheus"] = map[string]any{"partial": true}
+		ps = append(ps, partial("prometheus"))
 	case r.prom != nil:
-		m["prometheus"] = r.prom.Measure(now)
+		ps = append(ps, r.prom)
 	}
-	return m
+	return ps
 }
+
+// partial stands for an analyzer that measured part of the run only.
+type partial string
+
+func (p partial) Name() string                   { return string(p) }
+func (partial) Measure(time.Time) map[string]any { return map[string]any{"partial": true} }
 
 // Snapshot writes the analyzers' state into the status.
 func (a *Analysis) Snapshot(exp *v1alpha1.Experiment, now time.Time) {
