@@ -158,8 +158,7 @@ func (r *ExperimentReconciler) driveRollouts(ctx context.Context, exp *v1alpha1.
 
 func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault) error {
 	start, end := faultWindow(exp, f)
-	now := r.Clock.Now()
-	if start.IsZero() || now.Before(start) {
+	if start.IsZero() || r.Clock.Now().Before(start) {
 		return nil
 	}
 	rec := rolloutRecord(exp, f)
@@ -167,32 +166,50 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 	if rec.CompletedAt != nil && (rec.PointAt != nil || rec.StartedAt == nil) {
 		return nil
 	}
-	var d appsv1.Deployment
-	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: exp.Spec.Targets.Deployment}, &d); err != nil {
-		switch {
-		case !apierrors.IsNotFound(err) || rec.PointAt != nil:
-			return client.IgnoreNotFound(err)
-		case !now.Before(end):
-			r.note(exp, true, v1alpha1.ReasonRolloutPointNotReached, "fault %s: Deployment %s is gone", f.Name, rec.Deployment)
-			return nil
-		}
-		// Said at once, not at the fault's end: the fault cannot happen
-		// unless the Deployment comes back.
-		return stepError(v1alpha1.ReasonTargetGone, fmt.Errorf("fault %s: spec.targets.deployment: Deployment %s is gone, so its rollout cannot be driven; the verdict will be Error unless it is back before %s",
-			f.Name, rec.Deployment, end.Format(time.TimeOnly)))
+	d, err := r.rolloutTarget(ctx, exp, f, rec, end)
+	if d == nil || err != nil {
+		return err
 	}
-	ro := f.Rollout
-	// Start: trigger it, or take the current generation as the one to
-	// leave behind and wait for a newer one.
+	if begun, err := r.beginRollout(ctx, exp, f, rec, d, start, end); !begun || err != nil {
+		return err
+	}
+	return r.followRollout(ctx, exp, f, rec, d, end)
+}
+
+// rolloutTarget reads the target Deployment; nil when it is gone, said
+// once at the fault's end, or as an error before it.
+func (r *ExperimentReconciler) rolloutTarget(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.RolloutRecord, end time.Time) (*appsv1.Deployment, error) {
+	var d appsv1.Deployment
+	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: exp.Spec.Targets.Deployment}, &d)
+	switch {
+	case err == nil:
+		return &d, nil
+	case !apierrors.IsNotFound(err) || rec.PointAt != nil:
+		return nil, client.IgnoreNotFound(err)
+	case !r.Clock.Now().Before(end):
+		r.note(exp, true, v1alpha1.ReasonRolloutPointNotReached, "fault %s: Deployment %s is gone", f.Name, rec.Deployment)
+		return nil, nil
+	}
+	// Said at once, not at the fault's end: the fault cannot happen
+	// unless the Deployment comes back.
+	return nil, stepError(v1alpha1.ReasonTargetGone, fmt.Errorf("fault %s: spec.targets.deployment: Deployment %s is gone, so its rollout cannot be driven; the verdict will be Error unless it is back before %s",
+		f.Name, rec.Deployment, end.Format(time.TimeOnly)))
+}
+
+// beginRollout triggers the rollout, or takes the current generation as
+// the one to leave behind and waits for a newer one. It says whether the
+// rollout's generation is known.
+func (r *ExperimentReconciler) beginRollout(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.RolloutRecord, d *appsv1.Deployment, start, end time.Time) (bool, error) {
+	ro, now := f.Rollout, r.Clock.Now()
 	if rec.Generation < 0 {
 		// Written by a controller before WaitingAfterGeneration existed.
 		rec.WaitingAfterGeneration, rec.Generation = -rec.Generation, 0
 	}
 	if rec.Generation == 0 && rec.WaitingAfterGeneration == 0 {
 		if ro.Trigger != nil {
-			gen, err := r.triggerRollout(ctx, &d, ro.Trigger, exp)
+			gen, err := r.triggerRollout(ctx, d, ro.Trigger, exp)
 			if err != nil {
-				return fmt.Errorf("fault %s: trigger the rollout of %s: %w", f.Name, rec.Deployment, err)
+				return false, fmt.Errorf("fault %s: trigger the rollout of %s: %w", f.Name, rec.Deployment, err)
 			}
 			t := metav1.NewTime(now)
 			rec.TriggeredAt, rec.Generation = &t, gen
@@ -202,33 +219,38 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 			r.note(exp, false, v1alpha1.ReasonRolloutWaiting, "fault %s: waiting for a rollout of %s (now at generation %d)", f.Name, rec.Deployment, d.Generation)
 		}
 	}
-	if rec.Generation == 0 {
-		if d.Generation <= rec.WaitingAfterGeneration {
-			timeout := end
-			if ro.Wait != nil && ro.Wait.Timeout != nil {
-				timeout = start.Add(ro.Wait.Timeout.Duration)
-			}
-			if !now.Before(timeout) {
-				r.note(exp, true, v1alpha1.ReasonRolloutPointNotReached, "fault %s: no rollout of %s started within %s", f.Name, rec.Deployment, timeout.Sub(start))
-				t := metav1.NewTime(now)
-				rec.CompletedAt = &t
-			}
-			return nil
-		}
-		rec.Generation = d.Generation
+	if rec.Generation != 0 {
+		return true, nil
 	}
+	if d.Generation > rec.WaitingAfterGeneration {
+		rec.Generation = d.Generation
+		return true, nil
+	}
+	timeout := end
+	if ro.Wait != nil && ro.Wait.Timeout != nil {
+		timeout = start.Add(ro.Wait.Timeout.Duration)
+	}
+	if !now.Before(timeout) {
+		r.note(exp, true, v1alpha1.ReasonRolloutPointNotReached, "fault %s: no rollout of %s started within %s", f.Name, rec.Deployment, timeout.Sub(start))
+		t := metav1.NewTime(now)
+		rec.CompletedAt = &t
+	}
+	return false, nil
+}
+
+// followRollout records the rollout's progress into the timeline, acts at
+// its point, and notes its end.
+func (r *ExperimentReconciler) followRollout(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, rec *v1alpha1.RolloutRecord, d *appsv1.Deployment, end time.Time) error {
 	// The new ReplicaSet is the one at the Deployment's revision once the
 	// Deployment controller has seen the generation.
 	if d.Status.ObservedGeneration < rec.Generation {
 		return nil
 	}
-	newRS, oldRSs, err := r.replicaSets(ctx, &d)
-	if err != nil {
+	newRS, oldRSs, err := r.replicaSets(ctx, d)
+	if err != nil || newRS == nil {
 		return err
 	}
-	if newRS == nil {
-		return nil
-	}
+	now := r.Clock.Now()
 	if rec.StartedAt == nil {
 		t := metav1.NewTime(now)
 		rec.StartedAt, rec.NewReplicaSet = &t, newRS.Name
@@ -239,8 +261,7 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 		r.note(exp, false, v1alpha1.ReasonRolloutStarted, "fault %s: rollout of %s started: new ReplicaSet %s, old %v", f.Name, rec.Deployment, newRS.Name, rec.OldReplicaSets)
 	}
 	desired := ptr.Deref(d.Spec.Replicas, 1)
-	newReady := newRS.Status.ReadyReplicas
-	progress := fmt.Sprintf("%d/%d new Ready, %d updated, %d available, %d total", newReady, desired, d.Status.UpdatedReplicas, d.Status.AvailableReplicas, d.Status.Replicas)
+	progress := fmt.Sprintf("%d/%d new Ready, %d updated, %d available, %d total", newRS.Status.ReadyReplicas, desired, d.Status.UpdatedReplicas, d.Status.AvailableReplicas, d.Status.Replicas)
 	if progress != rec.Progress {
 		rec.Progress = progress
 		r.note(exp, false, v1alpha1.ReasonRolloutProgress, "fault %s: %s", f.Name, progress)
@@ -253,16 +274,7 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 		}
 	}
 	if rec.PointAt == nil {
-		reached := false
-		switch at := ro.At; {
-		case at.NewReady != nil:
-			reached = newReady >= *at.NewReady
-		case at.ProgressPercent != nil:
-			reached = int64(newReady)*100 >= int64(desired)*int64(*at.ProgressPercent)
-		case at.After != nil:
-			reached = !now.Before(rec.StartedAt.Add(at.After.Duration))
-		}
-		if reached {
+		if pointReached(f.Rollout.At, newRS.Status.ReadyReplicas, desired, rec, now) {
 			if err := r.act(ctx, exp, f, rec, newRS, oldRSs, end); err != nil {
 				return err
 			}
@@ -277,13 +289,25 @@ func (r *ExperimentReconciler) driveRollout(ctx context.Context, exp *v1alpha1.E
 			return nil
 		}
 	}
-	if rec.CompletedAt == nil && d.Status.ObservedGeneration >= rec.Generation && d.Status.UpdatedReplicas == desired &&
-		d.Status.AvailableReplicas == desired && d.Status.Replicas == desired {
+	if rec.CompletedAt == nil && d.Status.UpdatedReplicas == desired && d.Status.AvailableReplicas == desired && d.Status.Replicas == desired {
 		t := metav1.NewTime(now)
 		rec.CompletedAt = &t
 		r.note(exp, false, v1alpha1.ReasonRolloutComplete, "fault %s: rollout of %s complete after %.1fs", f.Name, rec.Deployment, now.Sub(rec.StartedAt.Time).Seconds())
 	}
 	return nil
+}
+
+// pointReached says whether the rollout is at the fault's point.
+func pointReached(at v1alpha1.RolloutPoint, newReady, desired int32, rec *v1alpha1.RolloutRecord, now time.Time) bool {
+	switch {
+	case at.NewReady != nil:
+		return newReady >= *at.NewReady
+	case at.ProgressPercent != nil:
+		return int64(newReady)*100 >= int64(desired)*int64(*at.ProgressPercent)
+	case at.After != nil:
+		return !now.Before(rec.StartedAt.Add(at.After.Duration))
+	}
+	return false
 }
 
 func triggerText(t *v1alpha1.RolloutTrigger) string {

@@ -36,79 +36,16 @@ func (e *SafetyError) Error() string { return e.msg }
 // the blast-radius caps. It returns the targets and what it decided.
 func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1.Experiment) ([]target, []string, error) {
 	var out []target
-	var notes []string
-	candidates := 0
+	var candidates int
+	var err error
 	switch {
 	case exp.Spec.Targets.Nodes != nil:
-		nt := exp.Spec.Targets.Nodes
-		var nodes corev1.NodeList
-		if len(nt.Names) > 0 {
-			for _, name := range nt.Names {
-				var n corev1.Node
-				if err := r.Get(ctx, client.ObjectKey{Name: name}, &n); err != nil {
-					return nil, nil, fmt.Errorf("spec.targets.nodes.names: node %q: %w", name, err)
-				}
-				nodes.Items = append(nodes.Items, n)
-			}
-		} else {
-			sel, err := metav1LabelSelector(nt)
-			if err != nil {
-				return nil, nil, err
-			}
-			if err := r.List(ctx, &nodes, client.MatchingLabelsSelector{Selector: sel}); err != nil {
-				return nil, nil, err
-			}
-		}
-		var all corev1.NodeList
-		if err := r.List(ctx, &all); err != nil {
-			return nil, nil, err
-		}
-		candidates = len(all.Items)
-		for _, n := range nodes.Items {
-			out = append(out, target{node: n.Name})
-		}
+		out, candidates, err = r.nodeTargets(ctx, exp.Spec.Targets.Nodes)
 	case exp.Spec.Targets.Pods != nil:
-		ps := exp.Spec.Targets.Pods
-		namespaces := ps.Namespaces
-		for ns := range ps.Pods {
-			if !contains(namespaces, ns) {
-				namespaces = append(namespaces, ns)
-			}
-		}
-		if len(namespaces) == 0 {
-			namespaces = []string{exp.Namespace}
-		}
-		for _, ns := range namespaces {
-			if err := r.namespaceAllowed(ctx, exp, ns, "spec.targets.pods.namespaces"); err != nil {
-				return nil, nil, err
-			}
-			sel, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: ps.LabelSelectors, MatchExpressions: ps.ExpressionSelectors})
-			if err != nil {
-				return nil, nil, fmt.Errorf("spec.targets.pods.expressionSelectors: %w", err)
-			}
-			opts := []client.ListOption{client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}}
-			if len(ps.FieldSelectors) > 0 {
-				opts = append(opts, client.MatchingFields(ps.FieldSelectors))
-			}
-			var pods corev1.PodList
-			if err := r.Reader.List(ctx, &pods, opts...); err != nil {
-				return nil, nil, err
-			}
-			for i := range pods.Items {
-				p := &pods.Items[i]
-				candidates++
-				if p.Spec.NodeName == "" || p.DeletionTimestamp != nil || !matchesPod(ps.Nodes, ps.Pods, ps.PodPhaseSelectors, ps.AnnotationSelectors, p) {
-					continue
-				}
-				if len(ps.NodeSelectors) > 0 {
-					var n corev1.Node
-					if err := r.Get(ctx, client.ObjectKey{Name: p.Spec.NodeName}, &n); err != nil || !labels.SelectorFromSet(ps.NodeSelectors).Matches(labels.Set(n.Labels)) {
-						continue
-					}
-				}
-				out = append(out, target{node: p.Spec.NodeName, pod: p})
-			}
-		}
+		out, candidates, err = r.podTargets(ctx, exp)
+	}
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(out) == 0 {
 		return nil, nil, &SafetyError{"spec.targets: matches nothing; check the names, selectors and namespaces"}
@@ -127,11 +64,93 @@ func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1
 	if limit == 0 {
 		return nil, nil, &SafetyError{fmt.Sprintf("spec.safety: the blast-radius bounds allow no target out of %d (maxTargetPercent %d%% of %d candidates)", len(out), deref(s.MaxTargetPercent), candidates)}
 	}
+	var notes []string
 	if limit < len(out) {
 		notes = append(notes, fmt.Sprintf("blast radius: %d of %d matching targets kept (spec.safety)", limit, len(out)))
 		out = out[:limit]
 	}
 	return out, notes, nil
+}
+
+// nodeTargets are the nodes named or selected, and how many nodes the
+// cluster has: maxTargetPercent is a share of them.
+func (r *ExperimentReconciler) nodeTargets(ctx context.Context, nt *v1alpha1.NodeTargets) ([]target, int, error) {
+	var nodes corev1.NodeList
+	if len(nt.Names) > 0 {
+		for _, name := range nt.Names {
+			var n corev1.Node
+			if err := r.Get(ctx, client.ObjectKey{Name: name}, &n); err != nil {
+				return nil, 0, fmt.Errorf("spec.targets.nodes.names: node %q: %w", name, err)
+			}
+			nodes.Items = append(nodes.Items, n)
+		}
+	} else {
+		sel, err := metav1LabelSelector(nt)
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := r.List(ctx, &nodes, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+			return nil, 0, err
+		}
+	}
+	var all corev1.NodeList
+	if err := r.List(ctx, &all); err != nil {
+		return nil, 0, err
+	}
+	out := make([]target, 0, len(nodes.Items))
+	for _, n := range nodes.Items {
+		out = append(out, target{node: n.Name})
+	}
+	return out, len(all.Items), nil
+}
+
+// podTargets are the pods selected in the namespaces that opted in, and
+// how many pods the selectors matched before the finer filters.
+func (r *ExperimentReconciler) podTargets(ctx context.Context, exp *v1alpha1.Experiment) ([]target, int, error) {
+	ps := exp.Spec.Targets.Pods
+	namespaces := ps.Namespaces
+	for ns := range ps.Pods {
+		if !contains(namespaces, ns) {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	if len(namespaces) == 0 {
+		namespaces = []string{exp.Namespace}
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: ps.LabelSelectors, MatchExpressions: ps.ExpressionSelectors})
+	if err != nil {
+		return nil, 0, fmt.Errorf("spec.targets.pods.expressionSelectors: %w", err)
+	}
+	var out []target
+	candidates := 0
+	for _, ns := range namespaces {
+		if err := r.namespaceAllowed(ctx, exp, ns, "spec.targets.pods.namespaces"); err != nil {
+			return nil, 0, err
+		}
+		opts := []client.ListOption{client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}}
+		if len(ps.FieldSelectors) > 0 {
+			opts = append(opts, client.MatchingFields(ps.FieldSelectors))
+		}
+		var pods corev1.PodList
+		if err := r.Reader.List(ctx, &pods, opts...); err != nil {
+			return nil, 0, err
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			candidates++
+			if p.Spec.NodeName == "" || p.DeletionTimestamp != nil || !matchesPod(ps.Nodes, ps.Pods, ps.PodPhaseSelectors, ps.AnnotationSelectors, p) {
+				continue
+			}
+			if len(ps.NodeSelectors) > 0 {
+				var n corev1.Node
+				if err := r.Get(ctx, client.ObjectKey{Name: p.Spec.NodeName}, &n); err != nil || !labels.SelectorFromSet(ps.NodeSelectors).Matches(labels.Set(n.Labels)) {
+					continue
+				}
+			}
+			out = append(out, target{node: p.Spec.NodeName, pod: p})
+		}
+	}
+	return out, candidates, nil
 }
 
 func deref(p *int32) int32 {
