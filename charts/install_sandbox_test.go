@@ -37,10 +37,10 @@ import (
 
 	"helm.sh/helm/v3/pkg/chartutil"
 
-	"faultline.dev/faultline/analyzers/report"
 	"faultline.dev/faultline/charts"
 	"faultline.dev/faultline/deploy"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/report"
 	"faultline.dev/faultline/sandbox"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )

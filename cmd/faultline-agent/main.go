@@ -41,13 +41,13 @@ import (
 	"faultline.dev/faultline/injectors/ledger"
 	"faultline.dev/faultline/injectors/memstress"
 	"faultline.dev/faultline/injectors/netloss"
-	"faultline.dev/faultline/injectors/rollout"
+	"faultline.dev/faultline/injectors/signal"
 )
 
 // factories are the fault families this agent carries, by fault type.
 var factories = map[string]injectors.Factory{
 	string(v1alpha1.FaultNetworkLoss):    netloss.New,
-	string(v1alpha1.FaultRollout):        rollout.New,
+	string(v1alpha1.FaultRollout):        signal.New,
 	string(v1alpha1.FaultDiskLatency):    disklatency.New,
 	string(v1alpha1.FaultMemoryPressure): memstress.New,
 }
@@ -379,12 +379,12 @@ func desiredFor(f v1alpha1.AssignedFault, now time.Time, known func(id string) (
 		// which is not the target; and a container gone since must not make
 		// a fault already in place unresolved.
 		return d, resolveOnce(&d, f, now, known, func() (any, error) {
-			id, err := rollout.BareContainerID(s.ContainerID)
+			id, err := signal.BareContainerID(s.ContainerID)
 			if err != nil {
 				return nil, fmt.Errorf("fault %s: %w", f.ID, err)
 			}
-			p := rollout.Params{ContainerID: id, Signal: s.Signal}
-			p.PID, p.StartTime, err = rollout.FindMainProcess(id)
+			p := signal.Params{ContainerID: id, Signal: s.Signal}
+			p.PID, p.StartTime, err = signal.FindMainProcess(id)
 			if err != nil {
 				return nil, fmt.Errorf("fault %s on pod %s, container %q: %w", f.ID, f.Target, s.Container, err)
 			}
@@ -438,11 +438,11 @@ func memoryParams(f v1alpha1.AssignedFault, env nodeEnv) (memstress.Params, erro
 	if f.ContainerID == "" {
 		return p, nil
 	}
-	id, err := rollout.BareContainerID(f.ContainerID)
+	id, err := signal.BareContainerID(f.ContainerID)
 	if err != nil {
 		return p, err
 	}
-	pid, _, err := rollout.FindMainProcess(id)
+	pid, _, err := signal.FindMainProcess(id)
 	if err != nil {
 		return p, fmt.Errorf("container %s: %w", id, err)
 	}
@@ -520,11 +520,11 @@ func diskLatencyParams(f v1alpha1.AssignedFault) (disklatency.Params, error) {
 	p.Percent = &share
 	switch {
 	case f.ContainerID != "":
-		id, err := rollout.BareContainerID(f.ContainerID)
+		id, err := signal.BareContainerID(f.ContainerID)
 		if err != nil {
 			return p, err
 		}
-		if p.PID, p.StartTime, err = rollout.FindMainProcess(id); err != nil {
+		if p.PID, p.StartTime, err = signal.FindMainProcess(id); err != nil {
 			return p, fmt.Errorf("container %s: %w", id, err)
 		}
 	case dl.Process != nil:

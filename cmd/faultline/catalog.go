@@ -19,10 +19,10 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"faultline.dev/faultline/analyzers/report"
 	"faultline.dev/faultline/deploy"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/catalog"
+	"faultline.dev/faultline/experiments/report"
 	"faultline.dev/faultline/sandbox"
 )
 

@@ -28,9 +28,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"faultline.dev/faultline/analyzers/measures"
-	"faultline.dev/faultline/analyzers/report"
 	"faultline.dev/faultline/analyzers/slo"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/report"
 )
 
 const exitAborted = 3

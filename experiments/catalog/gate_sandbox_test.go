@@ -14,8 +14,8 @@ import (
 	"sync"
 	"testing"
 
-	"faultline.dev/faultline/analyzers/report"
 	"faultline.dev/faultline/experiments/catalog"
+	"faultline.dev/faultline/experiments/report"
 	"faultline.dev/faultline/sandbox"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )

@@ -14,8 +14,8 @@ import (
 
 	"faultline.dev/faultline/injectors"
 	"faultline.dev/faultline/injectors/ledger"
-	"faultline.dev/faultline/injectors/rollout"
-	"faultline.dev/faultline/injectors/rollout/rollouttest"
+	"faultline.dev/faultline/injectors/signal"
+	"faultline.dev/faultline/injectors/signal/signaltest"
 )
 
 const rolloutFaultID = "crash-rollout"
@@ -48,7 +48,7 @@ func (p pausing) Inject(ctx context.Context) error {
 func testRolloutAgent(ctx context.Context, e *Engine, mode, params, deadline string) int {
 	if mode == "rollout-before" || mode == "rollout-after" {
 		e.Factories["Rollout"] = func(id string, raw json.RawMessage) (injectors.Fault, error) {
-			f, err := rollout.New(id, raw)
+			f, err := signal.New(id, raw)
 			if err != nil {
 				return nil, err
 			}
@@ -97,23 +97,23 @@ func TestAnAgentKilledAroundASignalNeverSignalsALiveProcessTwice(t *testing.T) {
 		sentAtKill  int // SIGTERMs the main process got from the first agent
 	}{
 		"killed after the ledger's Injecting write, before the signal: the next agent sends it": {
-			mode: "rollout-before", target: rollouttest.Survive, firstSays: "about to signal", stateAtKill: ledger.Injecting, sentAtKill: 0,
+			mode: "rollout-before", target: signaltest.Survive, firstSays: "about to signal", stateAtKill: ledger.Injecting, sentAtKill: 0,
 		},
 		"killed right after the signal, before the ledger's Injected write: the exited main process is not signalled again": {
-			mode: "rollout-after", target: rollouttest.Exit, firstSays: "signalled", stateAtKill: ledger.Injecting, sentAtKill: 1,
+			mode: "rollout-after", target: signaltest.Exit, firstSays: "signalled", stateAtKill: ledger.Injecting, sentAtKill: 1,
 		},
 		"killed after the ledger's Injected write: the live main process is not signalled again": {
-			mode: "rollout-injected", target: rollouttest.Survive, firstSays: "injected", stateAtKill: ledger.Injected, sentAtKill: 1,
+			mode: "rollout-injected", target: signaltest.Survive, firstSays: "injected", stateAtKill: ledger.Injected, sentAtKill: 1,
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tg, id := rollouttest.Container(t, tc.target)
-			pid, start, err := rollout.FindMainProcess(id)
+			tg, id := signaltest.Container(t, tc.target)
+			pid, start, err := signal.FindMainProcess(id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			params, _ := json.Marshal(rollout.Params{ContainerID: "containerd://" + id, Signal: "SIGTERM", PID: pid, StartTime: start})
+			params, _ := json.Marshal(signal.Params{ContainerID: "containerd://" + id, Signal: "SIGTERM", PID: pid, StartTime: start})
 			dir := t.TempDir()
 			deadline := time.Now().Add(3 * time.Second)
 
@@ -129,7 +129,7 @@ func TestAnAgentKilledAroundASignalNeverSignalsALiveProcessTwice(t *testing.T) {
 			if got := tg.WaitSignals(tc.sentAtKill+1, 300*time.Millisecond); len(got) != tc.sentAtKill {
 				t.Fatalf("the main process got %d SIGTERMs from the first agent, want %d", len(got), tc.sentAtKill)
 			}
-			if tc.target == rollouttest.Exit && tg.Exited(5*time.Second) == nil {
+			if tc.target == signaltest.Exit && tg.Exited(5*time.Second) == nil {
 				t.Fatal("the main process did not exit on SIGTERM")
 			}
 
@@ -152,7 +152,7 @@ func TestAnAgentKilledAroundASignalNeverSignalsALiveProcessTwice(t *testing.T) {
 			if got := tg.Signals(); len(got) != 1 {
 				t.Errorf("the main process got %d SIGTERMs in all, want exactly 1", len(got))
 			}
-			if tc.target == rollouttest.Survive && tg.Exited(0) != nil {
+			if tc.target == signaltest.Survive && tg.Exited(0) != nil {
 				t.Error("the main process that survives SIGTERM has ended")
 			}
 		})

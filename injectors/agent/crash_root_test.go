@@ -19,8 +19,8 @@ import (
 	"faultline.dev/faultline/injectors"
 	"faultline.dev/faultline/injectors/ledger"
 	"faultline.dev/faultline/injectors/netloss"
-	"faultline.dev/faultline/injectors/rollout"
-	"faultline.dev/faultline/injectors/rollout/rollouttest"
+	"faultline.dev/faultline/injectors/signal"
+	"faultline.dev/faultline/injectors/signal/signaltest"
 )
 
 // The test binary doubles as a minimal agent: FAULTLINE_TEST_AGENT=inject
@@ -29,7 +29,7 @@ import (
 // rollout-* modes inject a signal fault (crash_rollout_root_test.go). It
 // also stands in for a container's main process (rollouttest).
 func init() {
-	rollouttest.RunTargetIfAsked()
+	signaltest.RunTargetIfAsked()
 	mode := os.Getenv("FAULTLINE_TEST_AGENT")
 	if mode == "" {
 		return
@@ -43,7 +43,7 @@ func testAgent(mode, dir, netns, deadline string) int {
 		fmt.Println("error:", err)
 		return 1
 	}
-	e := &Engine{Ledger: l, Clock: clock.RealClock{}, Factories: map[string]injectors.Factory{"NetworkLoss": netloss.New, "Rollout": rollout.New}}
+	e := &Engine{Ledger: l, Clock: clock.RealClock{}, Factories: map[string]injectors.Factory{"NetworkLoss": netloss.New, "Rollout": signal.New}}
 	ctx := context.Background()
 	if strings.HasPrefix(mode, "rollout-") {
 		return testRolloutAgent(ctx, e, mode, os.Getenv("FAULTLINE_TEST_PARAMS"), deadline)

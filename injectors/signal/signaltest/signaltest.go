@@ -1,11 +1,11 @@
-// Package rollouttest makes stand-ins for containers on a Linux host, for
+// Package signaltest makes stand-ins for containers on a Linux host, for
 // root tests of the signal fault and of the agent: a cgroup named after a
 // made-up container ID, and a "main process" in it that is pid 1 of a PID
 // namespace of its own and records every SIGTERM it gets.
 //
 // The main process is the test binary itself, run again: a test package
 // using Start must call RunTargetIfAsked first thing, from TestMain or init.
-package rollouttest
+package signaltest
 
 import (
 	"bufio"

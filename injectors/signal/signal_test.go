@@ -1,4 +1,4 @@
-package rollout
+package signal
 
 import (
 	"encoding/json"

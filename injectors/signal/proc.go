@@ -1,4 +1,4 @@
-// Package rollout sends a signal to a container's main process: the
+// Package signal sends a signal to a container's main process: the
 // "SIGTERM during a rollout" fault. It knows nothing of Kubernetes: a
 // container is its runtime ID (64 hex digits), found on the node through
 // the cgroup paths of its processes, which every runtime names after it
@@ -11,7 +11,7 @@
 // identified by its PID and its start time (field 22 of /proc/PID/stat), so
 // that a PID reused by another process after the container's exit is never
 // signalled.
-package rollout
+package signal
 
 import (
 	"bufio"

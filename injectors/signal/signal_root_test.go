@@ -1,6 +1,6 @@
 //go:build root
 
-package rollout
+package signal
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 
 	"faultline.dev/faultline/injectors"
 	"faultline.dev/faultline/injectors/procfs"
-	"faultline.dev/faultline/injectors/rollout/rollouttest"
+	"faultline.dev/faultline/injectors/signal/signaltest"
 	"faultline.dev/faultline/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
-	rollouttest.RunTargetIfAsked()
+	signaltest.RunTargetIfAsked()
 	os.Exit(m.Run())
 }
 
@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 func hierarchy(t *testing.T, v int) string {
 	t.Helper()
 	testenv.RequireRoot(t, "make cgroups and PID namespaces")
-	root, err := rollouttest.Hierarchy(v)
+	root, err := signaltest.Hierarchy(v)
 	if err != nil {
 		testenv.Unavailable(t, "cgroup v%d: %v", v, err)
 	}
@@ -38,15 +38,15 @@ func hierarchy(t *testing.T, v int) string {
 
 // container starts a target as pid 1 of a new PID namespace in a new
 // cgroup under root, and returns it with the container ID.
-func container(t *testing.T, root, mode string) (*rollouttest.Target, string) {
+func container(t *testing.T, root, mode string) (*signaltest.Target, string) {
 	t.Helper()
-	dir, id := rollouttest.Cgroup(t, root)
-	tg := rollouttest.Start(t, mode, true)
+	dir, id := signaltest.Cgroup(t, root)
+	tg := signaltest.Start(t, mode, true)
 	move(t, tg, root, dir)
 	return tg, id
 }
 
-func move(t *testing.T, tg *rollouttest.Target, root, dir string) {
+func move(t *testing.T, tg *signaltest.Target, root, dir string) {
 	t.Helper()
 	err := tg.MoveTo(dir)
 	if err == nil {
@@ -64,7 +64,7 @@ func move(t *testing.T, tg *rollouttest.Target, root, dir string) {
 
 // find finds the target's container's main process, checks that it is the
 // target, and returns a fault sending it sig.
-func find(t *testing.T, tg *rollouttest.Target, id, sig string) injectors.Fault {
+func find(t *testing.T, tg *signaltest.Target, id, sig string) injectors.Fault {
 	t.Helper()
 	pid, start, err := FindMainProcess("containerd://" + id)
 	if err != nil {
@@ -104,11 +104,11 @@ func verify(t *testing.T, f injectors.Fault, want bool) {
 // found, gets exactly one SIGTERM, and the container's other processes
 // none.
 func sigterm(t *testing.T, root string) {
-	tg, id := container(t, root, rollouttest.Exit)
+	tg, id := container(t, root, signaltest.Exit)
 	// Another process of the same container (as with kubectl exec): it is
 	// not pid 1 of the container's namespace, and is not signalled.
 	dir := filepath.Join(root, "faultline-test-"+id[:8], id)
-	other := rollouttest.Start(t, rollouttest.Survive, false)
+	other := signaltest.Start(t, signaltest.Survive, false)
 	move(t, other, root, dir)
 	// The container is named in this hierarchy only.
 	cg, err := os.ReadFile(filepath.Join(ProcRoot, strconv.Itoa(tg.PID()), "cgroup"))
@@ -159,7 +159,7 @@ func TestSIGTERMReachesTheMainProcessCgroupV2(t *testing.T) {
 }
 
 func TestSIGKILLReachesTheMainProcess(t *testing.T) {
-	tg, id := container(t, hierarchy(t, 1), rollouttest.Survive)
+	tg, id := container(t, hierarchy(t, 1), signaltest.Survive)
 	f := find(t, tg, id, "SIGKILL")
 	if err := f.Inject(context.Background()); err != nil {
 		t.Fatal(err)
@@ -175,7 +175,7 @@ func TestSIGKILLReachesTheMainProcess(t *testing.T) {
 }
 
 func TestAGoneMainProcessIsNotSignalled(t *testing.T) {
-	tg, id := container(t, hierarchy(t, 1), rollouttest.Survive)
+	tg, id := container(t, hierarchy(t, 1), signaltest.Survive)
 	f := find(t, tg, id, "SIGTERM")
 	tg.Kill() // the container exited before the fault's start
 	verify(t, f, true)
@@ -188,7 +188,7 @@ func TestAGoneMainProcessIsNotSignalled(t *testing.T) {
 }
 
 func TestAReusedPIDIsNotSignalled(t *testing.T) {
-	tg, id := container(t, hierarchy(t, 1), rollouttest.Survive)
+	tg, id := container(t, hierarchy(t, 1), signaltest.Survive)
 	pid, start, err := FindMainProcess(id)
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestAReusedPIDIsNotSignalled(t *testing.T) {
 	}
 	// Nor is a process of another container with the recorded pid and
 	// start time.
-	f = newFault(t, Params{ContainerID: rollouttest.NewID(), Signal: "SIGKILL", PID: pid, StartTime: start})
+	f = newFault(t, Params{ContainerID: signaltest.NewID(), Signal: "SIGKILL", PID: pid, StartTime: start})
 	if err := f.Inject(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestAReusedPIDIsNotSignalled(t *testing.T) {
 
 func TestNoSuchContainer(t *testing.T) {
 	testenv.RequireRoot(t, "make cgroups and PID namespaces")
-	id := rollouttest.NewID()
+	id := signaltest.NewID()
 	_, _, err := FindMainProcess("containerd://" + id)
 	if err == nil || !strings.Contains(err.Error(), "container "+id+": no process on this node") {
 		t.Fatalf("error %v, want no process of container %s", err, id)
@@ -229,8 +229,8 @@ func TestNoSuchContainer(t *testing.T) {
 
 func TestAContainerWithoutAPIDNamespaceOfItsOwnHasNoMainProcess(t *testing.T) {
 	root := hierarchy(t, 1)
-	dir, id := rollouttest.Cgroup(t, root)
-	tg := rollouttest.Start(t, rollouttest.Survive, false)
+	dir, id := signaltest.Cgroup(t, root)
+	tg := signaltest.Start(t, signaltest.Survive, false)
 	move(t, tg, root, dir)
 	_, _, err := FindMainProcess(id)
 	if err == nil || !strings.Contains(err.Error(), "is pid 1 of its PID namespace") {
