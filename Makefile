@@ -12,7 +12,7 @@ GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 # the HTML report's test renders it.
 DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus nginx-light curl util-linux wrk hey chromium
 
-.PHONY: all generate generate-thirdparty deps tools tools-chaos-mesh build images demo test gate-validity test-unit vet fmt clean help
+.PHONY: all generate generate-thirdparty deps tools tools-chaos-mesh build images demo test gate-validity test-unit vet lint fmt clean help
 
 all: build
 
@@ -30,6 +30,7 @@ generate:
 	$(GO) tool controller-gen crd output:crd:artifacts:config=$$d paths=github.com/chaos-mesh/chaos-mesh/api/v1alpha1 && \
 	for k in networkchaos iochaos stresschaos podchaos podnetworkchaos podiochaos; do cp $$d/chaos-mesh.org_$$k.yaml deploy/chaosmesh/crds/; done
 	cp deploy/crds/*.yaml charts/faultline/crds/
+	$(GO) test ./charts/ -run TestTheChartHoldsTheObjectivesPolicyOfTheDeclaredMeasurements -update
 	$(GO) test ./charts/ -run TestDeployHoldsTheChartRendered -update
 
 ## generate-thirdparty: the Prometheus Operator's ServiceMonitor CRD, by
@@ -121,6 +122,16 @@ test-unit: tools
 
 vet:
 	$(GO) vet ./... && $(GO) vet -tags root,sandbox ./...
+
+## lint: golangci-lint at a pinned version, with .golangci.yml (built once into ./bin)
+LINT_VERSION := v2.15.0
+LINT := $(BIN)/golangci-lint-$(LINT_VERSION)
+lint: $(LINT)
+	$(LINT) run ./...
+
+$(LINT):
+	GOBIN=$(BIN)/.lint $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
+	mv $(BIN)/.lint/golangci-lint $@ && rmdir $(BIN)/.lint
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -59,6 +59,10 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "envtest stop:", err)
 		}
 	}()
+	if err := installPolicy(env.KubeConfig); err != nil {
+		fmt.Fprintln(os.Stderr, "the chart's objectives policy:", err)
+		return 1
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := startController(ctx); err != nil {
