@@ -62,8 +62,11 @@ func (e agentEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alp
 	now := e.r.Clock.Now()
 	for _, p := range pods {
 		target := p.Namespace + "/" + p.Name
+		// One record per fault and pod, found again by an action retried
+		// after a lost status write.
+		rec := e.r.record(exp, f.Name, target, p.Spec.NodeName)
 		if a.Method == "Delete" {
-			exp.Status.Records = append(exp.Status.Records, e.deletePod(ctx, f, p, a.GracePeriodSeconds, now))
+			*rec = e.deletePod(ctx, f, p, a.GracePeriodSeconds, now)
 			continue
 		}
 		ci, err := containerIndex(&p.Spec, a.Container)
@@ -73,7 +76,7 @@ func (e agentEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alp
 		cname := p.Spec.Containers[ci].Name
 		cid, _ := containerID(p, cname)
 		if cid == "" {
-			exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: target, Node: p.Spec.NodeName, Error: "container " + cname + " has no ID yet"})
+			rec.Error = "container " + cname + " has no ID yet"
 			continue
 		}
 		af := v1alpha1.AssignedFault{
@@ -88,8 +91,7 @@ func (e agentEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alp
 		if err != nil {
 			return err
 		}
-		exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: placed.Target, Node: p.Spec.NodeName,
-			Action: fmt.Sprintf("%s to the main process of container %s (%s) through the node's agent", placed.Signal.Signal, placed.Signal.Container, placed.Signal.ContainerID)})
+		rec.Action = fmt.Sprintf("%s to the main process of container %s (%s) through the node's agent", placed.Signal.Signal, placed.Signal.Container, placed.Signal.ContainerID)
 	}
 	return nil
 }

@@ -336,35 +336,7 @@ func (r *ExperimentReconciler) syncRecords(ctx context.Context, exp *v1alpha1.Ex
 			s, reported := status[af.ID]
 			rec := r.record(exp, af.Fault, af.Target, fa.Spec.NodeName)
 			if reported {
-				if s.InjectedAt != nil && rec.InjectedAt == nil {
-					rec.InjectedAt = s.InjectedAt
-					r.note(exp, false, v1alpha1.ReasonInjected, "%s injected on %s (%s)", af.Fault, af.Target, fa.Spec.NodeName)
-					if r.Metrics != nil {
-						r.Metrics.InjectionLatency.Observe(s.InjectedAt.Sub(af.StartAt.Time).Seconds())
-					}
-				}
-				if s.RecoveredAt != nil && rec.RecoveredAt == nil {
-					rec.RecoveredAt = s.RecoveredAt
-					r.note(exp, false, v1alpha1.ReasonRecovered, "%s recovered on %s (%s)", af.Fault, af.Target, fa.Spec.NodeName)
-					if r.Metrics != nil && !s.RecoveredAt.Before(&af.Deadline) {
-						r.Metrics.RecoveryLatency.Observe(s.RecoveredAt.Sub(af.Deadline.Time).Seconds())
-					}
-				}
-				if s.Error != "" && rec.Error != s.Error && rec.Superseded == "" {
-					if why := r.superseded(ctx, af); why != "" {
-						rec.Superseded = why
-						r.note(exp, true, v1alpha1.ReasonFaultSuperseded, "%s on %s: %s (%s)", af.Fault, af.Target, why, s.Error)
-					} else {
-						rec.Error = s.Error
-						r.note(exp, true, v1alpha1.ReasonFaultError, "%s on %s: %s", af.Fault, af.Target, s.Error)
-					}
-				}
-				// Effects change as a fault goes on (a stressor's ramp):
-				// the record keeps the latest, the timeline its milestones.
-				if s.Message != "" && rec.Effect != s.Message {
-					rec.Effect = s.Message
-					r.note(exp, false, v1alpha1.ReasonFaultEffect, "%s on %s: %s", af.Fault, af.Target, s.Message)
-				}
+				r.applyReport(ctx, exp, rec, af, s, fa.Spec.NodeName)
 			}
 			// Acknowledged: the agent has reported on this generation,
 			// with this fault in its report.
@@ -377,6 +349,68 @@ func (r *ExperimentReconciler) syncRecords(ctx context.Context, exp *v1alpha1.Ex
 		}
 	}
 	return allAcknowledged, allRecovered
+}
+
+// applyReport copies an agent's report of one fault into its record. A
+// report older than the record (a cache that lags behind a read from the
+// API server, a status written before another) changes nothing: a
+// record's effect is never older than its state, as the timeline once said
+// "holding its target resident" after "recovered".
+func (r *ExperimentReconciler) applyReport(ctx context.Context, exp *v1alpha1.Experiment, rec *v1alpha1.InjectionRecord, af v1alpha1.AssignedFault, s v1alpha1.AssignedFaultStatus, node string) {
+	if reportRank(s) < recordRank(rec) {
+		return
+	}
+	if s.InjectedAt != nil && rec.InjectedAt == nil {
+		rec.InjectedAt = s.InjectedAt
+		r.note(exp, false, v1alpha1.ReasonInjected, "%s injected on %s (%s)", af.Fault, af.Target, node)
+		if r.Metrics != nil {
+			r.Metrics.InjectionLatency.Observe(s.InjectedAt.Sub(af.StartAt.Time).Seconds())
+		}
+	}
+	// The effect comes before the recovery: the agent reads it last just
+	// before it recovers.
+	if s.Message != "" && rec.Effect != s.Message && (rec.RecoveredAt == nil || s.RecoveredAt != nil) {
+		rec.Effect = s.Message
+		r.note(exp, false, v1alpha1.ReasonFaultEffect, "%s on %s: %s", af.Fault, af.Target, s.Message)
+	}
+	if s.RecoveredAt != nil && rec.RecoveredAt == nil {
+		rec.RecoveredAt = s.RecoveredAt
+		r.note(exp, false, v1alpha1.ReasonRecovered, "%s recovered on %s (%s)", af.Fault, af.Target, node)
+		if r.Metrics != nil && !s.RecoveredAt.Before(&af.Deadline) {
+			r.Metrics.RecoveryLatency.Observe(s.RecoveredAt.Sub(af.Deadline.Time).Seconds())
+		}
+	}
+	if s.Error != "" && rec.Error != s.Error && rec.Superseded == "" {
+		if why := r.superseded(ctx, af); why != "" {
+			rec.Superseded = why
+			r.note(exp, true, v1alpha1.ReasonFaultSuperseded, "%s on %s: %s (%s)", af.Fault, af.Target, why, s.Error)
+		} else {
+			rec.Error = s.Error
+			r.note(exp, true, v1alpha1.ReasonFaultError, "%s on %s: %s", af.Fault, af.Target, s.Error)
+		}
+	}
+}
+
+// reportRank and recordRank order what is known of a fault: nothing yet,
+// injected, over (recovered or failed).
+func reportRank(s v1alpha1.AssignedFaultStatus) int {
+	switch {
+	case s.RecoveredAt != nil || s.State == v1alpha1.FaultRecovered || s.State == v1alpha1.FaultFailed:
+		return 2
+	case s.InjectedAt != nil || s.State == v1alpha1.FaultInjected:
+		return 1
+	}
+	return 0
+}
+
+func recordRank(rec *v1alpha1.InjectionRecord) int {
+	switch {
+	case rec.RecoveredAt != nil:
+		return 2
+	case rec.InjectedAt != nil:
+		return 1
+	}
+	return 0
 }
 
 func (r *ExperimentReconciler) record(exp *v1alpha1.Experiment, fault, target, node string) *v1alpha1.InjectionRecord {

@@ -437,9 +437,13 @@ func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment
 			return err
 		}
 		rec.Chosen = chosen
-		if err := r.Status().Update(ctx, exp); err != nil {
+		// Written from a copy: decoding the answer into exp would leave
+		// rec, and the caller's pointers into the status, behind.
+		written := exp.DeepCopy()
+		if err := r.Status().Update(ctx, written); err != nil {
 			return fmt.Errorf("fault %s: write the choice of pods: %w", f.Name, err)
 		}
+		exp.ResourceVersion = written.ResourceVersion
 	}
 	var pods []*corev1.Pod
 	for _, key := range rec.Chosen {
@@ -448,8 +452,7 @@ func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment
 		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &p)
 		switch {
 		case apierrors.IsNotFound(err):
-			exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: key,
-				Superseded: "its pod was deleted between the point and the action: nothing was left to act on"})
+			r.record(exp, f.Name, key, "").Superseded = "its pod was deleted between the point and the action: nothing was left to act on"
 		case err != nil:
 			return err
 		default:
