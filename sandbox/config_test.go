@@ -60,7 +60,7 @@ func TestPlanKeepsEveryRangeInsideTheSandboxSupernet(t *testing.T) {
 		if p.ServiceCIDR().Overlaps(p.ClusterCIDR()) || p.LinkPrefix().Overlaps(p.ServiceCIDR()) || p.ClusterCIDR().Overlaps(p.SharedKwokPodCIDR()) {
 			t.Errorf("sandbox %d: ranges overlap", idx)
 		}
-		if p.IsolatedNodeAddr(maxIsolatedKwokNodes - 1).As4()[3] >= 255 || !p.LinkPrefix().Contains(p.RealNodeAddr(maxRealNodes-1)) {
+		if p.IsolatedNodeAddr(maxIsolatedKwokNodes - 1).As4()[3] == 255 || !p.LinkPrefix().Contains(p.RealNodeAddr(maxRealNodes-1)) {
 			t.Errorf("sandbox %d: node addresses leave the link range", idx)
 		}
 		if len(p.HostVeth('r', maxRealNodes-1)) > 15 || len(p.BridgeName()) > 15 {

@@ -134,7 +134,7 @@ func assertNothingLeft(t *testing.T, before machine, c sandbox.Config, index int
 		return strings.Contains(s, c.Dir()) || strings.Contains(s, prefix) || strings.Contains(s, p.BridgeName()) ||
 			strings.HasPrefix(s, fmt.Sprintf("fl%d", index)) || strings.Contains(s, "faultline-"+c.Name+"-")
 	}
-	any := func(string) bool { return true }
+	anything := func(string) bool { return true }
 	checks := []struct {
 		what          string
 		before, after []string
@@ -143,11 +143,11 @@ func assertNothingLeft(t *testing.T, before machine, c sandbox.Config, index int
 		{"network namespaces", before.netns, after.netns, mine},
 		{"links", before.links, after.links, mine},
 		{"routes", before.routes, after.routes, mine},
-		{"host nftables tables", before.nftTables, after.nftTables, any},
-		{"host iptables rules", before.iptables, after.iptables, any},
+		{"host nftables tables", before.nftTables, after.nftTables, anything},
+		{"host iptables rules", before.iptables, after.iptables, anything},
 		{"mounts", before.mounts, after.mounts, mine},
 		{"cgroups", before.cgroups, after.cgroups, mine},
-		{"sysctls", before.sysctls, after.sysctls, any},
+		{"sysctls", before.sysctls, after.sysctls, anything},
 		// Loopback results are named by pod sandbox ID only; the network's
 		// results carry the node's namespace name.
 		{"CNI results", before.cniResults, after.cniResults, mine},

@@ -154,7 +154,7 @@ func BuildScript() string {
 func BuildTools(ctx context.Context, script string, progress *Progress, components ...string) error {
 	cmd := exec.CommandContext(ctx, script, components...)
 	cmd.Dir = filepath.Dir(script)
-	var w io.Writer = io.Discard
+	w := io.Discard
 	if progress != nil && progress.W != nil {
 		w = progress.W
 	}

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -88,7 +89,7 @@ func main() {
 		Name: "demo_app_requests_total",
 		Help: "HTTP requests served, by path and status code.",
 	}, []string{"path", "code"})
-	reg.MustRegister(requests, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(requests, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var draining, leading atomic.Bool
 	leader := prometheus.NewGauge(prometheus.GaugeOpts{Name: "demo_app_leader", Help: "1 while this pod holds its leader election's lease."})

@@ -325,8 +325,8 @@ func bounded(s string) string {
 }
 
 // label is s lowered, with '-' for what a DNS label cannot hold, cut to
-// max characters; "x" when nothing is left.
-func label(s string, max int) string {
+// most characters; "x" when nothing is left.
+func label(s string, most int) string {
 	clean := strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
@@ -336,8 +336,8 @@ func label(s string, max int) string {
 		}
 		return '-'
 	}, s)
-	if len(clean) > max {
-		clean = clean[:max]
+	if len(clean) > most {
+		clean = clean[:most]
 	}
 	if clean = strings.Trim(clean, "-"); clean == "" {
 		return "x"

@@ -778,13 +778,13 @@ func eventTime(e *corev1.Event) time.Time {
 	return e.FirstTimestamp.Time
 }
 
-// trafficBuckets folds the prober's seconds into at most max buckets, so a
+// trafficBuckets folds the prober's seconds into at most most buckets, so a
 // long run's timeline still fits in the status.
-func trafficBuckets(secs []traffic.Second, max int) []v1alpha1.TrafficBucket {
+func trafficBuckets(secs []traffic.Second, most int) []v1alpha1.TrafficBucket {
 	if len(secs) == 0 {
 		return nil
 	}
-	width := (len(secs) + max - 1) / max
+	width := (len(secs) + most - 1) / most
 	var out []v1alpha1.TrafficBucket
 	for i := 0; i < len(secs); i += width {
 		b := v1alpha1.TrafficBucket{Start: metav1.NewTime(secs[i].Start), Status: map[string]int64{}, Errors: map[string]int64{}}

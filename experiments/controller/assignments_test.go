@@ -33,12 +33,12 @@ func nodeAssignment(node string, faults ...[2]string) *v1alpha1.FaultAssignment 
 	return fa
 }
 
-func ids(fa *v1alpha1.FaultAssignment) (spec []string, recover []bool) {
+func ids(fa *v1alpha1.FaultAssignment) (spec []string, recovers []bool) {
 	for _, f := range fa.Spec.Faults {
 		spec = append(spec, f.Experiment.Name+"/"+f.ID)
-		recover = append(recover, f.Recover)
+		recovers = append(recovers, f.Recover)
 	}
-	return spec, recover
+	return spec, recovers
 }
 
 func TestOneFaultAssignmentPerNodeHoldsEveryExperimentsFaults(t *testing.T) {

@@ -28,7 +28,7 @@ import (
 
 const (
 	toyType  v1alpha1.FaultType = "ToyLabel"
-	toyLabel                    = "faultline.dev/toy"
+	toyLabel string             = "faultline.dev/toy"
 )
 
 type toyDriver struct{ nothingToDo }

@@ -108,18 +108,18 @@ func (c *chart) timed(a axis, faults []Fault) {
 	}
 }
 
-// scale is the y of a value on a chart whose top is max.
-func (c *chart) y(v, max float64) float64 {
-	if max <= 0 {
+// y is the y of a value on a chart whose scale ends at top.
+func (c *chart) y(v, top float64) float64 {
+	if top <= 0 {
 		return c.Top + c.PlotH
 	}
-	return round(c.Top + c.PlotH - c.PlotH*v/max)
+	return round(c.Top + c.PlotH - c.PlotH*v/top)
 }
 
 // yTicks labels 0, half and the top of the scale.
-func (c *chart) yTicks(max float64, format func(float64) string) {
-	for _, v := range []float64{0, max / 2, max} {
-		c.YTicks = append(c.YTicks, tick{X: c.Left - 6, Y: c.y(v, max), Label: format(v)})
+func (c *chart) yTicks(top float64, format func(float64) string) {
+	for _, v := range []float64{0, top / 2, top} {
+		c.YTicks = append(c.YTicks, tick{X: c.Left - 6, Y: c.y(v, top), Label: format(v)})
 	}
 }
 
@@ -132,23 +132,23 @@ type series struct {
 
 // lines draws the series with a shared scale.
 func (c *chart) lines(a axis, ss []series, format func(float64) string) {
-	max := 0.0
+	top := 0.0
 	for _, s := range ss {
 		for _, v := range s.values {
-			max = math.Max(max, v)
+			top = math.Max(top, v)
 		}
 	}
-	max = nice(max)
-	c.yTicks(max, format)
+	top = nice(top)
+	c.yTicks(top, format)
 	for i, s := range ss {
 		color := palette[i%len(palette)]
 		var pts []string
 		for j, t := range s.times {
-			pts = append(pts, num(a.x(t))+","+num(c.y(s.values[j], max)))
+			pts = append(pts, num(a.x(t))+","+num(c.y(s.values[j], top)))
 		}
 		// A single point would be an invisible line: a dot shows it.
 		if len(pts) == 1 {
-			c.Dots = append(c.Dots, dot{X: a.x(s.times[0]), Y: c.y(s.values[0], max), Color: color, Title: s.name})
+			c.Dots = append(c.Dots, dot{X: a.x(s.times[0]), Y: c.y(s.values[0], top), Color: color, Title: s.name})
 		}
 		c.Lines = append(c.Lines, line{Name: s.name, Color: color, Points: strings.Join(pts, " ")})
 		c.Legend = append(c.Legend, legend{Name: s.name, Color: color})

@@ -23,8 +23,9 @@ const (
 	userCS64        = 0x33       // %cs of 64-bit user code
 )
 
-// ptrace requests go through RawSyscall: none of them blocks.
-func ptrace(req, tid int, addr, data uintptr) error {
+// ptrace requests go through RawSyscall: none of them blocks. The
+// signature is the system call's, addr included, which no request here uses.
+func ptrace(req, tid int, addr, data uintptr) error { //nolint:unparam // the system call's signature
 	_, _, e := syscall.RawSyscall6(syscall.SYS_PTRACE, uintptr(req), uintptr(tid), addr, data, 0, 0)
 	if e != 0 {
 		return e

@@ -67,22 +67,24 @@ func forkWaker(rfd int) (int, syscall.Errno) {
 	}
 	// The child: one thread, a copy of the parent's memory, and no Go
 	// runtime to rely on. Raw system calls only, and never return.
-	syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&wakerAllSignals)), 0, 8, 0, 0)
-	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
+	// Their errors have nowhere to go: the child cannot report, and the
+	// waker works without them.
+	_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&wakerAllSignals)), 0, 8, 0, 0)
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
 	if rfd > 0 {
-		syscall.RawSyscall(unix.SYS_CLOSE_RANGE, 0, uintptr(rfd-1), 0)
+		_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE_RANGE, 0, uintptr(rfd-1), 0)
 	}
 	if _, _, e := syscall.RawSyscall(unix.SYS_CLOSE_RANGE, uintptr(rfd+1), ^uintptr(0)>>32, 0); e == syscall.ENOSYS {
 		for fd := uintptr(0); fd < 4096; fd++ { // kernels before 5.9
 			if fd != uintptr(rfd) {
-				syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
+				_, _, _ = syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
 			}
 		}
 	}
 	for {
 		n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(rfd), uintptr(unsafe.Pointer(&wakerBuf[0])), uintptr(len(wakerBuf)))
 		if e == 0 && n == 0 || e != 0 && e != syscall.EINTR {
-			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+			_, _, _ = syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
 		}
 	}
 }

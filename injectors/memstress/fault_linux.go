@@ -327,7 +327,7 @@ func recoverDir(ctx context.Context, id, dir string) error {
 		r.mu.Lock()
 		r.recovering = true
 		r.mu.Unlock()
-		if _, err := killExact(r.pid, r.start); err != nil {
+		if err := killExact(r.pid, r.start); err != nil {
 			return fmt.Errorf("killing the stressor %d: %w", r.pid, err)
 		}
 		select {
@@ -345,7 +345,7 @@ func recoverDir(ctx context.Context, id, dir string) error {
 	}
 	if ok {
 		if st.PID != 0 {
-			if _, err := killExact(st.PID, st.StartTime); err != nil {
+			if err := killExact(st.PID, st.StartTime); err != nil {
 				return fmt.Errorf("killing the stressor %d: %w", st.PID, err)
 			}
 			if err := waitGone(ctx, st.PID, st.StartTime); err != nil {
@@ -512,27 +512,27 @@ func alive(pid int, start uint64) bool {
 
 // killExact sends SIGKILL to process (pid, start), if it is alive, and to
 // no other: the pidfd pins the process while its start time is checked.
-func killExact(pid int, start uint64) (bool, error) {
+func killExact(pid int, start uint64) error {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if errors.Is(err, unix.ESRCH) {
-		return false, nil
+		return nil
 	}
 	if errors.Is(err, unix.ENOSYS) {
 		// Before Linux 5.3: a pid reused between the check and the kill
 		// is as unlikely as it gets.
 		if !alive(pid, start) {
-			return false, nil
+			return nil
 		}
-		return true, ignoreESRCH(unix.Kill(pid, unix.SIGKILL))
+		return ignoreESRCH(unix.Kill(pid, unix.SIGKILL))
 	}
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer unix.Close(fd)
 	if !alive(pid, start) {
-		return false, nil
+		return nil
 	}
-	return true, ignoreESRCH(unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0))
+	return ignoreESRCH(unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0))
 }
 
 func ignoreESRCH(err error) error {

@@ -5,7 +5,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3"
 )
 
 // PodsCgroupOf finds the kubelet's pod cgroup (the kubepods ancestor) from
@@ -13,7 +13,7 @@ import (
 // itself. A DaemonSet cannot know each node's cgroup root in advance; its
 // own cgroup tells it.
 func PodsCgroupOf(procCgroupFile string) (string, error) {
-	paths, unified, err := cgroup1.ParseCgroupFileUnified(procCgroupFile)
+	paths, unified, err := cgroups.ParseCgroupFileUnified(procCgroupFile)
 	if err != nil {
 		return "", err
 	}

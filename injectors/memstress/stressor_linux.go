@@ -338,7 +338,7 @@ func (s *stressor) write(p Progress, line bool) error {
 		return nil
 	}
 	b, _ := json.Marshal(p)
-	s.out.Write(append(b, '\n'))
+	_, _ = s.out.Write(append(b, '\n')) // a bufio.Writer's error sticks: Flush returns it
 	return s.out.Flush()
 }
 
@@ -357,8 +357,8 @@ func selfRSS() int64 {
 }
 
 // stressorArgs are the arguments (the subcommand first) that run the
-// stressor of state st; max bounds a push past the target.
-func stressorArgs(st State, p Params, dir string, max int64) []string {
+// stressor of state st; most bounds a push past the target.
+func stressorArgs(st State, p Params, dir string, most int64) []string {
 	args := []string{
 		StressorCommand,
 		"-cgroup-root=" + st.CgroupRoot,
@@ -375,7 +375,7 @@ func stressorArgs(st State, p Params, dir string, max int64) []string {
 		args = append(args, "-watch="+st.Watch)
 	}
 	if st.PushPastLimit {
-		args = append(args, "-push-past", "-max="+strconv.FormatInt(max, 10))
+		args = append(args, "-push-past", "-max="+strconv.FormatInt(most, 10))
 	}
 	if a := p.OOMScoreAdj; a != nil {
 		args = append(args, "-oom-score-adj="+strconv.Itoa(*a))

@@ -39,7 +39,6 @@ func newPair(t *testing.T) *pair {
 		if out, err := exec.Command("ip", "netns", "add", n).CombinedOutput(); err != nil {
 			t.Fatalf("ip netns add %s: %v %s", n, err, out)
 		}
-		n := n
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n).Run() })
 	}
 	run := func(args ...string) {
