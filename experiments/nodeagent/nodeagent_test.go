@@ -1,4 +1,4 @@
-package main
+package nodeagent
 
 import (
 	"encoding/json"
@@ -51,7 +51,7 @@ func TestDesiredForARolloutFault(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			known := func(id string) (ledger.Entry, bool) { en, ok := tc.ledger[id]; return en, ok }
-			d, err := desiredFor(tc.fault, tc.now, known, nodeEnv{})
+			d, err := desiredFor(tc.fault, tc.now, known, NodeEnv{})
 			if tc.wantErr != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want one starting %q", err, tc.wantErr)
@@ -73,11 +73,11 @@ func TestDesiredForARolloutFault(t *testing.T) {
 
 func TestTheAgentCarriesEveryFamilyItResolves(t *testing.T) {
 	for _, ty := range []v1alpha1.FaultType{v1alpha1.FaultNetworkLoss, v1alpha1.FaultRollout} {
-		if factories[string(ty)] == nil {
+		if Factories[string(ty)] == nil {
 			t.Errorf("no factory for %s", ty)
 		}
 	}
-	f, err := factories[string(v1alpha1.FaultRollout)]("f1", json.RawMessage(`{"containerID":"containerd://`+absentID+`","signal":"SIGKILL","pid":1,"startTime":1}`))
+	f, err := Factories[string(v1alpha1.FaultRollout)]("f1", json.RawMessage(`{"containerID":"containerd://`+absentID+`","signal":"SIGKILL","pid":1,"startTime":1}`))
 	if err != nil {
 		t.Fatal(err)
 	}
