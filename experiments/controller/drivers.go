@@ -31,6 +31,10 @@ type Driver interface {
 	Assign(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Experiment, f *v1alpha1.Fault, t target, p *faultPlan) (*v1alpha1.AssignedFault, error)
 	// Drive acts through the API, once a pass while the experiment holds.
 	Drive(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Experiment) error
+	// Follow, once a pass after the faults' end until the verdict, only
+	// observes: what a fault set going through the API (a rollout) may
+	// outlast it, and its end belongs in the record. Nothing is started.
+	Follow(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Experiment) error
 	// End undoes now what the family's faults changed through the API: at
 	// an abort, a deletion, and for a controller that restarts on an
 	// experiment already over.
@@ -133,6 +137,10 @@ func (nothingToDo) Assign(context.Context, *ExperimentReconciler, *v1alpha1.Expe
 }
 
 func (nothingToDo) Drive(context.Context, *ExperimentReconciler, *v1alpha1.Experiment) error {
+	return nil
+}
+
+func (nothingToDo) Follow(context.Context, *ExperimentReconciler, *v1alpha1.Experiment) error {
 	return nil
 }
 

@@ -365,8 +365,15 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 
 	t.Run("a controller killed with -9 mid-fault: the agent recovers and the new controller finishes", func(t *testing.T) {
 		// Long enough past the 20 s grace that the node is NotReady for a
-		// while even on a busy machine: the span must survive the crash.
+		// while even on a busy machine. The controller dies once it has
+		// seen the NotReady (mid-fault, as measured): that span must
+		// survive the crash, and the next controller close it. Killed any
+		// earlier, whether anyone saw the node NotReady would depend on
+		// how fast the next controller starts.
 		exp := start(t, "crash-controller", 35*time.Second)
+		sandboxtest.WaitFor(t, 30*time.Second, "the controller to see the node NotReady", func() bool {
+			return len(getExp(t, c, "crash-controller").Status.NodeSpans) == 1
+		})
 		if err := sandbox.Kill(cfg, sandbox.ControllerComponent, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}

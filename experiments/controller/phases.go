@@ -83,6 +83,15 @@ func (r *ExperimentReconciler) drive(ctx context.Context, exp *v1alpha1.Experime
 	r.blocked(exp, v1alpha1.ReasonFaultError, eng.Drive(ctx, exp))
 }
 
+// follow has each family observe what its faults set going, after their
+// end: a rollout that outlasts its fault is followed to its completion.
+func (r *ExperimentReconciler) follow(ctx context.Context, exp *v1alpha1.Experiment) {
+	ds, _ := driversOf(exp)
+	for _, d := range ds {
+		r.blocked(exp, v1alpha1.ReasonFaultError, d.Follow(ctx, r, exp))
+	}
+}
+
 // endFaults undoes now what the faults changed through the API: at an
 // abort and a deletion.
 func (r *ExperimentReconciler) endFaults(ctx context.Context, exp *v1alpha1.Experiment) error {
@@ -119,6 +128,7 @@ func (r *ExperimentReconciler) recovering(ctx context.Context, exp *v1alpha1.Exp
 	if err := r.Analysis.Ensure(ctx, r.Client, exp); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.follow(ctx, exp)
 	st, err := r.engineFor(exp).Finish(ctx, exp)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -150,6 +160,7 @@ func (r *ExperimentReconciler) recovering(ctx context.Context, exp *v1alpha1.Exp
 // analyze waits for recovery (nodes Ready, workloads Available), then
 // judges the objectives.
 func (r *ExperimentReconciler) analyze(ctx context.Context, exp *v1alpha1.Experiment) (ctrl.Result, error) {
+	r.follow(ctx, exp)
 	st, err := r.engineFor(exp).Observe(ctx, exp)
 	if err != nil {
 		return ctrl.Result{}, err

@@ -81,6 +81,32 @@ func (rolloutDriver) Drive(ctx context.Context, r *ExperimentReconciler, exp *v1
 	return stepError(v1alpha1.ReasonRolloutError, r.driveRollouts(ctx, exp))
 }
 
+// Follow notes the progress and the completion of a rollout that outlasts
+// its fault, once its point has passed: a slow rollout's end is still in
+// its record and the timeline. Nothing is triggered or acted on.
+func (rolloutDriver) Follow(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Experiment) error {
+	var errs []error
+	for _, f := range faultsOf(exp, rolloutDriver{}) {
+		var rec *v1alpha1.RolloutRecord
+		for i := range exp.Status.Rollouts {
+			if exp.Status.Rollouts[i].Fault == f.Name {
+				rec = &exp.Status.Rollouts[i]
+			}
+		}
+		if rec == nil || rec.PointAt == nil || rec.StartedAt == nil || rec.CompletedAt != nil {
+			continue
+		}
+		var d appsv1.Deployment
+		if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: exp.Namespace, Name: exp.Spec.Targets.Deployment}, &d); err != nil {
+			errs = append(errs, client.IgnoreNotFound(err))
+			continue
+		}
+		_, end := faultWindow(exp, f)
+		errs = append(errs, r.followRollout(ctx, exp, f, rec, &d, end))
+	}
+	return errors.Join(errs...)
+}
+
 // Missed names the rollouts whose point never came.
 func (rolloutDriver) Missed(exp *v1alpha1.Experiment) []string {
 	var out []string
