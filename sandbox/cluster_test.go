@@ -143,7 +143,11 @@ func TestCuttingAnIsolatedNodeFromTheAPIServerMakesItUnreachable(t *testing.T) {
 	})
 	drop := dropToward(t, env.Plan.NetnsName(node), api, uint16(port))
 	cut := time.Now()
-	sandboxtest.WaitFor(t, grace+10*time.Second, node+" to be NotReady with both unreachable taints", func() bool {
+	// A bound, not a speed target: the grace counts from the last
+	// heartbeat, then the node controller's pass and the taints follow,
+	// each later on a machine busy with the package's other sandboxes (CI
+	// once took more than 30 s). The time taken is logged.
+	sandboxtest.WaitFor(t, grace+40*time.Second, node+" to be NotReady with both unreachable taints", func() bool {
 		n, err := env.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		return err == nil && !sandbox.NodeReady(n) && len(unreachableTaints(n)) == 2
 	})
@@ -151,7 +155,7 @@ func TestCuttingAnIsolatedNodeFromTheAPIServerMakesItUnreachable(t *testing.T) {
 
 	drop()
 	healed := time.Now()
-	sandboxtest.WaitFor(t, 15*time.Second, node+" to be Ready again", func() bool {
+	sandboxtest.WaitFor(t, 45*time.Second, node+" to be Ready again", func() bool {
 		n, err := env.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		return err == nil && sandbox.NodeReady(n)
 	})
