@@ -87,12 +87,7 @@ func (rolloutDriver) Drive(ctx context.Context, r *ExperimentReconciler, exp *v1
 func (rolloutDriver) Follow(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Experiment) error {
 	var errs []error
 	for _, f := range faultsOf(exp, rolloutDriver{}) {
-		var rec *v1alpha1.RolloutRecord
-		for i := range exp.Status.Rollouts {
-			if exp.Status.Rollouts[i].Fault == f.Name {
-				rec = &exp.Status.Rollouts[i]
-			}
-		}
+		rec := findRolloutRecord(exp, f.Name)
 		if rec == nil || rec.PointAt == nil || rec.StartedAt == nil || rec.CompletedAt != nil {
 			continue
 		}
@@ -146,12 +141,20 @@ func (r *ExperimentReconciler) rolloutExperiments(ctx context.Context, o client.
 	return out
 }
 
-// rolloutRecord returns the fault's rollout record, creating it.
-func rolloutRecord(exp *v1alpha1.Experiment, f *v1alpha1.Fault) *v1alpha1.RolloutRecord {
+// findRolloutRecord returns the fault's rollout record, or nil.
+func findRolloutRecord(exp *v1alpha1.Experiment, fault string) *v1alpha1.RolloutRecord {
 	for i := range exp.Status.Rollouts {
-		if exp.Status.Rollouts[i].Fault == f.Name {
+		if exp.Status.Rollouts[i].Fault == fault {
 			return &exp.Status.Rollouts[i]
 		}
+	}
+	return nil
+}
+
+// rolloutRecord returns the fault's rollout record, creating it.
+func rolloutRecord(exp *v1alpha1.Experiment, f *v1alpha1.Fault) *v1alpha1.RolloutRecord {
+	if rec := findRolloutRecord(exp, f.Name); rec != nil {
+		return rec
 	}
 	exp.Status.Rollouts = append(exp.Status.Rollouts, v1alpha1.RolloutRecord{Fault: f.Name, Deployment: exp.Namespace + "/" + exp.Spec.Targets.Deployment})
 	return &exp.Status.Rollouts[len(exp.Status.Rollouts)-1]
