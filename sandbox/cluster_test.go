@@ -123,9 +123,10 @@ func TestUnprogrammedSandboxAddressesRouteToTheSandboxBridge(t *testing.T) {
 }
 
 func TestCuttingAnIsolatedNodeFromTheAPIServerMakesItUnreachable(t *testing.T) {
+	node := sandbox.IsolatedKwokNodeName(0)
+	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node(node)), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	ctx := context.Background()
-	node := sandbox.IsolatedKwokNodeName(0)
 	u, err := url.Parse(env.State.Server)
 	if err != nil {
 		t.Fatal(err)

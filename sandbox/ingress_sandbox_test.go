@@ -39,6 +39,7 @@ func fetch(u string) (int, string, error) {
 }
 
 func TestIngressRoutesAnnotatedServicesAndReportsRealFailures(t *testing.T) {
+	sandboxtest.Parallel(t, sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	ingress := env.State.IngressURL
 	if ingress == "" {
@@ -195,6 +196,7 @@ func TestIngressRoutesAnnotatedServicesAndReportsRealFailures(t *testing.T) {
 // running, still listening. down must remove them all the same.
 func TestDownRemovesNginxWorkersWhoseMasterWasKilled(t *testing.T) {
 	sandboxtest.RequireRoot(t)
+	sandboxtest.Parallel(t) // a sandbox of its own
 	c := smallConfig(t, "ingress-orphans")
 	c.SharedKwokNodes, c.IsolatedKwokNodes, c.RealNodes, c.Ingress = 0, 0, 0, true
 	_ = sandbox.Down(c, nil)

@@ -246,6 +246,9 @@ func recordedPIDs(t *testing.T, c sandbox.Config) (int, []int) {
 
 func TestDownRemovesEverythingUpMade(t *testing.T) {
 	sandboxtest.RequireRoot(t)
+	// A sandbox of its own; what others leave meanwhile is not its own by
+	// name, index or directory, and assertNothingLeft counts only that.
+	sandboxtest.Parallel(t)
 	c := smallConfig(t, "lifecycle")
 	_ = sandbox.Down(c, nil) // a leftover of an earlier, killed run
 	before := readMachine(t)
@@ -362,6 +365,7 @@ func TestDownAfterUpWasKilledHalfwayRemovesEverything(t *testing.T) {
 
 func TestAThousandSharedKwokNodesBecomeReady(t *testing.T) {
 	sandboxtest.RequireRoot(t)
+	sandboxtest.Parallel(t) // a sandbox of its own
 	c := smallConfig(t, "scale")
 	c.SharedKwokNodes, c.IsolatedKwokNodes, c.RealNodes = 1000, 0, 0
 	_ = sandbox.Down(c, nil)
