@@ -19,8 +19,24 @@ const (
 	KwokVersion       = "v0.7.0"
 )
 
-// ToolBinaries are the binaries the sandbox needs from `make tools`.
+// ToolBinaries are the binaries `make tools` builds: what a sandbox runs,
+// and kubectl, for people and for the tests.
 var ToolBinaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "kwok"}
+
+// ToolsFor are the tool binaries up runs for c: kwok only for kwok nodes,
+// so that a sandbox without them (the demo's) needs no kwok built.
+func ToolsFor(c Config) []string {
+	var out []string
+	for _, b := range ToolBinaries {
+		switch {
+		case b == "kubectl":
+		case b == "kwok" && c.SharedKwokNodes+c.IsolatedKwokNodes == 0:
+		default:
+			out = append(out, b)
+		}
+	}
+	return out
+}
 
 // ToolsDir is where `make tools` puts the pinned binaries:
 // $FAULTLINE_TOOLS_DIR, or a versioned directory in the user's cache.
@@ -88,7 +104,7 @@ func Preflight(c Config) error {
 	}
 	dir := ToolsDir()
 	var absent []string
-	for _, b := range ToolBinaries {
+	for _, b := range ToolsFor(c) {
 		if _, err := os.Stat(filepath.Join(dir, "."+b+".ok")); err != nil {
 			absent = append(absent, b)
 		}

@@ -57,11 +57,14 @@ func newCatalogListCommand() *cobra.Command {
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tTITLE\tVARIANTS (EXPECTED)\tNEEDS\tLANDED")
 			for _, s := range c.Scenarios {
-				var vs []string
+				var vs, needs []string
 				for _, v := range s.Variants {
 					vs = append(vs, fmt.Sprintf("%s (%s)", v.Name, v.Expect))
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\n", s.Name, s.Title, strings.Join(vs, ", "), strings.Join(s.Needs, ","), s.IsLanded())
+				for _, n := range s.Needs {
+					needs = append(needs, string(n))
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\n", s.Name, s.Title, strings.Join(vs, ", "), strings.Join(needs, ","), s.IsLanded())
 			}
 			return w.Flush()
 		},

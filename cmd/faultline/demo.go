@@ -26,7 +26,9 @@ func newDemoCommand() *cobra.Command {
 		Short: "Bring up a sandbox and run a gameday of the catalog's scenarios on it",
 		Long: `demo is faultline's main job on one machine. It brings a sandbox up (fast
 node timings, Prometheus, the ingress and faultline's controller and
-agents; or reuses a running one) and runs a gameday of the catalog's
+agents, and the nodes its scenarios need: one real node, and no simulated
+node unless a scenario needs one; or reuses a running one) and runs a
+gameday of the catalog's
 scenarios that fit in about ten minutes: a rolling update under load and
 memory overcommit, each with its fragile and its hardened workload, and
 etcd on a slow disk. Each variant must get the verdict written down in the
@@ -43,7 +45,11 @@ not, 2 when the sandbox or a run failed before a verdict.`,
   sudo faultline demo --keep --report /tmp/gameday.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f.cfg.Timings, f.cfg.Prometheus, f.cfg.Ingress, f.cfg.Faultline = sandbox.TimingsFast, true, true, true
+			c, err := catalog.Load()
+			if err != nil {
+				return &exitError{exitInvalid, err}
+			}
+			f.cfg = demoSandbox(f.cfg, c.Demo())
 			start := time.Now()
 			ctx := cmd.Context()
 			out, logw := cmd.OutOrStdout(), cmd.ErrOrStderr()
@@ -63,7 +69,7 @@ not, 2 when the sandbox or a run failed before a verdict.`,
 					}
 				}()
 			}
-			results, err := runDemoGameday(ctx, st, timeout, logw)
+			results, err := runDemoGameday(ctx, c, st, timeout, logw)
 			if err != nil {
 				return &exitError{exitInvalid, err}
 			}
@@ -91,18 +97,28 @@ not, 2 when the sandbox or a run failed before a verdict.`,
 	return cmd
 }
 
-// runDemoGameday runs the catalog's demo variants on the sandbox, in order.
-func runDemoGameday(ctx context.Context, st *sandbox.State, timeout time.Duration, out io.Writer) ([]result, error) {
-	c, err := catalog.Load()
-	if err != nil {
-		return nil, err
+// demoSandbox is the sandbox the demo's scenarios need (fast node timings,
+// Prometheus, the ingress and faultline's controller and agents) and no
+// more: kwok nodes only for a scenario that needs an isolated node, so that
+// make demo builds no kwok when none does.
+func demoSandbox(cfg sandbox.Config, scenarios []catalog.Scenario) sandbox.Config {
+	cfg.Timings, cfg.Prometheus, cfg.Ingress, cfg.Faultline = sandbox.TimingsFast, true, true, true
+	cfg.SharedKwokNodes, cfg.IsolatedKwokNodes = 0, 0
+	if catalog.Needing(scenarios, catalog.NeedIsolatedNode) {
+		cfg.IsolatedKwokNodes = sandbox.DefaultConfig().IsolatedKwokNodes
 	}
+	if catalog.Needing(scenarios, catalog.NeedRealNode) {
+		cfg.RealNodes = max(cfg.RealNodes, 1)
+	}
+	return cfg
+}
+
+// runDemoGameday runs the catalog's demo variants on the sandbox, in order.
+func runDemoGameday(ctx context.Context, c *catalog.Catalog, st *sandbox.State, timeout time.Duration, out io.Writer) ([]result, error) {
 	f := &catalogFlags{cf: clusterFlags{kubeconfig: st.Kubeconfig}, sandbox: st.Name}
 	var names []string
-	for _, s := range c.Scenarios {
-		if len(s.Demo) > 0 && s.IsLanded() {
-			names = append(names, s.Name)
-		}
+	for _, s := range c.Demo() {
+		names = append(names, s.Name)
 	}
 	runs, err := f.prepareDemo(c, names)
 	if err != nil {

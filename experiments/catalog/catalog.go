@@ -8,6 +8,7 @@ package catalog
 import (
 	_ "embed"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -30,15 +31,34 @@ type Scenario struct {
 	// Experiment file (deploy/examples) that judges every variant, unless a
 	// variant names its own.
 	Experiment string `json:"experiment"`
-	// Needs are what the cluster must offer: real-node, isolated-node,
-	// prometheus, ingress.
-	Needs []string `json:"needs,omitempty"`
+	// Needs are what the cluster must offer.
+	Needs []Need `json:"needs,omitempty"`
 	// Demo names the variants the demo gameday runs.
 	Demo []string `json:"demo,omitempty"`
 	// Landed is false for a scenario written down but not runnable yet.
 	Landed   *bool     `json:"landed,omitempty"`
 	Variants []Variant `json:"variants"`
 }
+
+// Need is something a scenario needs of the cluster.
+type Need string
+
+// What a scenario may need; `faultline demo` sizes its sandbox by them.
+const (
+	// NeedRealNode is a node with a kubelet and containerd, for pods that
+	// really run.
+	NeedRealNode Need = "real-node"
+	// NeedIsolatedNode is a simulated node in a network namespace of its
+	// own, which a real network fault can cut off.
+	NeedIsolatedNode Need = "isolated-node"
+	// NeedPrometheus is a Prometheus that scrapes the cluster.
+	NeedPrometheus Need = "prometheus"
+	// NeedIngress is an ingress in front of the cluster's Services.
+	NeedIngress Need = "ingress"
+)
+
+// Needs are every Need, in the order the catalog's docs give them.
+var Needs = []Need{NeedRealNode, NeedIsolatedNode, NeedPrometheus, NeedIngress}
 
 // Variant is one version of the workload and the verdict it must get.
 type Variant struct {
@@ -86,13 +106,20 @@ type Catalog struct {
 
 // Load parses the embedded catalog and checks that every file it names is
 // shipped.
-func Load() (*Catalog, error) {
+func Load() (*Catalog, error) { return parse(index) }
+
+func parse(b []byte) (*Catalog, error) {
 	var c Catalog
-	if err := yaml.UnmarshalStrict(index, &c); err != nil {
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
 	for _, s := range c.Scenarios {
 		files := []string{s.Experiment}
+		for _, n := range s.Needs {
+			if !slices.Contains(Needs, n) {
+				return nil, fmt.Errorf("catalog: %s: needs: %q is not something a cluster offers here; want one of %v", s.Name, n, Needs)
+			}
+		}
 		for _, d := range s.Demo {
 			if _, err := s.Variant(d); err != nil {
 				return nil, fmt.Errorf("catalog: %s: demo: %w", s.Name, err)
@@ -114,6 +141,27 @@ func Load() (*Catalog, error) {
 		}
 	}
 	return &c, nil
+}
+
+// Demo are the landed scenarios the demo gameday runs, in order.
+func (c *Catalog) Demo() []Scenario {
+	var out []Scenario
+	for _, s := range c.Scenarios {
+		if len(s.Demo) > 0 && s.IsLanded() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Needing says whether any of the scenarios needs n.
+func Needing(scenarios []Scenario, n Need) bool {
+	for _, s := range scenarios {
+		if slices.Contains(s.Needs, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // Get returns a scenario by name, or an error that lists the known ones.

@@ -1,9 +1,11 @@
 package catalog
 
 import (
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"slices"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 func TestEveryLandedVariantPreparesIntoAValidExperiment(t *testing.T) {
@@ -120,6 +122,10 @@ func TestBadScenarioInputIsRefusedNamingIt(t *testing.T) {
 			_, err := s.Prepare(v, "", Bindings{Timings: "fast"})
 			return err
 		}, "variant upstream (timings: upstream) is written for upstream node timings and the sandbox runs fast ones; bring up a sandbox with --timings upstream"},
+		"a need the sandbox cannot offer is refused, listing those it can": {func() error {
+			_, err := parse([]byte("scenarios:\n- name: s\n  experiment: node-partition.yaml\n  needs: [real-nodes]\n  variants: []\n"))
+			return err
+		}, `catalog: s: needs: "real-nodes" is not something a cluster offers here; want one of [real-node isolated-node prometheus ingress]`},
 		"an experiment that needs Prometheus without one says how to get one": {func() error {
 			s, _ := c.Get("etcd-slow-disk")
 			_, err := s.Prepare(s.Variants[0], "", Bindings{})
@@ -132,5 +138,50 @@ func TestBadScenarioInputIsRefusedNamingIt(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The demo sizes its sandbox by the scenarios' needs, so a need left out
+// is a run that fails on a missing node.
+func TestEveryScenarioNeedsWhatItsManifestsUse(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Bindings{SandboxDir: "/var/lib/faultline/sandbox/ci", PrometheusURL: "http://10.200.0.1:9090"}
+	for _, s := range c.Scenarios {
+		if !s.IsLanded() {
+			continue
+		}
+		for _, v := range s.Variants {
+			r, err := s.Prepare(v, "", b)
+			if err != nil {
+				t.Fatalf("%s/%s: %v", s.Name, v.Name, err)
+			}
+			uses := map[Need]string{}
+			if n := r.Experiment.Spec.Targets.Nodes; n != nil {
+				for _, name := range n.Names {
+					switch {
+					case strings.HasPrefix(name, "isolated-"):
+						uses[NeedIsolatedNode] = "its experiment targets node " + name
+					case strings.HasPrefix(name, "real-"):
+						uses[NeedRealNode] = "its experiment targets node " + name
+					}
+				}
+			}
+			if p := r.Experiment.Spec.Prometheus; p != nil && p.Address != "" {
+				uses[NeedPrometheus] = "its experiment queries Prometheus"
+			}
+			for _, o := range r.Workload {
+				if sel, _, _ := unstructured.NestedString(o.Object, "spec", "template", "spec", "nodeSelector", "faultline.dev/sandbox-node"); sel == "real" {
+					uses[NeedRealNode] = o.GetKind() + " " + o.GetName() + " runs on real nodes"
+				}
+			}
+			for need, why := range uses {
+				if !slices.Contains(s.Needs, need) {
+					t.Errorf("%s/%s: %s, and the scenario's needs %v lack %s", s.Name, v.Name, why, s.Needs, need)
+				}
+			}
+		}
 	}
 }
