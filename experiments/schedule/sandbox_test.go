@@ -231,8 +231,19 @@ func TestAScheduleAppliedWithKubectlTakesUpItsChangedCronAndTemplate(t *testing.
 	if out, code := sandboxtest.CLI(t, env, "schedule", "trigger", doc.GetName(), "-n", doc.GetNamespace()); code != 0 {
 		t.Fatalf("faultline schedule trigger (exit %d): %s", code, out)
 	}
-	sandboxtest.WaitFor(t, 30*time.Second, "the triggered run", func() bool { return len(runs(t, c, doc.GetName())) > 0 })
-	run := runs(t, c, doc.GetName())[0]
+	// The steps are dry runs, final at once: the next step's experiment may
+	// be there too, and runs are listed by their generated names.
+	first := steps[0].(map[string]any)["name"].(string)
+	var run *v1alpha1.Experiment
+	sandboxtest.WaitFor(t, 30*time.Second, "the triggered run's first step, "+first, func() bool {
+		for _, e := range runs(t, c, doc.GetName()) {
+			if e.Labels[v1alpha1.LabelScheduleStep] == first {
+				run = &e
+				return true
+			}
+		}
+		return false
+	})
 	if d := run.Spec.Faults[0].Duration.Duration; d != 45*time.Second || !run.Spec.DryRun {
 		t.Errorf("the run's fault lasts %s (dry run %v), want the changed template's 45s", d, run.Spec.DryRun)
 	}
