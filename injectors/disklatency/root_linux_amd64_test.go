@@ -174,9 +174,11 @@ func TestEveryThreadIsSlowedByTheDelayIncludingOneStartedAfterAttach(t *testing.
 		t.Logf("thread %d: %d calls, mean %.2f ms, %.2f ms above the baseline", w.TID, len(w.NS), mean(w.NS)/ms, inc)
 		// The delay is the floor (less clock slack); above it, each call
 		// also pays two ptrace stops and the scheduler, which on a busy CI
-		// machine (a whole sandbox running) came to 5-6 ms.
-		if inc < 45 || inc > 60 {
-			t.Errorf("thread %d: latency rose by %.2f ms, want 45 to 60 ms (the 50 ms delay, less 10 %% clock slack, plus up to 10 ms of tracing and scheduling)", w.TID, inc)
+		// machine (a whole sandbox running) came to 5-6 ms, and once to
+		// 10.8 ms. The ceiling is there to catch a call delayed twice (at
+		// entry and at exit: 100 ms), so it leaves half the delay of room.
+		if inc < 45 || inc > 75 {
+			t.Errorf("thread %d: latency rose by %.2f ms, want 45 to 75 ms (the 50 ms delay, less 10 %% clock slack, plus up to 25 ms of tracing and scheduling; a double delay is 100)", w.TID, inc)
 		}
 		if len(w.NS) < 10 {
 			t.Errorf("thread %d: %d calls in 1.5 s", w.TID, len(w.NS))
