@@ -8,11 +8,13 @@ export CGO_ENABLED := 0
 GOBUILD := $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 
 # Debian packages the sandbox runs (containerd, runc, CNI plugins, nftables,
-# iptables, iproute2, prometheus), curl for humans, and chromium, in which
-# the HTML report's test renders it.
-DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus nginx-light curl util-linux wrk hey chromium
+# iptables, iproute2, prometheus, nginx) and curl for humans; and what only
+# the tests use: chromium, in which the HTML report's test renders it, and
+# wrk and hey, which the traffic benchmark measures itself against.
+DEPS := containerd runc containernetworking-plugins nftables iptables iproute2 prometheus nginx-light curl util-linux
+TEST_DEPS := wrk hey chromium
 
-.PHONY: all generate generate-thirdparty deps tools tools-chaos-mesh build images demo test gate-validity test-unit vet lint fmt clean help
+.PHONY: all generate generate-thirdparty deps deps-test tools tools-chaos-mesh build images demo test gate-validity test-unit vet lint fmt clean help
 
 all: build
 
@@ -45,10 +47,18 @@ generate-thirdparty:
 
 ## deps: install the Debian packages the sandbox needs (skipped when present)
 deps:
-	@# Packages' postinst scripts start their services (nginx on port 80,
-	@# prometheus, containerd): a policy-rc.d that exits 101 forbids it for the
-	@# duration of the install. One that already exists is left as it is.
-	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	@$(call install-packages,$(DEPS))
+
+## deps-test: the sandbox's packages and those only the tests use
+deps-test: deps
+	@$(call install-packages,$(TEST_DEPS))
+
+# install-packages installs those of $(1) that are missing. Packages'
+# postinst scripts start their services (nginx on port 80, prometheus,
+# containerd): a policy-rc.d that exits 101 forbids it for the duration of
+# the install. One that already exists is left as it is.
+define install-packages
+	missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
 	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
@@ -57,7 +67,8 @@ deps:
 	    chmod 755 /usr/sbin/policy-rc.d; \
 	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo "deps: all present"; fi
+	else echo "deps: all present: $(strip $(1))"; fi
+endef
 
 ## tools: build the pinned etcd, Kubernetes (one multi-call binary) and kwok
 ## into the cache (skipped when present), saying what builds and for how long
@@ -89,7 +100,7 @@ demo: deps tools build
 ## on the whole control plane (sandbox/sandboxtest/parallel.go).
 TEST_SANDBOX := test
 TEST_PARALLEL ?= 16
-test: deps tools build
+test: deps-test tools build
 	@$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) >/dev/null 2>&1 || true
 	$(BIN)/faultline sandbox up --name $(TEST_SANDBOX) --timings fast --prometheus --faultline --ingress
 	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) FAULTLINE_TEST_BIN_DIR=$(BIN) $(GO) test -count=1 -tags root,sandbox -p 1 -parallel $(TEST_PARALLEL) -timeout 80m ./... || rc=$$?; \

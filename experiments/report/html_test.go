@@ -23,7 +23,7 @@ import (
 func TestHTMLInChromium(t *testing.T) {
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
-		testenv.Unavailable(t, "this test needs Chromium to render the report: apt-get install chromium (make deps does)")
+		testenv.Unavailable(t, "this test needs Chromium to render the report: apt-get install chromium (make deps-test does)")
 	}
 	dir := t.ArtifactDir()
 	page := filepath.Join(dir, "report.html")
