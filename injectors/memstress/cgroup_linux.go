@@ -314,14 +314,12 @@ func (h hierarchy) useHierarchy(rel string) (bool, error) {
 	return strings.TrimSpace(string(b)) == "1", nil
 }
 
-// procs lists the processes of cgroup rel's subtree, leaving out the
-// subtree of skip (a cgroup path, or "").
-func (h hierarchy) procs(rel, skip string) ([]int, error) {
+// containerProcs lists the processes of cgroup rel's subtree, leaving out
+// every stressor's cgroup: the stressors of this fault and of any other
+// fault on the same container are not the container, and one must not keep
+// another in place after the container is gone.
+func (h hierarchy) containerProcs(rel string) ([]int, error) {
 	var out []int
-	skipDir := ""
-	if skip != "" {
-		skipDir = h.dir(skip)
-	}
 	err := filepath.WalkDir(h.dir(rel), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && p != h.dir(rel) {
@@ -332,7 +330,7 @@ func (h hierarchy) procs(rel, skip string) ([]int, error) {
 		if !d.IsDir() {
 			return nil
 		}
-		if p == skipDir {
+		if p != h.dir(rel) && strings.HasPrefix(d.Name(), cgroupPrefix) {
 			return fs.SkipDir
 		}
 		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))

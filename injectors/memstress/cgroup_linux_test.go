@@ -96,14 +96,15 @@ func TestTheEffectiveLimitIsTheLowestOnTheWayToTheRoot(t *testing.T) {
 	}
 }
 
-func TestTheContainersProcessesLeaveOutTheStressorsCgroup(t *testing.T) {
+func TestTheContainersProcessesLeaveOutEveryStressorsCgroup(t *testing.T) {
 	root := fakeTree(t, map[string]string{
 		"c/cgroup.procs":                          "10\n11\n",
 		"c/sub/cgroup.procs":                      "12\n",
 		"c/faultline-memstress-fl-1/cgroup.procs": "99\n",
+		"c/faultline-memstress-fl-2/cgroup.procs": "98\n",
 	})
 	h := hierarchy{Version: 2, Root: root}
-	pids, err := h.procs("/c", "/c/faultline-memstress-fl-1")
+	pids, err := h.containerProcs("/c")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -472,34 +472,42 @@ func TestPushingPastTheLimitWithAnotherVictimEndsWithOneOrTwoKills(t *testing.T)
 	}
 }
 
-func TestAStressorLeavesWhenTheContainersProcessesAreAllGone(t *testing.T) {
+// Two faults on one container: each stressor's cgroup sits in the
+// container's, and neither may count the other as the container.
+func TestEveryStressorLeavesWhenTheContainersProcessesAreAllGone(t *testing.T) {
 	h := v1Hierarchy(t)
 	cg := testCgroup(t, h, "gone", 0)
 	_, stop := hog(t, h, cg, 0, 0)
-	f := newFault(t, "gone", Params{Mode: ModeContainer, Cgroup: cg, TargetBytes: 32 * MiB, RampBytesPerSecond: 400 * MiB, StateDir: t.TempDir()})
-	recoverAtEnd(t, f)
-	inject(t, f)
-	st := state(t, f)
-	waitFor(t, 30*time.Second, "the stressor holding", func() bool { return status(t, f).Phase == PhaseHolding })
+	var faults []*Fault
+	for _, id := range []string{"gone-a", "gone-b"} {
+		f := newFault(t, id, Params{Mode: ModeContainer, Cgroup: cg, TargetBytes: 32 * MiB, RampBytesPerSecond: 400 * MiB, StateDir: t.TempDir()})
+		recoverAtEnd(t, f)
+		inject(t, f)
+		waitFor(t, 30*time.Second, "the stressor holding", func() bool { return status(t, f).Phase == PhaseHolding })
+		faults = append(faults, f)
+	}
 	stop()
-	waitFor(t, 15*time.Second, "the stressor's exit", func() bool { return !alive(st.PID, st.StartTime) })
-	waitFor(t, 10*time.Second, "the outcome recorded", func() bool { return state(t, f).Outcome != "" })
-	s := status(t, f)
-	t.Logf("%s", s)
-	if s.Outcome != OutcomeTargetGone {
-		t.Errorf("status: %+v, want the target gone", s)
+	for _, f := range faults {
+		st := state(t, f)
+		waitFor(t, 15*time.Second, "the stressor's exit", func() bool { return !alive(st.PID, st.StartTime) })
+		waitFor(t, 10*time.Second, "the outcome recorded", func() bool { return state(t, f).Outcome != "" })
+		s := status(t, f)
+		t.Logf("%s: %s", f.ID, s)
+		if s.Outcome != OutcomeTargetGone {
+			t.Errorf("%s: status %+v, want the target gone", f.ID, s)
+		}
+		if _, err := os.Stat(h.dir(st.Cgroup)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: the stressor's cgroup: %v, want it removed so that the container's can go", f.ID, err)
+		}
+		if ok, err := f.Verify(context.Background()); ok || !errors.Is(err, ErrTargetGone) {
+			t.Errorf("%s: verify: %v, %v; want false, ErrTargetGone", f.ID, ok, err)
+		}
+		if err := f.Inject(ctx30(t)); !errors.Is(err, ErrTargetGone) {
+			t.Errorf("%s: inject again: %v, want ErrTargetGone", f.ID, err)
+		}
+		recoverFault(t, f)
+		leavesNothing(t, f, h, st.PID, st.StartTime)
 	}
-	if _, err := os.Stat(h.dir(st.Cgroup)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the stressor's cgroup: %v, want it removed so that the container's can go", err)
-	}
-	if ok, err := f.Verify(context.Background()); ok || !errors.Is(err, ErrTargetGone) {
-		t.Errorf("verify: %v, %v; want false, ErrTargetGone", ok, err)
-	}
-	if err := f.Inject(ctx30(t)); !errors.Is(err, ErrTargetGone) {
-		t.Errorf("inject again: %v, want ErrTargetGone", err)
-	}
-	recoverFault(t, f)
-	leavesNothing(t, f, h, st.PID, st.StartTime)
 }
 
 // agent starts the test binary as an agent that injects the fault, and
@@ -626,6 +634,9 @@ func TestSweepRecoversTheFaultsNoAgentClaimsAndOnlyThem(t *testing.T) {
 		t.Errorf("swept %v, want [lost]", swept)
 	}
 	leavesNothing(t, lost, h, lostSt.PID, lostSt.StartTime)
+	// Long enough for the kept stressor to look at the container again:
+	// the lost one's going must not read to it as the container's.
+	time.Sleep(3 * watchPeriod)
 	if !alive(keptSt.PID, keptSt.StartTime) || !h.exists(keptSt.Cgroup) {
 		t.Error("Sweep touched the claimed fault")
 	}

@@ -149,7 +149,7 @@ func (c stressorConfig) run(in io.Reader, out io.Writer) error {
 	// that had processes to begin with.
 	watchProcs := false
 	if c.watch != "" {
-		pids, err := c.h.procs(c.watch, c.cgroup)
+		pids, err := c.h.containerProcs(c.watch)
 		if err != nil {
 			return err
 		}
@@ -226,7 +226,7 @@ func (s *stressor) loop(watchProcs bool) error {
 		}
 		if watchProcs && now.Sub(lastWatch) >= watchPeriod {
 			lastWatch = now
-			pids, err := s.h.procs(s.watch, s.cgroup)
+			pids, err := s.h.containerProcs(s.watch)
 			if err != nil {
 				return err
 			}
