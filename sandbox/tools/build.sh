@@ -125,7 +125,9 @@ done
 
 versions=""
 have kube && versions+=" $("$dir/kube-apiserver" --version 2>&1)"
-have etcd && versions+=", etcd $("$dir/etcd" --version 2>&1 | head -1 | awk '{print $3}')"
+# awk reads all of etcd's lines: head would leave early, and etcd's next
+# write would die of SIGPIPE, failing the script under pipefail.
+have etcd && versions+=", etcd $("$dir/etcd" --version 2>&1 | awk 'NR == 1 {print $3}')"
 have kwok && versions+=", kwok $KWOK_VERSION"
 log "ready in $dir:$versions"
 echo "$dir"
