@@ -59,6 +59,11 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "envtest stop:", err)
 		}
 	}()
+	defer func() {
+		if kubeconfig != "" {
+			_ = os.Remove(kubeconfig)
+		}
+	}()
 	if err := installPolicy(env.KubeConfig); err != nil {
 		fmt.Fprintln(os.Stderr, "the chart's objectives policy:", err)
 		return 1

@@ -35,7 +35,7 @@ func installPolicy(config []byte) error {
 	if err != nil {
 		return err
 	}
-	kubeconfig = f.Name()
+	kubeconfig = f.Name() // TestMain removes it
 	if _, err := f.Write(config); err != nil {
 		return err
 	}

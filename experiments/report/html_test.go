@@ -54,6 +54,9 @@ func TestHTMLInChromium(t *testing.T) {
 		chromedp.ProxyServer("127.0.0.1:9"),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND"),
 		chromedp.WindowSize(1000, 800),
+		// Its profile and the directory it makes in $TMPDIR go with the test.
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Env("TMPDIR="+t.TempDir()),
 	)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancel()
