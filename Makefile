@@ -94,16 +94,19 @@ demo: deps tools build
 	$(BIN)/faultline demo
 
 ## test: every tier: unit, Linux (root: namespaces, processes, cgroups) and sandbox
-## (a real cluster, started once for the run and removed afterwards). Packages
-## run one at a time; inside one, sandbox tests run side by side, each
-## claiming the nodes it acts on, or on a sandbox of its own when it acts
-## on the whole control plane (sandbox/sandboxtest/parallel.go).
+## (a real cluster, started once for the run and removed afterwards). Two
+## packages run at once (TEST_P), and inside each, sandbox tests run side by
+## side: most of their time is spent waiting on fault windows. Each claims
+## what it acts on (a node, the machine, the control plane), across packages
+## too, or brings up a sandbox of its own when it acts on the whole control
+## plane (sandbox/sandboxtest/parallel.go).
 TEST_SANDBOX := test
 TEST_PARALLEL ?= 16
+TEST_P ?= 2
 test: deps-test tools build
 	@$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) >/dev/null 2>&1 || true
 	$(BIN)/faultline sandbox up --name $(TEST_SANDBOX) --timings fast --prometheus --faultline --ingress
-	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) FAULTLINE_TEST_BIN_DIR=$(BIN) $(GO) test -count=1 -tags root,sandbox -p 1 -parallel $(TEST_PARALLEL) -timeout 80m ./... || rc=$$?; \
+	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) FAULTLINE_TEST_BIN_DIR=$(BIN) $(GO) test -count=1 -tags root,sandbox -p $(TEST_P) -parallel $(TEST_PARALLEL) -timeout 80m ./... || rc=$$?; \
 	$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) || rc=1; \
 	exit $$rc
 

@@ -53,6 +53,7 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 func installSandbox(t *testing.T) (*sandbox.State, *rest.Config) {
 	t.Helper()
 	sandboxtest.RequireRoot(t)
+	sandboxtest.Hold(t, sandboxtest.Shared(sandboxtest.Sandboxes))
 	bins, err := sandboxtest.Binaries()
 	if err != nil {
 		t.Fatal(err)

@@ -246,6 +246,7 @@ func recordedPIDs(t *testing.T, c sandbox.Config) (int, []int) {
 
 func TestDownRemovesEverythingUpMade(t *testing.T) {
 	sandboxtest.RequireRoot(t)
+	sandboxtest.Hold(t, sandboxtest.Alone(sandboxtest.Sandboxes))
 	c := smallConfig(t, "lifecycle")
 	_ = sandbox.Down(c, nil) // a leftover of an earlier, killed run
 	before := readMachine(t)
@@ -311,17 +312,15 @@ func TestDownRemovesEverythingUpMade(t *testing.T) {
 	}
 }
 
-// The tests that bring a sandbox of their own up and down run in turn, not
-// side by side: what is a sandbox's own is told by its index, and a
-// sandbox coming up beside one going down may take the index it frees
-// (and its addresses) before the check (CI: "left behind: listening
-// sockets: [10.202.0.1:46359]").
+// The tests that bring a sandbox of their own up and down, then check
+// what it left, hold the sandboxes alone (sandboxtest.Sandboxes says why).
 
 // up is killed with SIGKILL right after each write of its state in turn:
 // after each thing it records and before it makes the next. Every time,
 // down must leave nothing.
 func TestDownAfterUpWasKilledHalfwayRemovesEverything(t *testing.T) {
 	sandboxtest.RequireRoot(t)
+	sandboxtest.Hold(t, sandboxtest.Alone(sandboxtest.Sandboxes))
 	bins, err := sandboxtest.Binaries()
 	if err != nil {
 		t.Fatal(err)
@@ -368,6 +367,7 @@ func TestDownAfterUpWasKilledHalfwayRemovesEverything(t *testing.T) {
 
 func TestAThousandSharedKwokNodesBecomeReady(t *testing.T) {
 	sandboxtest.RequireRoot(t)
+	sandboxtest.Hold(t, sandboxtest.Shared(sandboxtest.Sandboxes))
 	c := smallConfig(t, "scale")
 	c.SharedKwokNodes, c.IsolatedKwokNodes, c.RealNodes = 1000, 0, 0
 	_ = sandbox.Down(c, nil)

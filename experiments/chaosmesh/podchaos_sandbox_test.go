@@ -37,6 +37,7 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 // Deployment's recovery and deletes the PodChaos at the end.
 func TestAPodChaosFromAnExperimentKillsThePodAndTheRecoveryIsMeasured(t *testing.T) {
 	sandboxtest.RequireRoot(t)
+	sandboxtest.Hold(t, sandboxtest.Shared(sandboxtest.Sandboxes))
 	bins, err := sandboxtest.Binaries()
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,14 @@
 package sandboxtest
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -27,6 +32,14 @@ const ControlPlane Resource = "control-plane"
 // holds it alone: slowing etcd by tracing every system call of it, then
 // measuring its fsync p99 to the millisecond, is one.
 const Machine Resource = "machine"
+
+// Sandboxes is the set of sandboxes tests bring up of their own. Those
+// that do share it; a test that checks what a sandbox leaves on the
+// machine after down holds it alone: what is a sandbox's own is told by
+// its index, and one coming up beside it may take the index it frees (and
+// its addresses) before the check (CI: "left behind: listening sockets:
+// [10.202.0.1:46359]").
+const Sandboxes Resource = "sandboxes"
 
 // Node is a node of the sandbox, held alone by a test whose fault acts on
 // it or whose workload fills it.
@@ -71,6 +84,12 @@ func Parallel(t *testing.T, claims ...Claim) {
 
 // Hold takes the claims, and the machine shared unless they claim it
 // alone, for the rest of the test, without making it parallel.
+//
+// A claim holds in this process (a lock that queues, so that a test
+// waiting to hold a resource alone is not starved by sharers) and across
+// the test processes of the run (a flock of a file per resource): make
+// test runs packages side by side, and they share the sandbox and the
+// machine.
 func Hold(t *testing.T, claims ...Claim) {
 	t.Helper()
 	sorted := append([]Claim(nil), claims...)
@@ -90,5 +109,94 @@ func Hold(t *testing.T, claims ...Claim) {
 			l.RLock()
 			t.Cleanup(l.RUnlock)
 		}
+		acrossProcesses(t, c)
 	}
+	claimed.Store(t.Name(), true)
+}
+
+// claimed records the names of the tests that hold claims.
+var claimed sync.Map
+
+// holdsClaims reports whether the test, or a test it runs under, holds
+// claims.
+func holdsClaims(t testing.TB) bool {
+	name := t.Name()
+	for {
+		if _, ok := claimed.Load(name); ok {
+			return true
+		}
+		i := strings.LastIndex(name, "/")
+		if i < 0 {
+			return false
+		}
+		name = name[:i]
+	}
+}
+
+// shareByDefault gives a test that uses the shared sandbox without
+// claiming anything the control plane and the machine, shared, across
+// processes: such a test runs with nothing beside it in its package, but
+// other packages run beside it, and a test there may hold one of them
+// alone.
+func shareByDefault(t testing.TB) {
+	t.Helper()
+	if holdsClaims(t) {
+		return
+	}
+	acrossProcesses(t, Shared(ControlPlane))
+	acrossProcesses(t, Shared(Machine))
+	claimed.Store(t.Name(), true)
+}
+
+// acrossProcesses holds c against the run's other test processes until the
+// test ends.
+func acrossProcesses(t testing.TB, c Claim) {
+	t.Helper()
+	release, err := flockClaim(c)
+	if err != nil {
+		t.Fatalf("claiming %s: %v", c.resource, err)
+	}
+	t.Cleanup(release)
+}
+
+// flockClaim waits for a flock of c's file, exclusive when alone, and
+// returns its release. Two opens of one file lock against each other even
+// within a process.
+func flockClaim(c Claim) (func(), error) {
+	if err := joinUsers(); err != nil {
+		return nil, err
+	}
+	dir := claimsDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strings.ReplaceAll(string(c.resource), "/", "_")), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_SH
+	if c.alone {
+		how = syscall.LOCK_EX
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), how)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// claimsDir holds a file per claimed resource of the shared sandbox. The
+// last test process to leave the sandbox removes it (Main), which is safe
+// because every claimer is a user of the sandbox (joinUsers) first.
+func claimsDir() string {
+	return filepath.Join(os.TempDir(), "faultline-sandbox-"+Config().Name+".claims")
 }

@@ -1,12 +1,81 @@
 package sandboxtest
 
 import (
+	"bufio"
 	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// envHolder makes the test binary another test process: it holds the
+// resource it names alone, says "held", and lets go when stdin closes.
+const envHolder = "FAULTLINE_TEST_CLAIM_HOLDER"
+
+func TestMain(m *testing.M) {
+	if r := os.Getenv(envHolder); r != "" {
+		release, err := flockClaim(Alone(Resource(r)))
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("held")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		release()
+		os.Exit(0)
+	}
+	Main(m)
+}
+
+// make test runs packages side by side: a claim must hold against the
+// tests of another process too.
+func TestAClaimHoldsAgainstAnotherTestProcess(t *testing.T) {
+	const r = ControlPlane + "-process-test"
+	holder := exec.Command(os.Args[0], "-test.run=^$")
+	holder.Env = append(os.Environ(), envHolder+"="+string(r))
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "held\n" {
+		t.Fatalf("the other process said %q", line)
+	}
+	var got atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.Run("shares what the other holds alone", func(t *testing.T) {
+			Hold(t, Shared(r))
+			got.Store(true)
+		})
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if got.Load() {
+		t.Error("a test shared a resource another process held alone")
+	}
+	stdin.Close()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the claim was never granted after the other process let go")
+	}
+	if !got.Load() {
+		t.Error("the claim was never granted")
+	}
+}
 
 // peak counts tests inside a section and keeps the most seen at once.
 type peak struct{ now, max atomic.Int32 }

@@ -77,13 +77,14 @@ func Get(t testing.TB) *Env {
 	once.Do(func() {
 		// Users first, so that a finishing package cannot remove the sandbox
 		// between our check and our use.
-		if sharedEr = lockUsers(syscall.LOCK_SH); sharedEr == nil {
+		if sharedEr = joinUsers(); sharedEr == nil {
 			shared, sharedEr = get()
 		}
 	})
 	if sharedEr != nil {
 		t.Fatalf("shared sandbox: %v", sharedEr)
 	}
+	shareByDefault(t)
 	return shared
 }
 
@@ -162,6 +163,8 @@ func Main(m *testing.M) {
 				}
 				_ = os.Remove(users.Name())
 			}
+			// No other process uses the sandbox, so none holds a claim.
+			_ = os.RemoveAll(claimsDir())
 		}
 		users.Close()
 	}
@@ -169,7 +172,17 @@ func Main(m *testing.M) {
 }
 
 // users is this process's lock on the shared sandbox.
-var users *os.File
+var (
+	users     *os.File
+	usersOnce sync.Once
+	usersErr  error
+)
+
+// joinUsers makes this process a user of the shared sandbox until it ends.
+func joinUsers() error {
+	usersOnce.Do(func() { usersErr = lockUsers(syscall.LOCK_SH) })
+	return usersErr
+}
 
 func lockUsers(how int) error {
 	f, err := os.OpenFile(filepath.Join(os.TempDir(), "faultline-sandbox-"+Config().Name+".users"), os.O_CREATE|os.O_RDWR, 0o600)
@@ -297,6 +310,7 @@ func Own(t testing.TB, name string, edit func(*sandbox.Config)) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	acrossProcesses(t, Shared(Sandboxes))
 	c := sandbox.DefaultConfig()
 	c.Name = Config().Name + "-" + name
 	c.Timings, c.Faultline, c.RealNodes, c.BinDir = sandbox.TimingsFast, true, 0, bins
