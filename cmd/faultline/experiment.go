@@ -18,7 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -77,98 +76,6 @@ func (f *clusterFlags) client() (client.Client, string, error) {
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	return c, ns, err
-}
-
-// readExperiment decodes an Experiment strictly (unknown fields are
-// errors) and checks it as the API server would. It also returns the
-// document as written, which is what run sends: the Go type would write
-// fields back in its own form, and the user's manifest is what kubectl
-// would have sent.
-func readExperiment(path string) (*v1alpha1.Experiment, *unstructured.Unstructured, error) {
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(os.Stdin)
-	} else {
-		b, err = os.ReadFile(path)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	var exp v1alpha1.Experiment
-	if err := yaml.UnmarshalStrict(b, &exp); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if exp.APIVersion != v1alpha1.GroupVersion.String() || exp.Kind != "Experiment" {
-		return nil, nil, fmt.Errorf("%s: apiVersion/kind must be %s/Experiment, not %s/%s", path, v1alpha1.GroupVersion, exp.APIVersion, exp.Kind)
-	}
-	raw := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal(b, &raw.Object); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	var problems []string
-	for _, e := range exp.Validate() {
-		problems = append(problems, e.Error())
-	}
-	var objs []slo.Objective
-	for _, o := range exp.Spec.Objectives {
-		objs = append(objs, slo.Objective{Name: o.Name, Expr: o.Expr})
-	}
-	if j, err := slo.New(objs); err != nil {
-		problems = append(problems, err.Error())
-	} else if err := errors.Join(j.Validate(), j.Check(measures.All)); err != nil {
-		for _, e := range strings.Split(err.Error(), "\n") {
-			problems = append(problems, "spec."+e)
-		}
-	}
-	if len(problems) > 0 {
-		return nil, nil, fmt.Errorf("%s is invalid:\n  %s", path, strings.Join(problems, "\n  "))
-	}
-	return &exp, raw, nil
-}
-
-func newValidateCommand() *cobra.Command {
-	var file string
-	var server bool
-	var cf clusterFlags
-	cmd := &cobra.Command{
-		Use:   "validate -f FILE",
-		Short: "Check an Experiment without running it",
-		Long: `validate checks an Experiment as the API server would: every field's bounds
-and rules, and that each objective is a CEL expression over measurements
-that compiles and reads only measurements that exist, each as what it is
-(a number is not compared with a string); a misspelt one is named with the
-nearest real one. With --server it also asks the cluster (a server-side
-dry run), which checks against the CRDs actually installed.`,
-		Example: `  faultline validate -f deploy/examples/node-partition.yaml
-  faultline validate --list-measurements | grep traffic.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			exp, _, err := readExperiment(file)
-			if err != nil {
-				return &exitError{exitInvalid, err}
-			}
-			if server {
-				c, ns, err := cf.client()
-				if err != nil {
-					return &exitError{exitInvalid, err}
-				}
-				if exp.Namespace == "" {
-					exp.Namespace = ns
-				}
-				if err := c.Create(cmd.Context(), exp, client.DryRunAll); err != nil {
-					return &exitError{exitInvalid, fmt.Errorf("the API server refused it: %w", err)}
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (%d fault(s), %d objective(s))\n", file, len(exp.Spec.Faults), len(exp.Spec.Objectives))
-			return nil
-		},
-	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "the Experiment's YAML (- for standard input)")
-	cmd.Flags().BoolVar(&server, "server", false, "also validate with a server-side dry run")
-	cmd.Flags().Bool("list-measurements", false, "print every measurement objectives may read, with its type and meaning, and exit")
-	cf.add(cmd)
-	return cmd
 }
 
 // gateFlags are how run and wait follow an experiment to its verdict and
@@ -251,6 +158,10 @@ func newRunCommand() *cobra.Command {
 kubectl create would), follows it live (phase, elapsed time, what happened,
 key measurements) and prints the verdict with each objective.
 
+The file holds one Experiment and nothing else: one verdict, one exit code.
+For a file of several documents, check them with faultline validate and
+create them with kubectl apply; faultline wait then gates on each.
+
 ` + exitCodesHelp,
 		Example: `  faultline run -f deploy/examples/node-partition.yaml --junit report.xml
   faultline run -f deploy/examples/node-partition.yaml --report report.html
@@ -262,7 +173,7 @@ key measurements) and prints the verdict with each objective.
   faultline run -f deploy/examples/rollout-sigterm.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, raw, err := readExperiment(file)
+			_, raw, err := readOneExperiment(cmd.Context(), file, cmd.InOrStdin())
 			if err != nil {
 				return &exitError{exitInvalid, err}
 			}

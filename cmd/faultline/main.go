@@ -45,7 +45,7 @@ Start with a local cluster of your own:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newWaitCommand(), withScheduleValidate(newValidateCommand()), newGetCommand(), newDescribeCommand(), newAbortCommand(),
+	root.AddCommand(newRunCommand(), newWaitCommand(), newValidateCommand(), newGetCommand(), newDescribeCommand(), newAbortCommand(),
 		newSandboxCommand(), newDemoCommand(), newCatalogCommand(), newScheduleCommand(), newReportCommand(), newImagesCommand(), newVersionCommand())
 	return root
 }

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,9 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
-	"faultline.dev/faultline/analyzers/slo"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/schedule"
 )
@@ -172,116 +166,9 @@ func newScheduleSuspendCommand(suspend bool) *cobra.Command {
 	return cmd
 }
 
-// withScheduleValidate lets `faultline validate -f` take a Schedule too:
-// a Schedule document is checked here, anything else goes on to the
-// Experiment's validation unchanged.
-func withScheduleValidate(cmd *cobra.Command) *cobra.Command {
-	next := cmd.RunE
-	cmd.Short = "Check an Experiment or a Schedule without running it"
-	cmd.Long += "\n\nA Schedule is checked too: its cron expression parses, its time zone\nexists, and each experiment of its template is valid."
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if list, _ := cmd.Flags().GetBool("list-measurements"); list {
-			return listMeasurements(cmd.OutOrStdout())
-		}
-		file, _ := cmd.Flags().GetString("file")
-		if file == "" {
-			return &exitError{exitInvalid, errors.New("-f FILE: required (- for standard input), unless --list-measurements")}
-		}
-		b, err := readInput(file)
-		if err != nil {
-			return &exitError{exitInvalid, err}
-		}
-		var tm metav1.TypeMeta
-		if yaml.Unmarshal(b, &tm) != nil || tm.Kind != "Schedule" {
-			if file == "-" {
-				// The Experiment's validation reads standard input again.
-				r, w, err := os.Pipe()
-				if err != nil {
-					return err
-				}
-				go func() { _, _ = io.Copy(w, bytes.NewReader(b)); w.Close() }()
-				os.Stdin = r
-			}
-			return next(cmd, args)
-		}
-		s, err := readSchedule(file, b)
-		if err != nil {
-			return &exitError{exitInvalid, err}
-		}
-		if server, _ := cmd.Flags().GetBool("server"); server {
-			cf := clusterFlags{}
-			cf.kubeconfig, _ = cmd.Flags().GetString("kubeconfig")
-			cf.namespace, _ = cmd.Flags().GetString("namespace")
-			c, ns, err := cf.client()
-			if err != nil {
-				return &exitError{exitInvalid, err}
-			}
-			if s.Namespace == "" {
-				s.Namespace = ns
-			}
-			if err := c.Create(cmd.Context(), s, client.DryRunAll); err != nil {
-				return &exitError{exitInvalid, fmt.Errorf("the API server refused it: %w", err)}
-			}
-		}
-		what := "1 experiment"
-		if g := s.Spec.Template.Gameday; g != nil {
-			what = fmt.Sprintf("a gameday of %d step(s)", len(g.Steps))
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s: valid schedule (%q in %s, %s)\n", file, s.Spec.Schedule, zoneOrUTC(s.Spec.TimeZone), what)
-		return nil
-	}
-	return cmd
-}
-
 func zoneOrUTC(z string) string {
 	if z == "" {
 		return "UTC"
 	}
 	return z
-}
-
-func readInput(path string) ([]byte, error) {
-	if path == "-" {
-		return io.ReadAll(os.Stdin)
-	}
-	return os.ReadFile(path)
-}
-
-// readSchedule decodes a Schedule strictly and checks it as the API
-// server and the controller would, objectives included.
-func readSchedule(path string, b []byte) (*v1alpha1.Schedule, error) {
-	var s v1alpha1.Schedule
-	if err := yaml.UnmarshalStrict(b, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if s.APIVersion != v1alpha1.GroupVersion.String() {
-		return nil, fmt.Errorf("%s: apiVersion must be %s, not %s", path, v1alpha1.GroupVersion, s.APIVersion)
-	}
-	var problems []string
-	for _, e := range s.Validate() {
-		problems = append(problems, e.Error())
-	}
-	check := func(at string, spec *v1alpha1.ExperimentSpec) {
-		var objs []slo.Objective
-		for _, o := range spec.Objectives {
-			objs = append(objs, slo.Objective{Name: o.Name, Expr: o.Expr})
-		}
-		if j, err := slo.New(objs); err != nil {
-			problems = append(problems, at+": "+err.Error())
-		} else if err := j.Validate(); err != nil {
-			problems = append(problems, at+"."+err.Error())
-		}
-	}
-	if e := s.Spec.Template.Experiment; e != nil {
-		check("spec.template.experiment", e)
-	}
-	if g := s.Spec.Template.Gameday; g != nil {
-		for i := range g.Steps {
-			check(fmt.Sprintf("spec.template.gameday.steps[%d].experiment", i), &g.Steps[i].Experiment)
-		}
-	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("%s is invalid:\n  %s", path, strings.Join(problems, "\n  "))
-	}
-	return &s, nil
 }

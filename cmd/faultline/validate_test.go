@@ -2,12 +2,63 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
+
+// envCLI makes the test binary the faultline CLI, for tests that need a
+// process of its own: signals, exit codes, memory.
+const envCLI = "FAULTLINE_TEST_AS_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envCLI) != "" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// cli starts the CLI in a process of its own with args; its stdin is the
+// returned pipe's reader, held open by the writer.
+func cli(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, io.WriteCloser) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), envCLI+"=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd, &out, stdin
+}
+
+// waitExit waits for the CLI to end, failing the test if it does not
+// within limit, and returns its exit code.
+func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode()
+	case <-time.After(limit):
+		t.Fatalf("faultline %v still runs after %s", cmd.Args[1:], limit)
+		return -1
+	}
+}
 
 func runRoot(args ...string) (string, error) {
 	root := newRootCommand()
@@ -19,29 +70,25 @@ func runRoot(args ...string) (string, error) {
 	return out.String(), err
 }
 
-func TestEveryShippedExperimentIsValid(t *testing.T) {
+// Every example, workloads included: a bundle's other documents are left
+// to the API server, and its faultline ones are checked.
+func TestEveryShippedExampleIsValid(t *testing.T) {
 	files, err := filepath.Glob("../../deploy/examples/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	faultline := 0
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(b), "kind: Experiment") {
-			continue // the demo app and its variants
-		}
-		n++
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			if out, err := runRoot("validate", "-f", f); err != nil {
-				t.Errorf("%v\n%s", err, out)
+			out, err := runRoot("validate", "-f", f)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
 			}
+			faultline += strings.Count(out, ": valid")
 		})
 	}
-	if n < 4 {
-		t.Fatalf("found %d example experiments, want at least 4", n)
+	if faultline < 4 {
+		t.Fatalf("found %d example experiments and schedules, want at least 4", faultline)
 	}
 }
 
@@ -93,5 +140,202 @@ func TestValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+const (
+	validExperiment = `apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: cut, namespace: default}
+spec:
+  targets: {nodes: {names: [isolated-0]}}
+  faults:
+  - name: cut
+    type: NetworkLoss
+    duration: 90s
+    networkLoss: {lossPercent: LOSS, towardAPIServer: true}
+  objectives:
+  - name: the outage is bounded
+    expr: MEASURE <= 120
+`
+	deployment = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec: {}
+`
+)
+
+func experiment(loss int, measure string) string {
+	return strings.NewReplacer("LOSS", fmt.Sprint(loss), "MEASURE", measure).Replace(validExperiment)
+}
+
+func TestValidateReadsEveryDocumentOfEveryFile(t *testing.T) {
+	schedule, err := os.ReadFile("../../deploy/examples/weekly-gameday.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := experiment(100, "recovery.seconds")
+	tests := map[string]struct {
+		files  []string // the content of each -f
+		want   []string // in the output (valid) or the error
+		refuse bool
+	}{
+		"two documents, the second bad, name the second and its field": {
+			files:  []string{good + "---\n" + experiment(101, "recovery.seconds")},
+			want:   []string{"document 1 (Experiment cut): valid", "document 2 (Experiment cut) is invalid", "spec.faults[0].networkLoss.lossPercent"},
+			refuse: true,
+		},
+		"a Schedule followed by a broken Experiment": {
+			files:  []string{string(schedule) + "---\n" + experiment(101, "recovery.seconds")},
+			want:   []string{"document 1 (Schedule weekly-gameday): valid schedule", "document 2 (Experiment cut) is invalid"},
+			refuse: true,
+		},
+		"a bundle's workload is left to the API server and its experiment checked": {
+			files: []string{deployment + "---\n" + good},
+			want:  []string{"document 1 (Deployment web): not faultline's (apps/v1 Deployment)", "document 2 (Experiment cut): valid"},
+		},
+		"a misspelt measurement is named with the real one": {
+			files:  []string{experiment(100, "traffic.errorRatoi")},
+			want:   []string{"spec.objectives[0]", "traffic.errorRatio"},
+			refuse: true,
+		},
+		"a kind in the wrong case is named with the right one": {
+			files:  []string{strings.Replace(string(schedule), "kind: Schedule", "kind: schedule", 1)},
+			want:   []string{`kind: "schedule" is not a kind; did you mean "Schedule"?`},
+			refuse: true,
+		},
+		"a kind faultline does not have lists the ones it has": {
+			files:  []string{strings.Replace(good, "kind: Experiment", "kind: Chaos", 1)},
+			want:   []string{`kind: "Chaos" is not one of faultline's (Experiment, Schedule)`},
+			refuse: true,
+		},
+		"a document with no apiVersion or kind is refused": {
+			files:  []string{good + "---\nmetadata: {name: orphan}\n"},
+			want:   []string{"document 2 (no kind orphan) is invalid", "apiVersion and kind: required"},
+			refuse: true,
+		},
+		"another version of faultline's API is refused": {
+			files:  []string{strings.Replace(good, "v1alpha1", "v1", 1)},
+			want:   []string{`apiVersion: "faultline.dev/v1" is not served`},
+			refuse: true,
+		},
+		"-f given twice checks both files": {
+			files:  []string{good, experiment(101, "recovery.seconds")},
+			want:   []string{"f0.yaml: document 1 (Experiment cut): valid", "f1.yaml: document 1 (Experiment cut) is invalid"},
+			refuse: true,
+		},
+		"a file of nothing is refused": {
+			files:  []string{"# only a comment\n"},
+			want:   []string{"no document in it"},
+			refuse: true,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"validate"}
+			dir := t.TempDir()
+			for i, content := range tc.files {
+				f := filepath.Join(dir, fmt.Sprintf("f%d.yaml", i))
+				if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "-f", f)
+			}
+			out, err := runRoot(args...)
+			var ee *exitError
+			switch {
+			case tc.refuse && (!errors.As(err, &ee) || ee.code != exitInvalid):
+				t.Fatalf("err %v, want exit code %d\n%s", err, exitInvalid, out)
+			case !tc.refuse && err != nil:
+				t.Fatalf("err %v, want valid\n%s", err, out)
+			}
+			all := out
+			if err != nil {
+				all += err.Error()
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("output and error lack %q:\n%s", w, all)
+				}
+			}
+		})
+	}
+}
+
+func TestRunRefusesAFileOfSeveralDocumentsBeforeItTouchesACluster(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "bundle.yaml")
+	if err := os.WriteFile(f, []byte(deployment+"---\n"+experiment(100, "recovery.seconds")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// No cluster: the kubeconfig does not exist, so only a refusal
+	// before any client is made can name the documents.
+	_, err := runRoot("run", "-f", f, "--kubeconfig", filepath.Join(t.TempDir(), "none"))
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitInvalid || !strings.Contains(err.Error(), "holds 2 document(s) [document 1 (Deployment web), document 2 (Experiment cut)]") {
+		t.Fatalf("err %v, want the two documents named", err)
+	}
+}
+
+// The memory a read adds, over what the same binary takes to start: the
+// test binary starts larger than faultline's own (make test builds both;
+// /usr/bin/time -v bin/faultline validate -f /dev/zero measures the real one).
+func TestValidateOfDevZeroEndsWithASizeErrorInLittleMemory(t *testing.T) {
+	maxRSS := func(args ...string) (int64, string, int) {
+		cmd, out, stdin := cli(t, args...)
+		defer stdin.Close()
+		code := waitExit(t, cmd, 30*time.Second)
+		return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024, out.String(), code
+	}
+	base, _, _ := maxRSS("validate", "--list-measurements")
+	rss, out, code := maxRSS("validate", "-f", "/dev/zero")
+	if code != exitInvalid {
+		t.Fatalf("exit code %d, want %d\n%s", code, exitInvalid, out)
+	}
+	if !strings.Contains(out, "larger than 3 MiB") {
+		t.Errorf("output lacks the size error:\n%s", out)
+	}
+	t.Logf("validate -f /dev/zero: max RSS %d MiB, %d MiB over the binary's start (%d MiB)", rss>>20, (rss-base)>>20, base>>20)
+	if rss-base > 32<<20 {
+		t.Errorf("reading /dev/zero took %d MiB over the binary's start, want under 32 MiB", (rss-base)>>20)
+	}
+}
+
+func TestCtrlCStopsValidateWaitingOnStandardInput(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd, out, stdin := cli(t, "validate", "-f", "-")
+			defer stdin.Close() // nothing is ever written
+			time.Sleep(200 * time.Millisecond)
+			sent := time.Now()
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			if code := waitExit(t, cmd, 10*time.Second); code != exitInvalid {
+				t.Errorf("exit code %d, want %d", code, exitInvalid)
+			}
+			t.Logf("%s: the CLI ended %s after the signal", sig, time.Since(sent).Round(time.Millisecond))
+			if !strings.Contains(out.String(), "standard input: reading stopped") {
+				t.Errorf("output lacks why it stopped:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestValidateStopsWhenItsContextEnds(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	root := newRootCommand()
+	root.SetIn(r)
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"validate", "-f", "-"})
+	if err := root.ExecuteContext(ctx); err == nil || !strings.Contains(err.Error(), "standard input: reading stopped: context deadline exceeded") {
+		t.Fatalf("err %v, want the read stopped by the context", err)
 	}
 }

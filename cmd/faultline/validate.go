@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"faultline.dev/faultline/analyzers/measures"
+	"faultline.dev/faultline/analyzers/slo"
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/manifest"
+)
+
+// checked is a faultline document that passed the offline checks: the
+// object for a server-side dry run, and a line saying what it holds.
+type checked struct {
+	obj     client.Object
+	summary string
+}
+
+// kinds are the faultline kinds validate checks, each decoded strictly
+// (unknown fields are errors) and checked as the API server and the
+// controller would.
+var kinds = map[string]func(raw []byte) (checked, []string){
+	"Experiment": func(raw []byte) (checked, []string) {
+		exp, _, problems := checkExperiment(raw)
+		if exp == nil {
+			return checked{}, problems
+		}
+		return checked{exp, fmt.Sprintf("valid (%d fault(s), %d objective(s))", len(exp.Spec.Faults), len(exp.Spec.Objectives))}, problems
+	},
+	"Schedule": func(raw []byte) (checked, []string) {
+		s, problems := checkSchedule(raw)
+		if s == nil {
+			return checked{}, problems
+		}
+		what := "1 experiment"
+		if g := s.Spec.Template.Gameday; g != nil {
+			what = fmt.Sprintf("a gameday of %d step(s)", len(g.Steps))
+		}
+		return checked{s, fmt.Sprintf("valid schedule (%q in %s, %s)", s.Spec.Schedule, zoneOrUTC(s.Spec.TimeZone), what)}, problems
+	},
+}
+
+func kindNames() []string {
+	var out []string
+	for k := range kinds {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func newValidateCommand() *cobra.Command {
+	var (
+		files  []string
+		server bool
+		list   bool
+		cf     clusterFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "validate -f FILE...",
+		Short: "Check Experiments and Schedules without running them",
+		Long: `validate checks every document of every file as the API server would:
+every field's bounds and rules, and that each objective is a CEL expression
+over measurements that compiles and reads only measurements that exist, each
+as what it is (a number is not compared with a string); a misspelt one is
+named with the nearest real one. A Schedule is checked too: its cron
+expression parses, its time zone exists, and each experiment of its template
+is valid.
+
+A file may hold several documents, separated by lines of ---, as for
+kubectl apply. Documents of other APIs (a Deployment, a Service) are listed
+and left to the API server. Each problem names the file, the document (its
+place in the file, kind and name) and the field.
+
+A file is at most 3 MiB, the most the API server takes in one request.
+Ctrl-C or SIGTERM stops a read that waits (standard input, a FIFO).
+
+With --server it also asks the cluster (a server-side dry run of each
+faultline document), which checks against the CRDs actually installed.
+
+Exit codes: 0 every document is valid; 2 any is not, or a file cannot be read.`,
+		Example: `  faultline validate -f deploy/examples/node-partition.yaml
+  faultline validate -f deploy/examples/weekly-gameday.yaml -f deploy/examples/memory-oom.yaml
+  cat bundle.yaml | faultline validate -f -
+  faultline validate --list-measurements | grep traffic.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if list {
+				return listMeasurements(cmd.OutOrStdout())
+			}
+			if len(files) == 0 {
+				return &exitError{exitInvalid, errors.New("-f FILE: required (- for standard input), unless --list-measurements")}
+			}
+			var c client.Client
+			var ns string
+			if server {
+				var err error
+				if c, ns, err = cf.client(); err != nil {
+					return &exitError{exitInvalid, err}
+				}
+			}
+			var failures []string
+			for _, file := range files {
+				failures = append(failures, validateFile(cmd.Context(), cmd.OutOrStdout(), cmd.InOrStdin(), file, c, ns)...)
+			}
+			if len(failures) > 0 {
+				return &exitError{exitInvalid, errors.New(strings.Join(failures, "\n"))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "a file of Experiments and Schedules, YAML or JSON (- for standard input); repeat it for several")
+	cmd.Flags().BoolVar(&server, "server", false, "also validate each faultline document with a server-side dry run")
+	cmd.Flags().BoolVar(&list, "list-measurements", false, "print every measurement objectives may read, with its type and meaning, and exit")
+	cf.add(cmd)
+	return cmd
+}
+
+// validateFile checks every document of file, prints a line for each one
+// that passes, and returns a message for each that does not (or for the
+// file, when it cannot be read). c, when set, dry-runs each faultline
+// document on the server; ns is the namespace of those that name none.
+func validateFile(ctx context.Context, out io.Writer, stdin io.Reader, file string, c client.Client, ns string) []string {
+	b, err := manifest.Read(ctx, file, stdin)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	docs, err := manifest.Split(b)
+	var failures []string
+	if err != nil {
+		failures = append(failures, fmt.Sprintf("%s: %v", file, err))
+	}
+	if len(docs) == 0 && err == nil {
+		return []string{file + ": no document in it"}
+	}
+	for _, d := range docs {
+		where := fmt.Sprintf("%s: %s", file, d)
+		ok, problems := checkDocument(d)
+		if len(problems) == 0 && c != nil && ok.obj != nil {
+			if ok.obj.GetNamespace() == "" {
+				ok.obj.SetNamespace(ns)
+			}
+			if err := c.Create(ctx, ok.obj, client.DryRunAll); err != nil {
+				problems = append(problems, "the API server refused it: "+manifest.Clip(err.Error()))
+			}
+		}
+		if len(problems) > 0 {
+			failures = append(failures, fmt.Sprintf("%s is invalid:\n  %s", where, strings.Join(problems, "\n  ")))
+			continue
+		}
+		fmt.Fprintf(out, "%s: %s\n", where, ok.summary)
+	}
+	return failures
+}
+
+// checkDocument routes a document by its apiVersion and kind: faultline's
+// are checked; another API's are noted, for the API server to check.
+func checkDocument(d manifest.Document) (checked, []string) {
+	switch {
+	case d.APIVersion == "" || d.Kind == "":
+		return checked{}, []string{"apiVersion and kind: required; faultline's are " + v1alpha1.GroupVersion.String() + " " + strings.Join(kindNames(), " and ")}
+	case d.Group() != v1alpha1.GroupVersion.Group:
+		return checked{summary: fmt.Sprintf("not faultline's (%s %s): left to the API server", d.APIVersion, d.Kind)}, nil
+	case d.APIVersion != v1alpha1.GroupVersion.String():
+		return checked{}, []string{fmt.Sprintf("apiVersion: %q is not served; faultline's is %s", d.APIVersion, v1alpha1.GroupVersion)}
+	}
+	check, ok := kinds[d.Kind]
+	if !ok {
+		for _, k := range kindNames() {
+			if strings.EqualFold(k, d.Kind) {
+				return checked{}, []string{fmt.Sprintf("kind: %q is not a kind; did you mean %q? (kinds are case-sensitive)", d.Kind, k)}
+			}
+		}
+		return checked{}, []string{fmt.Sprintf("kind: %q is not one of faultline's (%s)", manifest.Clip(d.Kind), strings.Join(kindNames(), ", "))}
+	}
+	return check(d.Raw)
+}
+
+// readOneExperiment reads the file run creates: one Experiment, checked,
+// and the document as written, which is what run sends (the Go type would
+// write fields back in its own form; the user's manifest is what kubectl
+// would have sent).
+func readOneExperiment(ctx context.Context, file string, stdin io.Reader) (*v1alpha1.Experiment, *unstructured.Unstructured, error) {
+	b, err := manifest.Read(ctx, file, stdin)
+	if err != nil {
+		return nil, nil, err
+	}
+	docs, err := manifest.Split(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(docs) != 1 || docs[0].Kind != "Experiment" {
+		var what []string
+		for _, d := range docs {
+			what = append(what, d.String())
+		}
+		return nil, nil, fmt.Errorf("%s: run takes a file of one Experiment, and this one holds %d document(s) [%s]; check them with faultline validate -f, create them with kubectl apply -f, and gate on each with faultline wait",
+			file, len(docs), strings.Join(what, ", "))
+	}
+	exp, raw, problems := checkExperiment(docs[0].Raw)
+	if len(problems) > 0 {
+		return nil, nil, fmt.Errorf("%s: %s is invalid:\n  %s", file, docs[0], strings.Join(problems, "\n  "))
+	}
+	return exp, raw, nil
+}
+
+// checkExperiment decodes an Experiment strictly and checks it as the API
+// server and the controller would; with problems, the Experiment is nil.
+func checkExperiment(raw []byte) (*v1alpha1.Experiment, *unstructured.Unstructured, []string) {
+	var exp v1alpha1.Experiment
+	if err := yaml.UnmarshalStrict(raw, &exp); err != nil {
+		return nil, nil, []string{manifest.Clip(err.Error())}
+	}
+	doc := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(raw, &doc.Object); err != nil {
+		return nil, nil, []string{manifest.Clip(err.Error())}
+	}
+	var problems []string
+	for _, e := range exp.Validate() {
+		problems = append(problems, manifest.Clip(e.Error()))
+	}
+	problems = append(problems, checkObjectives("spec", &exp.Spec)...)
+	if len(problems) > 0 {
+		return nil, nil, problems
+	}
+	return &exp, doc, nil
+}
+
+// checkSchedule decodes a Schedule strictly and checks it as the API
+// server and the controller would, the objectives of each experiment of
+// its template included; with problems, the Schedule is nil.
+func checkSchedule(raw []byte) (*v1alpha1.Schedule, []string) {
+	var s v1alpha1.Schedule
+	if err := yaml.UnmarshalStrict(raw, &s); err != nil {
+		return nil, []string{manifest.Clip(err.Error())}
+	}
+	var problems []string
+	for _, e := range s.Validate() {
+		problems = append(problems, manifest.Clip(e.Error()))
+	}
+	if e := s.Spec.Template.Experiment; e != nil {
+		problems = append(problems, checkObjectives("spec.template.experiment", e)...)
+	}
+	if g := s.Spec.Template.Gameday; g != nil {
+		for i := range g.Steps {
+			problems = append(problems, checkObjectives(fmt.Sprintf("spec.template.gameday.steps[%d].experiment", i), &g.Steps[i].Experiment)...)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return &s, nil
+}
+
+// checkObjectives compiles the objectives of spec, found at path, and
+// type-checks them against the declared measurements: a misspelt one
+// fails here, not as "not measured" after the faults ran.
+func checkObjectives(path string, spec *v1alpha1.ExperimentSpec) []string {
+	var objs []slo.Objective
+	for _, o := range spec.Objectives {
+		objs = append(objs, slo.Objective{Name: o.Name, Expr: o.Expr})
+	}
+	j, err := slo.New(objs)
+	if err != nil {
+		return []string{path + ": " + manifest.Clip(err.Error())}
+	}
+	var problems []string
+	if err := errors.Join(j.Validate(), j.Check(measures.All)); err != nil {
+		for _, e := range strings.Split(err.Error(), "\n") {
+			problems = append(problems, manifest.Clip(path+"."+e))
+		}
+	}
+	return problems
+}
