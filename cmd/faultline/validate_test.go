@@ -52,7 +52,11 @@ func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) int {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("faultline %v: %v", cmd.Args[1:], err)
+		}
 		return cmd.ProcessState.ExitCode()
 	case <-time.After(limit):
 		t.Fatalf("faultline %v still runs after %s", cmd.Args[1:], limit)
@@ -169,6 +173,15 @@ func experiment(loss int, measure string) string {
 	return strings.NewReplacer("LOSS", fmt.Sprint(loss), "MEASURE", measure).Replace(validExperiment)
 }
 
+func seventeenFaults(doc string) string {
+	fault := doc[strings.Index(doc, "  - name: cut\n"):strings.Index(doc, "  objectives:")]
+	var faults strings.Builder
+	for i := range 17 {
+		faults.WriteString(strings.Replace(fault, "name: cut", fmt.Sprintf("name: cut-%d", i), 1))
+	}
+	return strings.Replace(doc, fault, faults.String(), 1)
+}
+
 func TestValidateReadsEveryDocumentOfEveryFile(t *testing.T) {
 	schedule, err := os.ReadFile("../../deploy/examples/weekly-gameday.yaml")
 	if err != nil {
@@ -222,6 +235,31 @@ func TestValidateReadsEveryDocumentOfEveryFile(t *testing.T) {
 		"-f given twice checks both files": {
 			files:  []string{good, experiment(101, "recovery.seconds")},
 			want:   []string{"f0.yaml: document 1 (Experiment cut): valid", "f1.yaml: document 1 (Experiment cut) is invalid"},
+			refuse: true,
+		},
+		"an upper-case name is refused as the API server refuses it": {
+			files:  []string{strings.Replace(good, "name: cut,", "name: Cut,", 1)},
+			want:   []string{"metadata.name", "lowercase RFC 1123 subdomain"},
+			refuse: true,
+		},
+		"no name at all is refused": {
+			files:  []string{strings.Replace(good, "name: cut, ", "", 1)},
+			want:   []string{"metadata.name", "name or generateName is required"},
+			refuse: true,
+		},
+		"two objectives with one name are refused by the schema's list map": {
+			files:  []string{good + "  - name: the outage is bounded\n    expr: recovery.seconds < 60\n"},
+			want:   []string{"spec.objectives[1]", "Duplicate value"},
+			refuse: true,
+		},
+		"a port given twice is refused by the schema's set": {
+			files:  []string{strings.Replace(good, "towardAPIServer: true", "ports: [8080, 8080]", 1)},
+			want:   []string{"spec.faults[0].networkLoss.ports[1]", "Duplicate value: 8080"},
+			refuse: true,
+		},
+		"17 faults where 16 is the most": {
+			files:  []string{seventeenFaults(good)},
+			want:   []string{"spec.faults", "must have at most 16 items"},
 			refuse: true,
 		},
 		"a file of nothing is refused": {
