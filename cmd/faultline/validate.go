@@ -7,16 +7,20 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"faultline.dev/faultline/analyzers/measures"
 	"faultline.dev/faultline/analyzers/slo"
+	"faultline.dev/faultline/deploy"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/manifest"
+	"faultline.dev/faultline/experiments/schema"
 )
 
 // checked is a faultline document that passed the offline checks: the
@@ -214,6 +218,43 @@ func readOneExperiment(ctx context.Context, file string, stdin io.Reader) (*v1al
 	return exp, raw, nil
 }
 
+// crdSchemas checks documents with the CRDs' own schemas, by the API
+// server's code; built once, on first use.
+var crdSchemas = sync.OnceValues(func() (*schema.Validator, error) {
+	crds, err := deploy.CRDs()
+	if err != nil {
+		return nil, err
+	}
+	return schema.New(crds)
+})
+
+// serverChecks returns what the API server would refuse in doc, by the
+// CRD's schema, followed by faultline's own field checks (own); on a field
+// both refuse, faultline's words, which say what is allowed, are kept.
+func serverChecks(doc map[string]any, own field.ErrorList) []string {
+	var problems []string
+	for _, e := range own {
+		problems = append(problems, manifest.Clip(e.Error()))
+	}
+	v, err := crdSchemas()
+	if err != nil {
+		return append(problems, "the embedded CRDs: "+err.Error())
+	}
+	server, err := v.Validate(doc)
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	for _, e := range server {
+		covered := slices.ContainsFunc(own, func(o *field.Error) bool {
+			return e.Field == "" || strings.HasPrefix(e.Field, o.Field) || strings.HasPrefix(o.Field, e.Field)
+		})
+		if !covered {
+			problems = append(problems, manifest.Clip(e.Error()))
+		}
+	}
+	return problems
+}
+
 // checkExperiment decodes an Experiment strictly and checks it as the API
 // server and the controller would; with problems, the Experiment is nil.
 func checkExperiment(raw []byte) (*v1alpha1.Experiment, *unstructured.Unstructured, []string) {
@@ -225,10 +266,7 @@ func checkExperiment(raw []byte) (*v1alpha1.Experiment, *unstructured.Unstructur
 	if err := yaml.Unmarshal(raw, &doc.Object); err != nil {
 		return nil, nil, []string{manifest.Clip(err.Error())}
 	}
-	var problems []string
-	for _, e := range exp.Validate() {
-		problems = append(problems, manifest.Clip(e.Error()))
-	}
+	problems := serverChecks(doc.Object, exp.Validate())
 	problems = append(problems, checkObjectives("spec", &exp.Spec)...)
 	if len(problems) > 0 {
 		return nil, nil, problems
@@ -244,10 +282,11 @@ func checkSchedule(raw []byte) (*v1alpha1.Schedule, []string) {
 	if err := yaml.UnmarshalStrict(raw, &s); err != nil {
 		return nil, []string{manifest.Clip(err.Error())}
 	}
-	var problems []string
-	for _, e := range s.Validate() {
-		problems = append(problems, manifest.Clip(e.Error()))
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, []string{manifest.Clip(err.Error())}
 	}
+	problems := serverChecks(doc, s.Validate())
 	if e := s.Spec.Template.Experiment; e != nil {
 		problems = append(problems, checkObjectives("spec.template.experiment", e)...)
 	}
