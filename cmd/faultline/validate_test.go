@@ -19,11 +19,15 @@ import (
 // process of its own: signals, exit codes, memory.
 const envCLI = "FAULTLINE_TEST_AS_CLI"
 
+// runTests runs the package's tests; with the sandbox tag, through the
+// shared sandbox's Main.
+var runTests = func(m *testing.M) { os.Exit(m.Run()) }
+
 func TestMain(m *testing.M) {
 	if os.Getenv(envCLI) != "" {
 		main()
 	}
-	os.Exit(m.Run())
+	runTests(m)
 }
 
 // cli starts the CLI in a process of its own with args; its stdin is the
