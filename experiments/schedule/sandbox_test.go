@@ -90,7 +90,8 @@ func get(t *testing.T, c client.Client, name string) *v1alpha1.Schedule {
 // while a long run is active is skipped, with an event, and makes no
 // second run.
 func TestAScheduleRunsEveryMinuteAndForbidSkipsWhileARunIsActive(t *testing.T) {
-	sandboxtest.Parallel(t, sandboxtest.Shared(sandboxtest.ControlPlane))
+	// Its runs hold real faults on isolated-0 (nodeLoss).
+	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node("isolated-0")), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	t.Run("a run starts within a minute and its verdict is recorded", func(t *testing.T) {
@@ -150,7 +151,8 @@ func TestAScheduleRunsEveryMinuteAndForbidSkipsWhileARunIsActive(t *testing.T) {
 // A Schedule as users write it, applied with kubectl: the controller never
 // writes its spec, and a changed cron or template is taken up.
 func TestAScheduleAppliedWithKubectlTakesUpItsChangedCronAndTemplate(t *testing.T) {
-	sandboxtest.Parallel(t, sandboxtest.Shared(sandboxtest.ControlPlane))
+	// The gameday's steps cut isolated-0, then isolated-1.
+	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node("isolated-0")), sandboxtest.Alone(sandboxtest.Node("isolated-1")), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
 	b, err := os.ReadFile(filepath.Join(sandboxtest.RepoRoot(), "deploy", "examples", "weekly-gameday.yaml"))
