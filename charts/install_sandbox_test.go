@@ -53,7 +53,7 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 func installSandbox(t *testing.T) (*sandbox.State, *rest.Config) {
 	t.Helper()
 	sandboxtest.RequireRoot(t)
-	sandboxtest.Hold(t, sandboxtest.Shared(sandboxtest.Sandboxes))
+	sandboxtest.Hold(t) // the machine, shared
 	bins, err := sandboxtest.Binaries()
 	if err != nil {
 		t.Fatal(err)

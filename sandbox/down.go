@@ -141,6 +141,9 @@ func Down(c Config, progress *Progress) error {
 	// with real nodes is left.
 	if len(errs) == 0 {
 		keep(os.RemoveAll(dir))
+		if st.Index >= 0 {
+			keep(markReleased(c.root(), st.Index, time.Now()))
+		}
 		others := false
 		for _, o := range allStates(c.root()) {
 			if o.Config.RealNodes > 0 {
@@ -308,10 +311,11 @@ func removeRootIfEmpty(root string) {
 		return
 	}
 	for _, e := range entries {
-		if e.Name() != ".lock" {
+		if !IsBookkeeping(e.Name()) {
 			return
 		}
 	}
+	_ = os.Remove(filepath.Join(root, releasedFile))
 	_ = os.Remove(filepath.Join(root, ".lock"))
 	_ = unix.Rmdir(root)
 	_ = unix.Rmdir(filepath.Dir(root))

@@ -38,7 +38,7 @@ func fakeTools(t *testing.T) string {
 
 func TestUpExplainsWhatIsWrong(t *testing.T) {
 	sandboxtest.RequireRoot(t)
-	sandboxtest.Hold(t, sandboxtest.Shared(sandboxtest.Sandboxes), sandboxtest.Shared(sandboxtest.ControlPlane))
+	sandboxtest.Hold(t, sandboxtest.Shared(sandboxtest.ControlPlane))
 	bins, err := sandboxtest.Binaries()
 	if err != nil {
 		t.Fatal(err)

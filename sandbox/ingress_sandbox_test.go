@@ -196,7 +196,7 @@ func TestIngressRoutesAnnotatedServicesAndReportsRealFailures(t *testing.T) {
 // running, still listening. down must remove them all the same.
 func TestDownRemovesNginxWorkersWhoseMasterWasKilled(t *testing.T) {
 	sandboxtest.RequireRoot(t)
-	sandboxtest.Hold(t, sandboxtest.Alone(sandboxtest.Sandboxes))
+	sandboxtest.Hold(t) // the machine, shared
 	c := smallConfig(t, "ingress-orphans")
 	c.SharedKwokNodes, c.IsolatedKwokNodes, c.RealNodes, c.Ingress = 0, 0, 0, true
 	_ = sandbox.Down(c, nil)

@@ -109,14 +109,18 @@ func reserve(c Config) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	index := -1
+	// Of the free indexes, the one released longest ago (never: first):
+	// an index just freed still has its addresses in sockets closing and
+	// in neighbours' caches, and whoever checks what the last sandbox
+	// there left would see the next one's.
+	var free []int
 	for i := range maxSandboxes {
 		if _, err := netlink.LinkByName(NewPlan(i).BridgeName()); err == nil || used[i] || rangeTaken(NewPlan(i).Super, routes) {
 			continue
 		}
-		index = i
-		break
+		free = append(free, i)
 	}
+	index := releasedLongestAgo(free, readReleased(c.root()))
 	if index < 0 {
 		return nil, fmt.Errorf("no free sandbox slot: %d sandboxes are up; remove one with `faultline sandbox down --name NAME`", maxSandboxes)
 	}

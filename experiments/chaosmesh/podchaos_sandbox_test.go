@@ -37,7 +37,7 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 // Deployment's recovery and deletes the PodChaos at the end.
 func TestAPodChaosFromAnExperimentKillsThePodAndTheRecoveryIsMeasured(t *testing.T) {
 	sandboxtest.RequireRoot(t)
-	sandboxtest.Hold(t, sandboxtest.Shared(sandboxtest.Sandboxes))
+	sandboxtest.Hold(t) // the machine, shared
 	bins, err := sandboxtest.Binaries()
 	if err != nil {
 		t.Fatal(err)

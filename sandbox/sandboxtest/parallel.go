@@ -33,14 +33,6 @@ const ControlPlane Resource = "control-plane"
 // measuring its fsync p99 to the millisecond, is one.
 const Machine Resource = "machine"
 
-// Sandboxes is the set of sandboxes tests bring up of their own. Those
-// that do share it; a test that checks what a sandbox leaves on the
-// machine after down holds it alone: what is a sandbox's own is told by
-// its index, and one coming up beside it may take the index it frees (and
-// its addresses) before the check (CI: "left behind: listening sockets:
-// [10.202.0.1:46359]").
-const Sandboxes Resource = "sandboxes"
-
 // Node is a node of the sandbox, held alone by a test whose fault acts on
 // it or whose workload fills it.
 func Node(name string) Resource { return Resource("node/" + name) }

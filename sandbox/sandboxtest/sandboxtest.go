@@ -310,7 +310,6 @@ func Own(t testing.TB, name string, edit func(*sandbox.Config)) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acrossProcesses(t, Shared(Sandboxes))
 	c := sandbox.DefaultConfig()
 	c.Name = Config().Name + "-" + name
 	c.Timings, c.Faultline, c.RealNodes, c.BinDir = sandbox.TimingsFast, true, 0, bins
