@@ -14,6 +14,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	k8sschema "k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
@@ -40,7 +41,7 @@ func boundaries(kind string, doc map[string]any, s apiextensionsv1.JSONSchemaPro
 	var out []boundary
 	var walk func(path []any, v any, s apiextensionsv1.JSONSchemaProps)
 	at := func(path []any, what string, value any) {
-		c := deepCopy(doc)
+		c := runtime.DeepCopyJSON(doc)
 		setAt(c, path, value)
 		out = append(out, boundary{fmt.Sprintf("%s %s: %s", kind, pathString(path), what), c})
 	}
@@ -56,7 +57,7 @@ func boundaries(kind string, doc map[string]any, s apiextensionsv1.JSONSchemaPro
 			if s.MaxItems != nil && len(v) > 0 {
 				more := slices.Clone(v)
 				for int64(len(more)) <= *s.MaxItems {
-					more = append(more, deepCopyValue(v[len(v)-1]))
+					more = append(more, runtime.DeepCopyJSONValue(v[len(v)-1]))
 				}
 				at(path, fmt.Sprintf("%d items (most %d)", len(more), *s.MaxItems), more)
 			}
@@ -293,24 +294,4 @@ func setAt(doc map[string]any, path []any, value any) {
 			cur = l[p]
 		}
 	}
-}
-
-func deepCopy(m map[string]any) map[string]any { return deepCopyValue(m).(map[string]any) }
-
-func deepCopyValue(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, x := range v {
-			out[k] = deepCopyValue(x)
-		}
-		return out
-	case []any:
-		out := make([]any, len(v))
-		for i, x := range v {
-			out[i] = deepCopyValue(x)
-		}
-		return out
-	}
-	return v
 }

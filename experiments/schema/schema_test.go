@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -68,7 +69,7 @@ func TestTheServersRulesRunOffline(t *testing.T) {
 			edit: func(o map[string]any) {
 				var faults []any
 				for i := range 17 {
-					f := runtimeCopy(firstFault(o))
+					f := runtime.DeepCopyJSON(firstFault(o))
 					f["name"] = "f" + strings.Repeat("x", i)
 					faults = append(faults, f)
 				}
@@ -134,13 +135,6 @@ func TestTheServersRulesRunOffline(t *testing.T) {
 			t.Errorf("no error on %s with %q; got %v", tc.field, tc.words, errs)
 		})
 	}
-}
-
-func runtimeCopy(m map[string]any) map[string]any {
-	b, _ := yaml.Marshal(m)
-	var out map[string]any
-	_ = yaml.Unmarshal(b, &out)
-	return out
 }
 
 // Every faultline document shipped passes the server's own rules.
