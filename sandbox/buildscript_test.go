@@ -57,6 +57,14 @@ func TestTheToolsBuildSaysWhatItBuildsForHowLongAndWhatTheLastBuildTook(t *testi
 	if second := runBuildScript(t, cache, "etcd"); !regexp.MustCompile(`building etcd v3\.6\.7: the last build here took 0m0[345]s`).MatchString(second) {
 		t.Errorf("a rebuild does not give the last build's time as its estimate:\n%s", second)
 	}
+	// A binary built from another go.sum (its module moved since) is
+	// built again.
+	if err := os.WriteFile(filepath.Join(dir, ".etcd.ok"), []byte("a hash of an older go.sum\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if third := runBuildScript(t, cache, "etcd"); !strings.Contains(third, "building etcd") {
+		t.Errorf("a tool built from an older module is not built again:\n%s", third)
+	}
 }
 
 func TestTheToolsBuildRefusesAComponentItDoesNotKnow(t *testing.T) {

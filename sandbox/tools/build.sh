@@ -33,10 +33,23 @@ start=$(date +%s)
 log() { printf '[tools +%4ss] %s\n' "$(( $(date +%s) - start ))" "$*" >&2; }
 human() { printf '%dm%02ds' $(( $1 / 60 )) $(( $1 % 60 )); }
 
-# A binary counts as present only with its stamp: a build killed halfway
-# leaves no stamp and is redone.
-have() { [ -x "$dir/$1" ] && [ -f "$dir/.$1.ok" ]; }
-mark() { for b in "$@"; do touch "$dir/.$b.ok"; done; }
+# A binary counts as present only with its stamp, which holds a hash of
+# what it was built from (its module's go.mod and go.sum, and for kube its
+# main.go): a build killed halfway leaves no stamp and is redone, and so is
+# one whose module has changed since (a dependency moved with the main
+# module's, say).
+sources() {
+  case "$1" in
+    kube|kube-*|kubelet|kubectl) echo "$here/kubernetes/go.mod $here/kubernetes/go.sum $here/kubernetes/main.go" ;;
+    etcd) echo "$here/etcd/go.mod $here/etcd/go.sum" ;;
+  esac
+}
+stamp() {
+  local s; s=$(sources "$1")
+  if [ -n "$s" ]; then cat $s | sha256sum | cut -d' ' -f1; else echo built; fi
+}
+have() { [ -x "$dir/$1" ] && [ -f "$dir/.$1.ok" ] && [ "$(cat "$dir/.$1.ok")" = "$(stamp "$1")" ]; }
+mark() { for b in "$@"; do stamp "$b" > "$dir/.$b.ok"; done; }
 
 # build NAME GUESS_SECONDS CMD...: runs CMD, saying every 15 s what it
 # builds, for how long so far, and what the last build here took (or the
@@ -97,7 +110,7 @@ build_kwok() {
 build_chaos_mesh() {
   local cm_version api_version
   cm_version=$(cd "$here/chaosmesh" && go list -m -f '{{.Version}}' github.com/chaos-mesh/chaos-mesh)
-  if ! have chaos-controller-manager || [ "$(cat "$dir/.chaos-controller-manager.ok")" != "$cm_version" ]; then
+  if [ ! -x "$dir/chaos-controller-manager" ] || [ "$(cat "$dir/.chaos-controller-manager.ok" 2>/dev/null)" != "$cm_version" ]; then
     build "Chaos Mesh's controller manager $cm_version" 450 \
       bash -c "cd '$here/chaosmesh' && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o '$dir/' github.com/chaos-mesh/chaos-mesh/cmd/chaos-controller-manager"
     echo "$cm_version" > "$dir/.chaos-controller-manager.ok"
@@ -115,13 +128,27 @@ components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(kubernetes etcd kwok)
 for c in "${components[@]}"; do
   case "$c" in
-    kubernetes) build_kubernetes ;;
-    etcd) build_etcd ;;
-    kwok) build_kwok ;;
-    chaos-mesh) build_chaos_mesh ;;
+    kubernetes|etcd|kwok|chaos-mesh) ;;
     *) echo "build.sh: no component $c (kubernetes, etcd, kwok, chaos-mesh)" >&2; exit 2 ;;
   esac
 done
+# kwok shares no module version with the others (it needs older Kubernetes
+# libraries), so it builds beside them and fills the cores they leave idle
+# (a large package compiling alone, a link). The others build one after
+# another: etcd and Chaos Mesh then reuse what kube compiled.
+kwok_pid=""
+if [[ " ${components[*]} " == *" kwok "* ]] && ! have kwok; then
+  build_kwok &
+  kwok_pid=$!
+fi
+for c in "${components[@]}"; do
+  case "$c" in
+    kubernetes) build_kubernetes ;;
+    etcd) build_etcd ;;
+    chaos-mesh) build_chaos_mesh ;;
+  esac
+done
+if [ -n "$kwok_pid" ]; then wait "$kwok_pid"; fi
 
 versions=""
 have kube && versions+=" $("$dir/kube-apiserver" --version 2>&1)"
