@@ -128,3 +128,65 @@ func TestClip(t *testing.T) {
 		t.Error("clipped in the middle of a rune")
 	}
 }
+
+func TestFilesReadsADirectoryAsKubectlDoes(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"b.yaml", "a.json", "c.yml", "notes.txt", "sub/d.yaml", "sub/deeper/e.yaml", "empty/README"} {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rel := func(paths []string) string {
+		var out []string
+		for _, p := range paths {
+			if r, err := filepath.Rel(dir, p); err == nil && !strings.HasPrefix(r, "..") {
+				p = r
+			}
+			out = append(out, p)
+		}
+		return strings.Join(out, " ")
+	}
+	tests := map[string]struct {
+		paths     []string
+		recursive bool
+		want      string // the files, relative to dir
+		wantErr   string
+	}{
+		"a directory is its manifests, in lexical order, not its subdirectories": {
+			paths: []string{dir}, want: "a.json b.yaml c.yml",
+		},
+		"-R reads the subdirectories too": {
+			paths: []string{dir}, recursive: true, want: "a.json b.yaml c.yml sub/d.yaml sub/deeper/e.yaml",
+		},
+		"files and standard input are kept as given, in order": {
+			paths: []string{filepath.Join(dir, "notes.txt"), Stdin, filepath.Join(dir, "sub")}, want: "notes.txt - sub/d.yaml",
+		},
+		"a path that does not exist is left for Read to refuse": {
+			paths: []string{filepath.Join(dir, "gone.yaml")}, want: "gone.yaml",
+		},
+		"a directory with no manifest is refused and names -R": {
+			paths: []string{filepath.Join(dir, "empty")}, wantErr: "no .json, .yaml or .yml file in it (-R reads its subdirectories too)",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := Files(tc.paths, tc.recursive)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Files: %v, want an error with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rel(got) != tc.want {
+				t.Errorf("Files = %q, want %q", rel(got), tc.want)
+			}
+		})
+	}
+}
