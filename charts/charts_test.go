@@ -28,6 +28,7 @@ import (
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/controller"
 	"faultline.dev/faultline/experiments/schedule"
+	"faultline.dev/faultline/experiments/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/ from the chart (make generate)")
@@ -336,8 +337,8 @@ func TestTheNotesTeachTheOptInLabelAndAValidFirstExperiment(t *testing.T) {
 	if err := yaml.UnmarshalStrict([]byte(strings.Join(lines, "\n")), &exp); err != nil {
 		t.Fatalf("the NOTES' experiment does not parse: %v", err)
 	}
-	if errs := exp.Validate(); len(errs) > 0 {
-		t.Errorf("the NOTES' experiment is refused: %v", errs.ToAggregate())
+	if errs, err := schema.Check(&exp); err != nil || len(errs) > 0 {
+		t.Errorf("the NOTES' experiment is refused: %v %v", err, errs.ToAggregate())
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"faultline.dev/faultline/deploy"
 	"faultline.dev/faultline/experiments/manifest"
+	"faultline.dev/faultline/experiments/schema"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )
 
@@ -167,7 +168,7 @@ func TestValidateAgreesWithTheAPIServerAtEveryBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offline, err := crdSchemas()
+	offline, err := schema.Faultline()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -15,10 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"faultline.dev/faultline/analyzers/measures"
-	"faultline.dev/faultline/analyzers/slo"
-	"faultline.dev/faultline/deploy"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/controller"
 	"faultline.dev/faultline/experiments/manifest"
 	"faultline.dev/faultline/experiments/schema"
 )
@@ -65,10 +62,11 @@ func kindNames() []string {
 
 func newValidateCommand() *cobra.Command {
 	var (
-		files  []string
-		server bool
-		list   bool
-		cf     clusterFlags
+		files     []string
+		recursive bool
+		server    bool
+		list      bool
+		cf        clusterFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "validate -f FILE...",
@@ -82,7 +80,8 @@ expression parses, its time zone exists, and each experiment of its template
 is valid.
 
 A file may hold several documents, separated by lines of ---, as for
-kubectl apply. Documents of other APIs (a Deployment, a Service) are listed
+kubectl apply. A directory stands for its .json, .yaml and .yml files,
+and with -R for those of its subdirectories too. Documents of other APIs (a Deployment, a Service) are listed
 and left to the API server. Each problem names the file, the document (its
 place in the file, kind and name) and the field.
 
@@ -96,6 +95,7 @@ Exit codes: 0 every document is valid; 2 any is not, or a file cannot be read.`,
 		Example: `  faultline validate -f deploy/examples/node-partition.yaml
   faultline validate -f deploy/examples/weekly-gameday.yaml -f deploy/examples/memory-oom.yaml
   cat bundle.yaml | faultline validate -f -
+  faultline validate -R -f deploy/examples/
   faultline validate --list-measurements | grep traffic.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -113,8 +113,12 @@ Exit codes: 0 every document is valid; 2 any is not, or a file cannot be read.`,
 					return &exitError{exitInvalid, err}
 				}
 			}
+			expanded, err := manifest.Files(files, recursive)
+			if err != nil {
+				return &exitError{exitInvalid, err}
+			}
 			var failures []string
-			for _, file := range files {
+			for _, file := range expanded {
 				failures = append(failures, validateFile(cmd.Context(), cmd.OutOrStdout(), cmd.InOrStdin(), file, c, ns)...)
 			}
 			if len(failures) > 0 {
@@ -123,7 +127,8 @@ Exit codes: 0 every document is valid; 2 any is not, or a file cannot be read.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "a file of Experiments and Schedules, YAML or JSON (- for standard input); repeat it for several")
+	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "a file of Experiments and Schedules, YAML or JSON, or a directory of them (- for standard input); repeat it for several")
+	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "read the subdirectories of a -f directory too, as kubectl -R does")
 	cmd.Flags().BoolVar(&server, "server", false, "also validate each faultline document with a server-side dry run")
 	cmd.Flags().BoolVar(&list, "list-measurements", false, "print every measurement objectives may read, with its type and meaning, and exit")
 	cf.add(cmd)
@@ -218,25 +223,17 @@ func readOneExperiment(ctx context.Context, file string, stdin io.Reader) (*v1al
 	return exp, raw, nil
 }
 
-// crdSchemas checks documents with the CRDs' own schemas, by the API
-// server's code; built once, on first use.
-var crdSchemas = sync.OnceValues(func() (*schema.Validator, error) {
-	crds, err := deploy.CRDs()
-	if err != nil {
-		return nil, err
-	}
-	return schema.New(crds)
-})
-
 // serverChecks returns what the API server would refuse in doc, by the
-// CRD's schema, followed by faultline's own field checks (own); on a field
-// both refuse, faultline's words, which say what is allowed, are kept.
+// CRD's schema and rules, after what faultline checks that the schema
+// cannot say (own: a cron that parses, a zone that exists, which fault a
+// rule over the engine refuses); where both refuse the same, faultline's
+// words, which name the field, are kept.
 func serverChecks(doc map[string]any, own field.ErrorList) []string {
 	var problems []string
 	for _, e := range own {
 		problems = append(problems, manifest.Clip(e.Error()))
 	}
-	v, err := crdSchemas()
+	v, err := schema.Faultline()
 	if err != nil {
 		return append(problems, "the embedded CRDs: "+err.Error())
 	}
@@ -245,8 +242,10 @@ func serverChecks(doc map[string]any, own field.ErrorList) []string {
 		return append(problems, err.Error())
 	}
 	for _, e := range server {
+		// The same refusal: on the same field, or a CEL rule of a parent
+		// (which can only name the parent) with the same message.
 		covered := slices.ContainsFunc(own, func(o *field.Error) bool {
-			return e.Field == "" || strings.HasPrefix(e.Field, o.Field) || strings.HasPrefix(o.Field, e.Field)
+			return e.Field == o.Field || (strings.HasPrefix(o.Field, e.Field) && e.Detail == o.Detail)
 		})
 		if !covered {
 			problems = append(problems, manifest.Clip(e.Error()))
@@ -259,15 +258,15 @@ func serverChecks(doc map[string]any, own field.ErrorList) []string {
 // server and the controller would; with problems, the Experiment is nil.
 func checkExperiment(raw []byte) (*v1alpha1.Experiment, *unstructured.Unstructured, []string) {
 	var exp v1alpha1.Experiment
-	if err := yaml.UnmarshalStrict(raw, &exp); err != nil {
+	if err := manifest.DecodeStrict(raw, &exp); err != nil {
 		return nil, nil, []string{manifest.Clip(err.Error())}
 	}
 	doc := &unstructured.Unstructured{}
 	if err := yaml.Unmarshal(raw, &doc.Object); err != nil {
 		return nil, nil, []string{manifest.Clip(err.Error())}
 	}
-	problems := serverChecks(doc.Object, exp.Validate())
-	problems = append(problems, checkObjectives("spec", &exp.Spec)...)
+	problems := serverChecks(doc.Object, exp.Spec.ValidateEngine())
+	problems = append(problems, precheck("spec", &exp.Spec)...)
 	if len(problems) > 0 {
 		return nil, nil, problems
 	}
@@ -279,7 +278,7 @@ func checkExperiment(raw []byte) (*v1alpha1.Experiment, *unstructured.Unstructur
 // its template included; with problems, the Schedule is nil.
 func checkSchedule(raw []byte) (*v1alpha1.Schedule, []string) {
 	var s v1alpha1.Schedule
-	if err := yaml.UnmarshalStrict(raw, &s); err != nil {
+	if err := manifest.DecodeStrict(raw, &s); err != nil {
 		return nil, []string{manifest.Clip(err.Error())}
 	}
 	var doc map[string]any
@@ -288,11 +287,11 @@ func checkSchedule(raw []byte) (*v1alpha1.Schedule, []string) {
 	}
 	problems := serverChecks(doc, s.Validate())
 	if e := s.Spec.Template.Experiment; e != nil {
-		problems = append(problems, checkObjectives("spec.template.experiment", e)...)
+		problems = append(problems, precheck("spec.template.experiment", e)...)
 	}
 	if g := s.Spec.Template.Gameday; g != nil {
 		for i := range g.Steps {
-			problems = append(problems, checkObjectives(fmt.Sprintf("spec.template.gameday.steps[%d].experiment", i), &g.Steps[i].Experiment)...)
+			problems = append(problems, precheck(fmt.Sprintf("spec.template.gameday.steps[%d].experiment", i), &g.Steps[i].Experiment)...)
 		}
 	}
 	if len(problems) > 0 {
@@ -301,23 +300,19 @@ func checkSchedule(raw []byte) (*v1alpha1.Schedule, []string) {
 	return &s, nil
 }
 
-// checkObjectives compiles the objectives of spec, found at path, and
-// type-checks them against the declared measurements: a misspelt one
-// fails here, not as "not measured" after the faults ran.
-func checkObjectives(path string, spec *v1alpha1.ExperimentSpec) []string {
-	var objs []slo.Objective
-	for _, o := range spec.Objectives {
-		objs = append(objs, slo.Objective{Name: o.Name, Expr: o.Expr})
-	}
-	j, err := slo.New(objs)
-	if err != nil {
-		return []string{path + ": " + manifest.Clip(err.Error())}
+// precheck runs the controller's own checks before injection (Precheck)
+// on spec, found at path: the objectives against the declared
+// measurements, the selectors, the prober's and Prometheus' settings. A
+// misspelt measurement or a bad PromQL query name fails here, not after
+// the faults ran.
+func precheck(path string, spec *v1alpha1.ExperimentSpec) []string {
+	err := controller.Precheck(&v1alpha1.Experiment{Spec: *spec})
+	if err == nil {
+		return nil
 	}
 	var problems []string
-	if err := errors.Join(j.Validate(), j.Check(measures.All)); err != nil {
-		for _, e := range strings.Split(err.Error(), "\n") {
-			problems = append(problems, manifest.Clip(path+"."+e))
-		}
+	for _, e := range strings.Split(err.Error(), "\n") {
+		problems = append(problems, manifest.Clip(path+strings.TrimPrefix(e, "spec")))
 	}
 	return problems
 }

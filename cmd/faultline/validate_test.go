@@ -109,14 +109,16 @@ func TestValidate(t *testing.T) {
 		from, to string
 		want     []string // empty: valid
 	}{
-		"the shipped example is valid":               {},
-		"a loss share above 100 names the field":     {from: "lossPercent: 100", to: "lossPercent: 101", want: []string{"spec.faults[0].networkLoss.lossPercent", "between 0 and 100"}},
-		"a missing duration names the field":         {from: "    duration: 90s\n", to: "", want: []string{"spec.faults[0].duration", "Required"}},
-		"an unknown fault type lists the known ones": {from: "type: NetworkLoss", to: "type: Meteor", want: []string{"spec.faults[0].type", `"NetworkLoss"`}},
-		"a duration over the maximum is refused":     {from: "duration: 90s", to: "duration: 48h", want: []string{"spec.faults[0].duration", "at most 24h"}},
-		"an objective that does not compile":         {from: "expr: recovery.seconds < 120", to: "expr: recovery.seconds <", want: []string{"objectives[1]", "the cluster recovers within two minutes"}},
-		"an unknown field is refused":                {from: "lossPercent: 100", to: "lossPercent: 100\n      lossPercentage: 5", want: []string{`unknown field "lossPercentage"`}},
-		"an objective name the API server refuses":   {from: "name: the outage is bounded", to: "name: the outage's bounded", want: []string{"spec.objectives[0].name", "letters, digits"}},
+		"the shipped example is valid":                  {},
+		"a loss share above 100 names the field":        {from: "lossPercent: 100", to: "lossPercent: 101", want: []string{"spec.faults[0].networkLoss.lossPercent", "less than or equal to 100"}},
+		"a missing duration names the field":            {from: "    duration: 90s\n", to: "", want: []string{"spec.faults[0].duration", "Required"}},
+		"an unknown fault type lists the known ones":    {from: "type: NetworkLoss", to: "type: Meteor", want: []string{"spec.faults[0].type", `"NetworkLoss"`}},
+		"a duration over the maximum is refused":        {from: "duration: 90s", to: "duration: 48h", want: []string{"spec.faults[0].duration", "at most 24h"}},
+		"an objective that does not compile":            {from: "expr: recovery.seconds < 120", to: "expr: recovery.seconds <", want: []string{"objectives[1]", "the cluster recovers within two minutes"}},
+		"an unknown field is refused":                   {from: "lossPercent: 100", to: "lossPercent: 100\n      lossPercentage: 5", want: []string{`unknown field "spec.faults[0].networkLoss.lossPercentage"`}},
+		"a duration in an unknown unit names its field": {from: "duration: 90s", to: "duration: 90x", want: []string{`spec.faults[0].duration: time: unknown unit "x"`}},
+		"a string where a number goes names its field":  {from: "lossPercent: 100", to: "lossPercent: all", want: []string{"spec.faults[0].networkLoss.lossPercent: a string cannot be a whole number"}},
+		"an objective name the API server refuses":      {from: "name: the outage is bounded", to: "name: the outage's bounded", want: []string{"spec.objectives[0].name", "should match"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -175,6 +177,19 @@ spec: {}
 
 func experiment(loss int, measure string) string {
 	return strings.NewReplacer("LOSS", fmt.Sprint(loss), "MEASURE", measure).Replace(validExperiment)
+}
+
+// scheduleOf is a Schedule whose template is exp's spec.
+func scheduleOf(exp string) string {
+	spec := exp[strings.Index(exp, "spec:\n")+len("spec:\n"):]
+	var b strings.Builder
+	b.WriteString("apiVersion: faultline.dev/v1alpha1\nkind: Schedule\nmetadata: {name: nightly, namespace: default}\nspec:\n  schedule: \"0 3 * * *\"\n  template:\n    experiment:\n")
+	for _, l := range strings.SplitAfter(spec, "\n") {
+		if l != "" {
+			b.WriteString("    " + l)
+		}
+	}
+	return b.String()
 }
 
 func seventeenFaults(doc string) string {
@@ -264,6 +279,16 @@ func TestValidateReadsEveryDocumentOfEveryFile(t *testing.T) {
 		"17 faults where 16 is the most": {
 			files:  []string{seventeenFaults(good)},
 			want:   []string{"spec.faults", "must have at most 16 items"},
+			refuse: true,
+		},
+		"a Schedule in the Local zone is refused, as a CronJob is": {
+			files:  []string{strings.Replace(string(schedule), "timeZone: Europe/Paris", "timeZone: Local", 1)},
+			want:   []string{"spec.timeZone", "Local is the controller's own zone"},
+			refuse: true,
+		},
+		"a Schedule whose template has a misspelt query condition names the template's field": {
+			files:  []string{scheduleOf(strings.Replace(podExperiment, "successCondition: result[0] < 0.1", "successCondition: reslut[0] < 0.1", 1))},
+			want:   []string{"spec.template.experiment.prometheus.queries[0].successCondition"},
 			refuse: true,
 		},
 		"a file of nothing is refused": {
@@ -379,5 +404,133 @@ func TestValidateStopsWhenItsContextEnds(t *testing.T) {
 	root.SetArgs([]string{"validate", "-f", "-"})
 	if err := root.ExecuteContext(ctx); err == nil || !strings.Contains(err.Error(), "standard input: reading stopped: context deadline exceeded") {
 		t.Fatalf("err %v, want the read stopped by the context", err)
+	}
+}
+
+// podExperiment measures traffic and Prometheus queries: what the
+// controller checks before it injects anything, beyond the schema.
+const podExperiment = `apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: web, namespace: default}
+spec:
+  targets:
+    pods:
+      namespaces: [demo]
+      labelSelectors: {app: web}
+      expressionSelectors: [{key: tier, operator: In, values: [front]}]
+  faults:
+  - {name: lossy, type: NetworkLoss, duration: 60s, networkLoss: {lossPercent: 30}}
+  traffic:
+    url: http://web.demo.svc:80/
+    rate: 20
+    headers: {X-Gameday: tuesday}
+  prometheus:
+    address: http://prometheus.monitoring:9090
+    queries:
+    - name: errors
+      query: sum(rate(http_requests_total{code=~"5.."}[1m]))
+      successCondition: result[0] < 0.1
+      failureLimit: 2
+  objectives:
+  - name: few errors
+    expr: traffic.errorRatio < 0.05
+`
+
+// Finding 4: what the controller checked only at plan time, after it was
+// given the experiment, validate checks offline with the same function.
+func TestValidateRunsTheControllersChecksBeforeInjection(t *testing.T) {
+	tests := map[string]struct {
+		from, to string
+		want     []string // empty: valid
+	}{
+		"the experiment as written is valid": {},
+		"a selector operator Kubernetes does not have": {
+			from: "operator: In", to: "operator: Contains",
+			want: []string{"spec.targets.pods", `"Contains" is not a valid label selector operator`},
+		},
+		"a label value a selector cannot hold": {
+			from: "{app: web}", to: "{app: 'web server'}",
+			want: []string{"spec.targets.pods", "web server"},
+		},
+		"a header name with a space": {
+			from: "X-Gameday: tuesday", to: "X Gameday: tuesday",
+			want: []string{"spec.traffic.headers", "X Gameday"},
+		},
+		"a prober URL with no host": {
+			from: "url: http://web.demo.svc:80/", to: "url: http:///healthz",
+			want: []string{"spec.traffic.url", "http or https URL"},
+		},
+		"a success condition that does not compile": {
+			from: "successCondition: result[0] < 0.1", to: "successCondition: result[0] <",
+			want: []string{"spec.prometheus.queries[0].successCondition"},
+		},
+		"a failure limit below zero": {
+			from: "failureLimit: 2", to: "failureLimit: -1",
+			want: []string{"spec.prometheus.queries[0].failureLimit"},
+		},
+		"a query name objectives cannot read": {
+			from: "- name: errors", to: "- name: 5xx-errors",
+			want: []string{"spec.prometheus.queries[0].name"},
+		},
+		"a query without a Prometheus to ask": {
+			from: "address: http://prometheus.monitoring:9090", to: "scrape: {etcd: [http://127.0.0.1:2381/metrics]}",
+			want: []string{"spec.prometheus.queries", "need address"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if !strings.Contains(podExperiment, tc.from) {
+				t.Fatalf("test bug: %q not in the experiment", tc.from)
+			}
+			f := filepath.Join(t.TempDir(), "exp.yaml")
+			if err := os.WriteFile(f, []byte(strings.Replace(podExperiment, tc.from, tc.to, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := runRoot("validate", "-f", f)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("err %v, want valid\n%s", err, out)
+				}
+				return
+			}
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != exitInvalid {
+				t.Fatalf("err %v, want exit code %d\n%s", err, exitInvalid, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateReadsADirectoryAndWithRItsSubdirectories(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("good.yaml", experiment(100, "recovery.seconds"))
+	write("README.md", "not a manifest")
+	write("broken/bad.yaml", experiment(101, "recovery.seconds"))
+
+	out, err := runRoot("validate", "-f", dir)
+	if err != nil || !strings.Contains(out, "good.yaml: document 1 (Experiment cut): valid") || strings.Contains(out, "README") {
+		t.Fatalf("validate -f DIR: %v\n%s", err, out)
+	}
+	out, err = runRoot("validate", "-R", "-f", dir)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitInvalid || !strings.Contains(err.Error(), filepath.Join("broken", "bad.yaml")+": document 1 (Experiment cut) is invalid") {
+		t.Fatalf("validate -R -f DIR: %v, want the subdirectory's bad file refused\n%s", err, out)
+	}
+	if _, err := runRoot("validate", "-f", filepath.Join(dir, "broken", "..", "broken")); err == nil {
+		t.Fatal("a directory of one bad file is valid")
 	}
 }

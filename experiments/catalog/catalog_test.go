@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"faultline.dev/faultline/experiments/schema"
 )
 
 func TestEveryLandedVariantPreparesIntoAValidExperiment(t *testing.T) {
@@ -26,8 +28,8 @@ func TestEveryLandedVariantPreparesIntoAValidExperiment(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if errs := r.Experiment.Validate(); len(errs) > 0 {
-					t.Fatalf("the prepared experiment is invalid: %v", errs)
+				if errs, err := schema.Check(r.Experiment); err != nil || len(errs) > 0 {
+					t.Fatalf("the prepared experiment is invalid: %v %v", err, errs)
 				}
 				raw, _ := File(s.ExperimentFile(v))
 				if strings.Contains(string(raw), examplePrometheus) && r.Experiment.Spec.Prometheus.Address != b.PrometheusURL {

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -158,8 +159,8 @@ func TestObjectTranslatesEachFaultGolden(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if errs := tc.exp.Validate(); len(errs) > 0 {
-				t.Fatalf("test bug: the experiment does not validate: %v", errs)
+			if errs, err := schema.Check(tc.exp); err != nil || len(errs) > 0 {
+				t.Fatalf("test bug: the experiment does not validate: %v %v", err, errs)
 			}
 			obj, err := Object(tc.exp, tc.exp.Spec.Faults[0], tc.targets)
 			if err != nil {

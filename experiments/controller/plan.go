@@ -83,15 +83,11 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 
 // admit refuses a spec that cannot run, or any experiment while the kill
 // switch is on. An invalid spec says so whatever else holds: the kill
-// switch comes second.
+// switch comes second. The spec's own rules are the CRD's, which the API
+// server applied before the controller saw it; Precheck is what the
+// schema cannot say.
 func (r *ExperimentReconciler) admit(ctx context.Context, exp *v1alpha1.Experiment) error {
-	if errs := exp.Validate(); len(errs) > 0 {
-		return refuse(v1alpha1.ReasonInvalid, errs.ToAggregate())
-	}
-	if _, err := judge(exp); err != nil {
-		return refuse(v1alpha1.ReasonInvalid, err)
-	}
-	if _, err := driversOf(exp); err != nil {
+	if err := Precheck(exp); err != nil {
 		return refuse(v1alpha1.ReasonInvalid, err)
 	}
 	if r.killSwitchOn(ctx) {
@@ -172,12 +168,12 @@ func (r *ExperimentReconciler) checkAnalyzers(ctx context.Context, exp *v1alpha1
 		exp.Status.TrafficURL = u
 		cfg, _ := TrafficConfig(exp)
 		if err := cfg.Validate(); err != nil {
-			return refuse(v1alpha1.ReasonInvalid, fmt.Errorf("spec.traffic.%w", err))
+			return refuse(v1alpha1.ReasonInvalid, prefixLines("spec.traffic.", err))
 		}
 	}
 	if exp.Spec.Prometheus != nil {
 		if err := PrometheusConfig(exp, r.Analysis.APIServer).Validate(); err != nil {
-			return refuse(v1alpha1.ReasonInvalid, errors.New("spec.prometheus."+strings.ReplaceAll(err.Error(), "\n", "; spec.prometheus.")))
+			return refuse(v1alpha1.ReasonInvalid, prefixLines("spec.prometheus.", err))
 		}
 	}
 	return nil

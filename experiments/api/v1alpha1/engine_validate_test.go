@@ -1,15 +1,20 @@
-package v1alpha1
+package v1alpha1_test
 
 import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/schema"
 )
 
 // Experiments under engine chaos-mesh that validate; each case breaks one
-// field. The CRD's CEL rules refuse the same, with the same messages
-// (validation_test.go checks the API server).
+// field. The CRD's CEL rules refuse it (checked here offline with the API
+// server's code), and so does ValidateChaosMesh, the engine's own guard
+// when it translates a fault, with the same messages.
 const (
 	chaosMeshNetwork = `
 apiVersion: faultline.dev/v1alpha1
@@ -128,23 +133,37 @@ func TestEngineChaosMeshRefusesWhatChaosMeshCannotExpressNamingTheField(t *testi
 				}
 				doc = strings.Replace(doc, r[0], r[1], 1)
 			}
-			var e Experiment
+			var e v1alpha1.Experiment
 			if err := yaml.UnmarshalStrict([]byte(doc), &e); err != nil {
 				t.Fatal(err)
 			}
-			errs := e.Validate()
-			if len(tc.want) == 0 {
-				if len(errs) > 0 {
-					t.Fatalf("refused: %v", errs)
+			crd, err := schema.Check(&e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			guard := e.Spec.ValidateEngine()
+			for who, errs := range map[string]field.ErrorList{"the CRD's rules": crd, "ValidateEngine": guard} {
+				if len(tc.want) == 0 {
+					if len(errs) > 0 {
+						t.Errorf("%s refuse it: %v", who, errs)
+					}
+					continue
 				}
-				return
-			}
-			if len(errs) == 0 {
-				t.Fatal("valid, want a refusal")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(errs.ToAggregate().Error(), w) {
-					t.Errorf("errors lack %q:\n%v", w, errs)
+				if len(errs) == 0 && (who == "the CRD's rules" || e.Spec.Engine == v1alpha1.EngineChaosMesh) {
+					t.Errorf("%s take it, want a refusal", who)
+				}
+				if len(errs) == 0 {
+					continue // only the schema knows the engines
+				}
+				for _, w := range tc.want {
+					// A CEL rule over the engine and a fault names spec
+					// only; ValidateEngine names the fault's field.
+					if who == "the CRD's rules" && strings.HasPrefix(w, "spec.faults[") {
+						continue
+					}
+					if !strings.Contains(errs.ToAggregate().Error(), w) {
+						t.Errorf("%s' errors lack %q:\n%v", who, w, errs)
+					}
 				}
 			}
 		})

@@ -7,26 +7,26 @@ import (
 )
 
 // ExperimentSpec is what to break, for how long, and what must still hold.
-// +kubebuilder:validation:XValidation:rule="self.faults.all(f, (f.type != 'Rollout' && f.type != 'Surge') || has(self.targets.deployment))",message="targets.deployment: required by Rollout and Surge faults"
-// +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout' || f.type == 'Surge')",message="targets.deployment: only for Rollout and Surge faults; the others need targets.pods or targets.nodes"
-// +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' || has(f.diskLatency.process))",message="diskLatency.process: required for node targets (the process to slow on each node)"
-// +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'MemoryPressure' || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel"
-// +kubebuilder:validation:XValidation:rule="!(self.faults.exists(f, f.type == 'Rollout') && self.faults.exists(f, f.type == 'Surge'))",message="faults: a Rollout and a Surge fault cannot share one experiment's Deployment (the surge would move the rollout's point)"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, f.type != 'Surge')",message="surge: not under engine chaos-mesh (Chaos Mesh has no fault that scales a Deployment up); use engine: faultline"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || !has(f.networkLoss.ports) || size(f.networkLoss.ports) == 0)",message="networkLoss.ports: not under engine chaos-mesh (a NetworkChaos cannot match ports); drop ports or use engine: faultline"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || !has(f.networkLoss.protocol))",message="networkLoss.protocol: not under engine chaos-mesh (a NetworkChaos cannot match a protocol); drop protocol or use engine: faultline"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || (has(f.networkLoss.direction) && f.networkLoss.direction == 'egress') || (f.networkLoss.lossPercent == 100 && ((has(f.networkLoss.peers) && size(f.networkLoss.peers) > 0) || (has(f.networkLoss.towardAPIServer) && f.networkLoss.towardAPIServer))))",message="networkLoss.direction: must be egress under engine chaos-mesh, unless lossPercent is 100 with peers or towardAPIServer (Chaos Mesh's loss acts on the packets the pods send; only its partition, a loss of 100% toward given peers, cuts ingress too)"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || ((!has(f.networkLoss.delay)) && (!has(f.networkLoss.corruptPercent) || f.networkLoss.corruptPercent == 0)) || ((!has(f.networkLoss.peers) || size(f.networkLoss.peers) == 0) && (!has(f.networkLoss.towardAPIServer) || !f.networkLoss.towardAPIServer)))",message="networkLoss.delay: delay and corruptPercent not with peers or towardAPIServer under engine chaos-mesh (one NetworkChaos would restrict them to the peers, where faultline applies them to every sent packet); drop them, or the peers"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || !has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' && f.type != 'MemoryPressure')",message="targets.nodes: DiskLatency and MemoryPressure need targets.pods under engine chaos-mesh (Chaos Mesh slows and fills containers, not a node's process or the node as a whole)"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.process))",message="diskLatency.process: not under engine chaos-mesh (an IOChaos slows a volume of the pods' containers, not a process); target pods and give pathPrefix"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || (has(f.diskLatency.pathPrefix) && f.diskLatency.pathPrefix.startsWith('/')))",message="diskLatency.pathPrefix: required under engine chaos-mesh, an absolute directory inside a volume of the container such as /var/lib/etcd (an IOChaos slows the files of one volume)"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.jitter))",message="diskLatency.jitter: not under engine chaos-mesh (an IOChaos delays every call by exactly the delay); drop jitter"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.syscalls) || f.diskLatency.syscalls.all(s, s != 'sync_file_range'))",message="diskLatency.syscalls: under engine chaos-mesh only fsync, fdatasync, write and pwrite64 (Chaos Mesh sees a volume's file operations, and sync_file_range is not one)"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.percent) || f.diskLatency.percent > 0)",message="diskLatency.percent: must be more than 0 under engine chaos-mesh (Chaos Mesh reads 0 as 100)"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.memoryPressure) || !has(f.memoryPressure.percent))",message="memoryPressure.percent: not under engine chaos-mesh (one StressChaos holds one size for all its pods); give size"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.memoryPressure) || !has(f.memoryPressure.hold))",message="memoryPressure.hold: not under engine chaos-mesh (Chaos Mesh holds the memory until the fault's duration ends); shorten duration instead"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.memoryPressure) || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: not under engine chaos-mesh (Chaos Mesh's stressor stops at its size and cannot force one OOM kill); drop it or use engine: faultline"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.rollout) || (has(f.rollout.action) && ((has(f.rollout.action.method) && f.rollout.action.method == 'Delete') || (has(f.rollout.action.signal) && f.rollout.action.signal == 'SIGKILL'))))",message="rollout.action: under engine chaos-mesh, method Delete (a pod-kill: the kubelet sends SIGTERM) or signal SIGKILL (a container-kill); Chaos Mesh cannot send SIGTERM to a container"
+// +kubebuilder:validation:XValidation:rule="self.faults.all(f, (f.type != 'Rollout' && f.type != 'Surge') || has(self.targets.deployment))",message="targets.deployment: required by Rollout and Surge faults",fieldPath=".targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout' || f.type == 'Surge')",message="targets.deployment: only for Rollout and Surge faults; the others need targets.pods or targets.nodes",fieldPath=".targets.deployment"
+// +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' || has(f.diskLatency.process))",message="diskLatency.process: required for node targets (the process to slow on each node)",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'MemoryPressure' || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!(self.faults.exists(f, f.type == 'Rollout') && self.faults.exists(f, f.type == 'Surge'))",message="faults: a Rollout and a Surge fault cannot share one experiment's Deployment (the surge would move the rollout's point)",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, f.type != 'Surge')",message="surge: not under engine chaos-mesh (Chaos Mesh has no fault that scales a Deployment up); use engine: faultline",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || !has(f.networkLoss.ports) || size(f.networkLoss.ports) == 0)",message="networkLoss.ports: not under engine chaos-mesh (a NetworkChaos cannot match ports); drop ports or use engine: faultline",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || !has(f.networkLoss.protocol))",message="networkLoss.protocol: not under engine chaos-mesh (a NetworkChaos cannot match a protocol); drop protocol or use engine: faultline",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || (has(f.networkLoss.direction) && f.networkLoss.direction == 'egress') || (f.networkLoss.lossPercent == 100 && ((has(f.networkLoss.peers) && size(f.networkLoss.peers) > 0) || (has(f.networkLoss.towardAPIServer) && f.networkLoss.towardAPIServer))))",message="networkLoss.direction: must be egress under engine chaos-mesh, unless lossPercent is 100 with peers or towardAPIServer (Chaos Mesh's loss acts on the packets the pods send; only its partition, a loss of 100% toward given peers, cuts ingress too)",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.networkLoss) || ((!has(f.networkLoss.delay)) && (!has(f.networkLoss.corruptPercent) || f.networkLoss.corruptPercent == 0)) || ((!has(f.networkLoss.peers) || size(f.networkLoss.peers) == 0) && (!has(f.networkLoss.towardAPIServer) || !f.networkLoss.towardAPIServer)))",message="networkLoss.delay: delay and corruptPercent not with peers or towardAPIServer under engine chaos-mesh (one NetworkChaos would restrict them to the peers, where faultline applies them to every sent packet); drop them, or the peers",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || !has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' && f.type != 'MemoryPressure')",message="targets.nodes: DiskLatency and MemoryPressure need targets.pods under engine chaos-mesh (Chaos Mesh slows and fills containers, not a node's process or the node as a whole)",fieldPath=".targets.nodes"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.process))",message="diskLatency.process: not under engine chaos-mesh (an IOChaos slows a volume of the pods' containers, not a process); target pods and give pathPrefix",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || (has(f.diskLatency.pathPrefix) && f.diskLatency.pathPrefix.startsWith('/')))",message="diskLatency.pathPrefix: required under engine chaos-mesh, an absolute directory inside a volume of the container such as /var/lib/etcd (an IOChaos slows the files of one volume)",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.jitter))",message="diskLatency.jitter: not under engine chaos-mesh (an IOChaos delays every call by exactly the delay); drop jitter",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.syscalls) || f.diskLatency.syscalls.all(s, s != 'sync_file_range'))",message="diskLatency.syscalls: under engine chaos-mesh only fsync, fdatasync, write and pwrite64 (Chaos Mesh sees a volume's file operations, and sync_file_range is not one)",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.diskLatency) || !has(f.diskLatency.percent) || f.diskLatency.percent > 0)",message="diskLatency.percent: must be more than 0 under engine chaos-mesh (Chaos Mesh reads 0 as 100)",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.memoryPressure) || !has(f.memoryPressure.percent))",message="memoryPressure.percent: not under engine chaos-mesh (one StressChaos holds one size for all its pods); give size",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.memoryPressure) || !has(f.memoryPressure.hold))",message="memoryPressure.hold: not under engine chaos-mesh (Chaos Mesh holds the memory until the fault's duration ends); shorten duration instead",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.memoryPressure) || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: not under engine chaos-mesh (Chaos Mesh's stressor stops at its size and cannot force one OOM kill); drop it or use engine: faultline",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.rollout) || (has(f.rollout.action) && ((has(f.rollout.action.method) && f.rollout.action.method == 'Delete') || (has(f.rollout.action.signal) && f.rollout.action.signal == 'SIGKILL'))))",message="rollout.action: under engine chaos-mesh, method Delete (a pod-kill: the kubelet sends SIGTERM) or signal SIGKILL (a container-kill); Chaos Mesh cannot send SIGTERM to a container",fieldPath=".faults"
 type ExperimentSpec struct {
 	// Engine injects the faults. faultline (the default) writes one
 	// FaultAssignment per node, and faultline's agent on each node injects
@@ -188,18 +188,18 @@ var FaultTypes = []FaultType{FaultNetworkLoss, FaultRollout, FaultDiskLatency, F
 const MaxFaultDuration = "24h"
 
 // Fault is one fault of an experiment.
-// +kubebuilder:validation:XValidation:rule="self.type != 'NetworkLoss' || has(self.networkLoss)",message="networkLoss: required when type is NetworkLoss"
-// +kubebuilder:validation:XValidation:rule="self.type != 'Rollout' || has(self.rollout)",message="rollout: required when type is Rollout"
-// +kubebuilder:validation:XValidation:rule="self.type == 'NetworkLoss' || !has(self.networkLoss)",message="networkLoss: only for type NetworkLoss"
-// +kubebuilder:validation:XValidation:rule="self.type == 'Rollout' || !has(self.rollout)",message="rollout: only for type Rollout"
-// +kubebuilder:validation:XValidation:rule="self.type != 'DiskLatency' || has(self.diskLatency)",message="diskLatency: required when type is DiskLatency"
-// +kubebuilder:validation:XValidation:rule="self.type == 'DiskLatency' || !has(self.diskLatency)",message="diskLatency: only for type DiskLatency"
-// +kubebuilder:validation:XValidation:rule="self.type != 'MemoryPressure' || has(self.memoryPressure)",message="memoryPressure: required when type is MemoryPressure"
-// +kubebuilder:validation:XValidation:rule="self.type == 'MemoryPressure' || !has(self.memoryPressure)",message="memoryPressure: only for type MemoryPressure"
-// +kubebuilder:validation:XValidation:rule="self.type != 'Surge' || has(self.surge)",message="surge: required when type is Surge"
-// +kubebuilder:validation:XValidation:rule="self.type == 'Surge' || !has(self.surge)",message="surge: only for type Surge"
-// +kubebuilder:validation:XValidation:rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('24h')",message="duration: must be more than 0s and at most 24h"
-// +kubebuilder:validation:XValidation:rule="!has(self.startAfter) || (duration(self.startAfter) >= duration('0s') && duration(self.startAfter) <= duration('24h'))",message="startAfter: must be between 0s and 24h"
+// +kubebuilder:validation:XValidation:rule="self.type != 'NetworkLoss' || has(self.networkLoss)",message="networkLoss: required when type is NetworkLoss",fieldPath=".networkLoss"
+// +kubebuilder:validation:XValidation:rule="self.type != 'Rollout' || has(self.rollout)",message="rollout: required when type is Rollout",fieldPath=".rollout"
+// +kubebuilder:validation:XValidation:rule="self.type == 'NetworkLoss' || !has(self.networkLoss)",message="networkLoss: only for type NetworkLoss",fieldPath=".networkLoss"
+// +kubebuilder:validation:XValidation:rule="self.type == 'Rollout' || !has(self.rollout)",message="rollout: only for type Rollout",fieldPath=".rollout"
+// +kubebuilder:validation:XValidation:rule="self.type != 'DiskLatency' || has(self.diskLatency)",message="diskLatency: required when type is DiskLatency",fieldPath=".diskLatency"
+// +kubebuilder:validation:XValidation:rule="self.type == 'DiskLatency' || !has(self.diskLatency)",message="diskLatency: only for type DiskLatency",fieldPath=".diskLatency"
+// +kubebuilder:validation:XValidation:rule="self.type != 'MemoryPressure' || has(self.memoryPressure)",message="memoryPressure: required when type is MemoryPressure",fieldPath=".memoryPressure"
+// +kubebuilder:validation:XValidation:rule="self.type == 'MemoryPressure' || !has(self.memoryPressure)",message="memoryPressure: only for type MemoryPressure",fieldPath=".memoryPressure"
+// +kubebuilder:validation:XValidation:rule="self.type != 'Surge' || has(self.surge)",message="surge: required when type is Surge",fieldPath=".surge"
+// +kubebuilder:validation:XValidation:rule="self.type == 'Surge' || !has(self.surge)",message="surge: only for type Surge",fieldPath=".surge"
+// +kubebuilder:validation:XValidation:rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('24h')",message="duration: must be more than 0s and at most 24h",fieldPath=".duration"
+// +kubebuilder:validation:XValidation:rule="!has(self.startAfter) || (duration(self.startAfter) >= duration('0s') && duration(self.startAfter) <= duration('24h'))",message="startAfter: must be between 0s and 24h",fieldPath=".startAfter"
 type Fault struct {
 	// Name identifies the fault within the experiment.
 	// +required
@@ -276,9 +276,9 @@ type Surge struct {
 // The stressor ramps up at rampPerSecond, then holds the size until hold
 // ends, or until the fault's duration ends.
 // +kubebuilder:validation:XValidation:rule="has(self.size) != has(self.percent)",message="memoryPressure: set exactly one of size or percent"
-// +kubebuilder:validation:XValidation:rule="quantity(string(self.rampPerSecond)).isGreaterThan(quantity('0'))",message="memoryPressure.rampPerSecond: must be more than 0 (bytes a second, such as 64Mi)"
-// +kubebuilder:validation:XValidation:rule="!has(self.size) || quantity(string(self.size)).isGreaterThan(quantity('0'))",message="memoryPressure.size: must be more than 0, such as 200Mi"
-// +kubebuilder:validation:XValidation:rule="!has(self.hold) || duration(self.hold) > duration('0s')",message="memoryPressure.hold: must be more than 0s"
+// +kubebuilder:validation:XValidation:rule="quantity(string(self.rampPerSecond)).isGreaterThan(quantity('0'))",message="memoryPressure.rampPerSecond: must be more than 0 (bytes a second, such as 64Mi)",fieldPath=".rampPerSecond"
+// +kubebuilder:validation:XValidation:rule="!has(self.size) || quantity(string(self.size)).isGreaterThan(quantity('0'))",message="memoryPressure.size: must be more than 0, such as 200Mi",fieldPath=".size"
+// +kubebuilder:validation:XValidation:rule="!has(self.hold) || duration(self.hold) > duration('0s')",message="memoryPressure.hold: must be more than 0s",fieldPath=".hold"
 type MemoryPressure struct {
 	// Size the stressor makes resident, such as 200Mi.
 	// +optional
@@ -325,8 +325,8 @@ type MemoryPressure struct {
 // them: the agent traces it (ptrace) and holds the chosen calls at their
 // entry, with no kernel module, no FUSE mount and no restart. Pointed at
 // etcd, it is the slow disk that stalls the WAL.
-// +kubebuilder:validation:XValidation:rule="!has(self.jitter) || duration(self.jitter) <= duration(self.delay)",message="diskLatency.jitter: must be at most the delay"
-// +kubebuilder:validation:XValidation:rule="duration(self.delay) >= duration('0s') && duration(self.delay) <= duration('10s')",message="diskLatency.delay: must be between 0s and 10s"
+// +kubebuilder:validation:XValidation:rule="!has(self.jitter) || duration(self.jitter) <= duration(self.delay)",message="diskLatency.jitter: must be at most the delay",fieldPath=".jitter"
+// +kubebuilder:validation:XValidation:rule="duration(self.delay) >= duration('0s') && duration(self.delay) <= duration('10s')",message="diskLatency.delay: must be between 0s and 10s",fieldPath=".delay"
 type DiskLatency struct {
 	// Process on each target node, for node targets (etcd run outside
 	// Kubernetes, or the sandbox's). Pod targets use the main process of
@@ -460,7 +460,7 @@ type RolloutWait struct {
 
 // RolloutPoint is a moment of the rollout.
 // +kubebuilder:validation:XValidation:rule="(has(self.newReady) ? 1 : 0) + (has(self.progressPercent) ? 1 : 0) + (has(self.after) ? 1 : 0) == 1",message="at: set exactly one of newReady, progressPercent or after"
-// +kubebuilder:validation:XValidation:rule="!has(self.after) || (duration(self.after) >= duration('0s') && duration(self.after) <= duration('24h'))",message="at.after: must be between 0s and 24h"
+// +kubebuilder:validation:XValidation:rule="!has(self.after) || (duration(self.after) >= duration('0s') && duration(self.after) <= duration('24h'))",message="at.after: must be between 0s and 24h",fieldPath=".after"
 type RolloutPoint struct {
 	// NewReady is reached when this many pods of the new ReplicaSet are
 	// Ready.
@@ -480,7 +480,7 @@ type RolloutPoint struct {
 }
 
 // RolloutAction is what happens at the point.
-// +kubebuilder:validation:XValidation:rule="self.method != 'Signal' || !has(self.gracePeriodSeconds)",message="gracePeriodSeconds: only for method Delete"
+// +kubebuilder:validation:XValidation:rule="self.method != 'Signal' || !has(self.gracePeriodSeconds)",message="gracePeriodSeconds: only for method Delete",fieldPath=".gracePeriodSeconds"
 type RolloutAction struct {
 	// Pods chooses among the old ReplicaSets' pods or the new one's.
 	// +optional
@@ -519,9 +519,9 @@ type RolloutAction struct {
 // Prometheus is where metrics come from, the windows they are judged in,
 // and queries of your own.
 // +kubebuilder:validation:XValidation:rule="has(self.address) != has(self.scrape)",message="prometheus: set exactly one of address (a Prometheus server) or scrape (read /metrics directly)"
-// +kubebuilder:validation:XValidation:rule="!has(self.address) || self.address.startsWith('http://') || self.address.startsWith('https://')",message="prometheus.address: must be an http:// or https:// URL"
-// +kubebuilder:validation:XValidation:rule="!has(self.baseline) || (duration(self.baseline) >= duration('10s') && duration(self.baseline) <= duration('1h'))",message="prometheus.baseline: must be between 10s and 1h"
-// +kubebuilder:validation:XValidation:rule="!has(self.recovery) || (duration(self.recovery) >= duration('10s') && duration(self.recovery) <= duration('1h'))",message="prometheus.recovery: must be between 10s and 1h"
+// +kubebuilder:validation:XValidation:rule="!has(self.address) || self.address.startsWith('http://') || self.address.startsWith('https://')",message="prometheus.address: must be an http:// or https:// URL",fieldPath=".address"
+// +kubebuilder:validation:XValidation:rule="!has(self.baseline) || (duration(self.baseline) >= duration('10s') && duration(self.baseline) <= duration('1h'))",message="prometheus.baseline: must be between 10s and 1h",fieldPath=".baseline"
+// +kubebuilder:validation:XValidation:rule="!has(self.recovery) || (duration(self.recovery) >= duration('10s') && duration(self.recovery) <= duration('1h'))",message="prometheus.recovery: must be between 10s and 1h",fieldPath=".recovery"
 type Prometheus struct {
 	// Address of a Prometheus server, such as
 	// http://prometheus.monitoring:9090.
@@ -597,10 +597,10 @@ const MaxTrafficRate = 20000
 // Traffic is constant-rate, open-loop HTTP load: requests leave on
 // schedule whether or not earlier ones have answered, so a stalled server
 // cannot hide its failures (no coordinated omission).
-// +kubebuilder:validation:XValidation:rule="self.url.startsWith('http://') || self.url.startsWith('https://')",message="traffic.url: must be an http:// or https:// URL"
-// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || (duration(self.timeout) > duration('0s') && duration(self.timeout) <= duration('60s'))",message="traffic.timeout: must be more than 0s and at most 60s"
-// +kubebuilder:validation:XValidation:rule="!has(self.baseline) || (duration(self.baseline) >= duration('0s') && duration(self.baseline) <= duration('1h'))",message="traffic.baseline: must be between 0s and 1h"
-// +kubebuilder:validation:XValidation:rule="!has(self.recovery) || (duration(self.recovery) >= duration('0s') && duration(self.recovery) <= duration('1h'))",message="traffic.recovery: must be between 0s and 1h"
+// +kubebuilder:validation:XValidation:rule="self.url.startsWith('http://') || self.url.startsWith('https://')",message="traffic.url: must be an http:// or https:// URL",fieldPath=".url"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || (duration(self.timeout) > duration('0s') && duration(self.timeout) <= duration('60s'))",message="traffic.timeout: must be more than 0s and at most 60s",fieldPath=".timeout"
+// +kubebuilder:validation:XValidation:rule="!has(self.baseline) || (duration(self.baseline) >= duration('0s') && duration(self.baseline) <= duration('1h'))",message="traffic.baseline: must be between 0s and 1h",fieldPath=".baseline"
+// +kubebuilder:validation:XValidation:rule="!has(self.recovery) || (duration(self.recovery) >= duration('0s') && duration(self.recovery) <= duration('1h'))",message="traffic.recovery: must be between 0s and 1h",fieldPath=".recovery"
 type Traffic struct {
 	// URL requested, http or https: an ingress address, a ClusterIP, or a
 	// Service as NAME.NAMESPACE.svc, which the controller resolves to its

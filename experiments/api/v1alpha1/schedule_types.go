@@ -72,10 +72,13 @@ type ScheduleSpec struct {
 	// as Europe/Paris or America/New_York; UTC when empty. As with a
 	// CronJob, across daylight saving changes a time that does not exist
 	// that day (02:30 when clocks go forward) is skipped, and a time that
-	// happens twice (01:30 when they go back) runs at both.
+	// happens twice (01:30 when they go back) runs at both. Local is
+	// refused, as a CronJob refuses it: it is the controller's own zone,
+	// which moves with the machine it runs on.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$`
+	// +kubebuilder:validation:XValidation:rule="self != 'Local'",message="Local is the controller's own zone, not one the schedule can name: give an IANA zone such as Europe/Paris, or leave it empty for UTC"
 	TimeZone string `json:"timeZone,omitempty"`
 
 	// StartingDeadlineSeconds is how late a run may still start after its

@@ -1,10 +1,13 @@
-package v1alpha1
+package v1alpha1_test
 
 import (
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/schema"
 )
 
 // validSchedule is a Schedule that validates; each case breaks one field.
@@ -26,6 +29,9 @@ spec:
           - {name: cut, type: NetworkLoss, duration: 90s, networkLoss: {lossPercent: 100, towardAPIServer: true}}
 `
 
+// Offline, a Schedule is checked by the CRD's schema and rules (with the
+// API server's code) and by Validate, for what the schema cannot say (a
+// cron that parses, a zone that exists): as faultline validate checks it.
 func TestScheduleValidateNamesTheField(t *testing.T) {
 	tests := map[string]struct {
 		from, to string
@@ -38,6 +44,7 @@ func TestScheduleValidateNamesTheField(t *testing.T) {
 		"a cron that is not cron is refused":             {from: `"30 2 * * 1-5"`, to: `"tuesdays"`, want: "spec.schedule"},
 		"a zone inside the schedule is refused":          {from: `"30 2 * * 1-5"`, to: `"TZ=UTC 30 2 * *"`, want: "spec.schedule"},
 		"an unknown time zone is refused":                {from: "America/New_York", to: "Mars/Olympus_Mons", want: "spec.timeZone"},
+		"Local is refused, as a CronJob refuses it":      {from: "America/New_York", to: "Local", want: "spec.timeZone: Invalid value: \"Local\": Local is the controller's own zone"},
 		"a gameday with no steps is refused":             {from: validSchedule[strings.Index(validSchedule, "      steps:"):], to: "      steps: []\n", want: "spec.template.gameday.steps"},
 		"a bad step experiment names the nested field":   {from: "lossPercent: 100", to: "lossPercent: 101", want: "spec.template.gameday.steps[0].experiment.faults[0].networkLoss.lossPercent"},
 		"an unknown onFailure is refused":                {from: "onFailure: Continue", to: "onFailure: Retry", want: "spec.template.gameday.steps[0].onFailure"},
@@ -47,11 +54,15 @@ func TestScheduleValidateNamesTheField(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			doc := strings.Replace(validSchedule, tc.from, tc.to, 1)
-			var s Schedule
+			var s v1alpha1.Schedule
 			if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
 				t.Fatal(err)
 			}
-			errs := s.Validate()
+			errs, err := schema.Check(&s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs = append(errs, s.Validate()...)
 			if tc.want == "" {
 				if len(errs) > 0 {
 					t.Fatalf("refused: %v", errs)

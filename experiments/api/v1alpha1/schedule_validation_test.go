@@ -9,16 +9,17 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8sschema "k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
 	"faultline.dev/faultline/deploy"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/schema"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )
 
-var schedules = schema.GroupVersionResource{Group: "faultline.dev", Version: "v1alpha1", Resource: "schedules"}
+var schedules = k8sschema.GroupVersionResource{Group: "faultline.dev", Version: "v1alpha1", Resource: "schedules"}
 
 const validScheduleDoc = `
 apiVersion: faultline.dev/v1alpha1
@@ -65,6 +66,7 @@ func TestTheAPIServerRejectsBadSchedulesNamingTheField(t *testing.T) {
 		"a cron that does not parse is refused offline only": {from: `"30 2 * * 1-5"`, to: `"30 25 * * 1-5"`, localWant: "spec.schedule"},
 		"a zone that is not a zone name is refused":          {from: "America/New_York", to: `"New York"`, apiWant: []string{"spec.timeZone", "should match"}, localWant: "spec.timeZone"},
 		"an unknown zone is refused offline only":            {from: "America/New_York", to: "Mars/Olympus_Mons", localWant: "spec.timeZone"},
+		"Local is refused by both, as a CronJob's is":        {from: "America/New_York", to: "Local", apiWant: []string{"spec.timeZone", "Local is the controller's own zone"}, localWant: "spec.timeZone"},
 		"a gameday with no steps is refused":                 {from: validScheduleDoc[strings.Index(validScheduleDoc, "      steps:"):], to: "      steps: []\n", apiWant: []string{"spec.template.gameday.steps", "at least 1"}, localWant: "spec.template.gameday.steps"},
 		"both an experiment and a gameday are refused":       {from: "    gameday:", to: "    experiment: {targets: {nodes: {names: [a]}}, faults: [{name: x, type: NetworkLoss, duration: 1s, networkLoss: {lossPercent: 1}}]}\n    gameday:", apiWant: []string{"template: set exactly one of experiment or gameday"}, localWant: "spec.template"},
 		"a bad step experiment names the nested field":       {from: "lossPercent: 100", to: "lossPercent: 101", apiWant: []string{"spec.template.gameday.steps[0].experiment.faults[0].networkLoss.lossPercent"}, localWant: "spec.template.gameday.steps[0].experiment.faults[0].networkLoss.lossPercent"},
@@ -83,7 +85,11 @@ func TestTheAPIServerRejectsBadSchedulesNamingTheField(t *testing.T) {
 			if err := yaml.UnmarshalStrict([]byte(doc), &local); err != nil {
 				t.Fatal(err)
 			}
-			errs := local.Validate()
+			errs, err := schema.Check(&local)
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs = append(errs, local.Validate()...)
 			if (len(errs) == 0) != (tc.localWant == "") || (len(errs) > 0 && !strings.Contains(errs.ToAggregate().Error(), tc.localWant)) {
 				t.Errorf("faultline validate: %v, want %q", errs, tc.localWant)
 			}

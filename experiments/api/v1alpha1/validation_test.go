@@ -11,20 +11,21 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8sschema "k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
 	"sigs.k8s.io/yaml"
 
 	"faultline.dev/faultline/deploy"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/schema"
 	"faultline.dev/faultline/sandbox"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) { sandboxtest.Main(m) }
 
-var experiments = schema.GroupVersionResource{Group: "faultline.dev", Version: "v1alpha1", Resource: "experiments"}
+var experiments = k8sschema.GroupVersionResource{Group: "faultline.dev", Version: "v1alpha1", Resource: "experiments"}
 
 func installCRDs(t *testing.T, env *sandboxtest.Env) {
 	t.Helper()
@@ -220,12 +221,17 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// faultline validate (the same rules, without a cluster) agrees.
+			// faultline validate (the CRD's rules by the server's code,
+			// without a cluster) agrees.
 			var local v1alpha1.Experiment
 			if err := yaml.UnmarshalStrict([]byte(doc), &local); err != nil {
 				t.Fatal(err)
 			}
-			if errs := local.Validate(); (len(errs) == 0) != (len(tc.want) == 0) {
+			errs, err := schema.Check(&local)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (len(errs) == 0) != (len(tc.want) == 0) {
 				t.Errorf("local validation disagrees with the API server: %v", errs)
 			} else if len(errs) > 0 && !strings.Contains(errs.ToAggregate().Error(), strings.Split(tc.want[0], ":")[0]) {
 				t.Errorf("local validation %v does not name %q", errs, tc.want[0])
