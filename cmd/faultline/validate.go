@@ -71,19 +71,23 @@ func newValidateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate -f FILE...",
 		Short: "Check Experiments and Schedules without running them",
-		Long: `validate checks every document of every file as the API server would:
-every field's bounds and rules, and that each objective is a CEL expression
-over measurements that compiles and reads only measurements that exist, each
-as what it is (a number is not compared with a string); a misspelt one is
-named with the nearest real one. A Schedule is checked too: its cron
-expression parses, its time zone exists, and each experiment of its template
-is valid.
+		Long: `validate checks every document of every file as the API server would,
+with the CRD's own schema and rules run by the API server's code: every
+field's bounds, patterns and rules, and the name's. Then it runs the checks
+the controller makes before it injects anything: each objective is a CEL
+expression over measurements that compiles and reads only measurements that
+exist, each as what it is (a misspelt one is named with the nearest real
+one); label selectors are valid; the traffic's URL and headers, and
+Prometheus' query names, conditions and failure limits, are usable. A
+Schedule is checked too: its cron expression parses, its time zone exists
+(and is not Local), and each experiment of its template is valid.
 
 A file may hold several documents, separated by lines of ---, as for
 kubectl apply. A directory stands for its .json, .yaml and .yml files,
-and with -R for those of its subdirectories too. Documents of other APIs (a Deployment, a Service) are listed
-and left to the API server. Each problem names the file, the document (its
-place in the file, kind and name) and the field.
+and with -R for those of its subdirectories too. Documents of other APIs
+(a Deployment, a Service) are listed and left to the API server. Each
+problem names the file, the document (its place in the file, kind and
+name) and the field.
 
 A file is at most 3 MiB, the most the API server takes in one request.
 Ctrl-C or SIGTERM stops a read that waits (standard input, a FIFO).
