@@ -89,8 +89,10 @@ build:
 images: build
 	$(BIN)/faultline images --bin-dir $(BIN) --out $(BIN)/images --tag $(VERSION)
 
-## demo: bring up the sandbox and run the demo app on a real node
-demo: deps tools build
+## demo: bring up the sandbox and run the demo's gameday on it (the sandbox
+## builds the tools it runs on first use: no kwok, since the demo has no
+## kwok node)
+demo: deps build
 	$(BIN)/faultline demo
 
 ## test: every tier: unit, Linux (root: namespaces, processes, cgroups) and sandbox

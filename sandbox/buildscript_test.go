@@ -75,3 +75,37 @@ func TestTheToolsBuildRefusesAComponentItDoesNotKnow(t *testing.T) {
 		t.Errorf("build.sh kube-everything: %v\n%s", err, out)
 	}
 }
+
+// up builds what its sandbox runs and the tools directory lacks, and no
+// more: a sandbox without kwok nodes (the demo's) builds no kwok.
+func TestUpBuildsOnlyTheToolsItsSandboxRuns(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(fakeGo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	t.Setenv("FAULTLINE_TOOLS_DIR", t.TempDir())
+	t.Setenv("FAULTLINE_TOOLS_HEARTBEAT", "1")
+	c := DefaultConfig()
+	c.SharedKwokNodes, c.IsolatedKwokNodes = 0, 0
+	var out strings.Builder
+	if err := ensureTools(t.Context(), c, NewProgress(&out)); err != nil {
+		t.Fatalf("ensureTools: %v\n%s", err, out.String())
+	}
+	said := out.String()
+	if !strings.Contains(said, "kubernetes etcd") || strings.Contains(said, "building kwok") || !strings.Contains(said, "built etcd") || !strings.Contains(said, "built kube ") {
+		t.Errorf("a sandbox without kwok nodes built:\n%s", said)
+	}
+	for _, b := range ToolsFor(c) {
+		if _, err := os.Stat(filepath.Join(ToolsDir(), "."+b+".ok")); err != nil {
+			t.Errorf("%s is not built: %v", b, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(ToolsDir(), ".kwok.ok")); err == nil {
+		t.Error("kwok was built for a sandbox without kwok nodes")
+	}
+	out.Reset()
+	if err := ensureTools(t.Context(), c, NewProgress(&out)); err != nil || out.Len() > 0 {
+		t.Errorf("a second up builds again: %v\n%s", err, out.String())
+	}
+}

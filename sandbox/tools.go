@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -181,16 +182,47 @@ func BuildTools(ctx context.Context, script string, progress *Progress, componen
 	return nil
 }
 
-// ensureChaosMesh builds Chaos Mesh's controller manager and CRDs on first
-// use, when --chaos-mesh asks for them and a checkout can build them.
-func ensureChaosMesh(ctx context.Context, c Config, progress *Progress) error {
-	if !c.ChaosMesh || chaosMeshBuilt() {
+// ensureTools builds, on first use, what up runs for c and the tools
+// directory lacks (kwok only for kwok nodes, Chaos Mesh only with
+// --chaos-mesh), when a checkout can build it: `make demo` then builds no
+// kwok for a demo without kwok nodes. Without a checkout, Preflight names
+// what is missing and the command that builds it.
+func ensureTools(ctx context.Context, c Config, progress *Progress) error {
+	var components []string
+	for _, b := range ToolsFor(c) {
+		if _, err := os.Stat(filepath.Join(ToolsDir(), "."+b+".ok")); err == nil {
+			continue
+		}
+		if comp := componentOf(b); !slices.Contains(components, comp) {
+			components = append(components, comp)
+		}
+	}
+	if c.ChaosMesh && !chaosMeshBuilt() {
+		components = append(components, "chaos-mesh")
+	}
+	// In the script's own order: etcd and Chaos Mesh reuse what kube's
+	// build compiled.
+	order := []string{"kubernetes", "etcd", "kwok", "chaos-mesh"}
+	slices.SortFunc(components, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
+	if len(components) == 0 {
 		return nil
 	}
 	script := BuildScript()
-	if script == "" {
+	switch {
+	case script == "" && slices.Contains(components, "chaos-mesh"):
 		return errChaosMeshNotBuilt
+	case script == "":
+		return nil
 	}
-	progress.Printf("Chaos Mesh's controller manager is not built yet: building it now, once (%s chaos-mesh)", script)
-	return BuildTools(ctx, script, progress, "chaos-mesh")
+	progress.Printf("building what this sandbox runs and %s lacks, once: %s %s", ToolsDir(), script, strings.Join(components, " "))
+	return BuildTools(ctx, script, progress, components...)
+}
+
+// componentOf is the build script's component that makes tool binary b.
+func componentOf(b string) string {
+	switch b {
+	case "etcd", "kwok":
+		return b
+	}
+	return "kubernetes"
 }

@@ -142,7 +142,12 @@ func Up(ctx context.Context, c Config, progress *Progress, keepOnFailure bool) (
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	if err := ensureChaosMesh(ctx, c, progress); err != nil {
+	// Root first: a build of the tools would take minutes before the
+	// refusal.
+	if os.Geteuid() != 0 {
+		return nil, errNotRoot
+	}
+	if err := ensureTools(ctx, c, progress); err != nil {
 		return nil, err
 	}
 	if err := Preflight(c); err != nil {
