@@ -108,14 +108,17 @@ TEST_P ?= 2
 # the longest packages start first, so that the run does not end on one
 # of them alone
 TEST_FIRST ?= ./experiments/controller/ ./sandbox/ ./experiments/catalog/
-# validate's fuzz target runs this long after the tiers, on a quiet machine
+# validate's fuzz target runs this long after the tiers, on a quiet machine;
+# each new input is minimized for at most FUZZMINIMIZE, or the minute goes
+# to shrinking the first few finds (Go's default is a minute each)
 FUZZTIME ?= 60s
+FUZZMINIMIZE ?= 2s
 test: deps-test tools build
 	@$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) >/dev/null 2>&1 || true
 	$(BIN)/faultline sandbox up --name $(TEST_SANDBOX) --timings fast --prometheus --faultline --ingress
 	@rc=0; FAULTLINE_TEST_SANDBOX=$(TEST_SANDBOX) FAULTLINE_TEST_BIN_DIR=$(BIN) $(GO) test -count=1 -tags root,sandbox -p $(TEST_P) -parallel $(TEST_PARALLEL) -timeout 80m $(TEST_FIRST) ./... || rc=$$?; \
 	$(BIN)/faultline sandbox down --name $(TEST_SANDBOX) || rc=1; \
-	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./cmd/faultline/ || rc=1; \
+	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./cmd/faultline/ || rc=1; \
 	exit $$rc
 
 ## gate-validity: run the gates against the fragile and the hardened variants

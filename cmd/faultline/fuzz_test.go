@@ -18,7 +18,7 @@ import (
 // problems that name the file) and never panics, and a document checked
 // twice gets the same verdict (no check keeps state). make test runs it
 // for a minute (FUZZTIME); go test -run '^$' -fuzz=FuzzValidate
-// -fuzztime=10m ./cmd/faultline/ runs it longer.
+// -fuzztime=10m -fuzzminimizetime=2s ./cmd/faultline/ runs it longer.
 func FuzzValidate(f *testing.F) {
 	files, err := filepath.Glob("../../deploy/examples/*.yaml")
 	if err != nil {
