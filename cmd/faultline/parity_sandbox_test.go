@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -163,6 +164,23 @@ func TestValidateAgreesWithTheAPIServerAtEveryBound(t *testing.T) {
 		}
 		schemas[crd.Spec.Names.Kind] = *crd.Spec.Versions[0].Schema.OpenAPIV3Schema
 		resources[crd.Spec.Names.Kind] = crd.Spec.Names.Plural
+	}
+	// The CRDs as this checkout generates them, whatever the sandbox was
+	// brought up with, and served before the first dry run.
+	if err := deploy.Apply(t.Context(), env.RESTConfig, crds); err != nil {
+		t.Fatal(err)
+	}
+	for kind, plural := range resources {
+		gvr := k8sschema.GroupVersionResource{Group: "faultline.dev", Version: "v1alpha1", Resource: plural}
+		var lerr error
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if _, lerr = dyn.Resource(gvr).List(t.Context(), metav1.ListOptions{Limit: 1}); lerr == nil {
+				break
+			}
+		}
+		if lerr != nil {
+			t.Fatalf("%s is not served: %v", kind, lerr)
+		}
 	}
 	files, err := filepath.Glob("../../deploy/examples/*.yaml")
 	if err != nil {
