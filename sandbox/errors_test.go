@@ -51,9 +51,15 @@ func TestUpExplainsWhatIsWrong(t *testing.T) {
 			setup: func(t *testing.T, c *sandbox.Config) { t.Setenv("PATH", t.TempDir()) },
 			want:  []string{"missing Debian package(s)", "containerd", "make deps", "apt-get install -y"},
 		},
-		"missing tool binaries name them and `make tools`": {
-			setup: func(t *testing.T, c *sandbox.Config) { t.Setenv("FAULTLINE_TOOLS_DIR", t.TempDir()) },
-			want:  []string{"missing tool binaries", "kube-apiserver", "make tools"},
+		// From a checkout, up builds what is missing
+		// (TestUpBuildsOnlyTheToolsItsSandboxRuns); without one, it says
+		// what to run.
+		"missing tool binaries with no checkout to build them from name them and `make tools`": {
+			setup: func(t *testing.T, c *sandbox.Config) {
+				t.Setenv("FAULTLINE_TOOLS_DIR", t.TempDir())
+				t.Chdir(t.TempDir())
+			},
+			want: []string{"missing tool binaries", "kube-apiserver", "make tools"},
 		},
 		"--chaos-mesh with nothing built and no checkout to build it from names the command that builds it": {
 			setup: func(t *testing.T, c *sandbox.Config) {
