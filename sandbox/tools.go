@@ -104,12 +104,7 @@ func Preflight(c Config) error {
 			strings.Join(missing, ", "), strings.Join(missing, " "))
 	}
 	dir := ToolsDir()
-	var absent []string
-	for _, b := range ToolsFor(c) {
-		if _, err := os.Stat(filepath.Join(dir, "."+b+".ok")); err != nil {
-			absent = append(absent, b)
-		}
-	}
+	absent := missingTools(c)
 	if c.ChaosMesh && !chaosMeshBuilt() {
 		return errChaosMeshNotBuilt
 	}
@@ -189,10 +184,7 @@ func BuildTools(ctx context.Context, script string, progress *Progress, componen
 // what is missing and the command that builds it.
 func ensureTools(ctx context.Context, c Config, progress *Progress) error {
 	var components []string
-	for _, b := range ToolsFor(c) {
-		if _, err := os.Stat(filepath.Join(ToolsDir(), "."+b+".ok")); err == nil {
-			continue
-		}
+	for _, b := range missingTools(c) {
 		if comp := componentOf(b); !slices.Contains(components, comp) {
 			components = append(components, comp)
 		}
@@ -216,6 +208,18 @@ func ensureTools(ctx context.Context, c Config, progress *Progress) error {
 	}
 	progress.Printf("building what this sandbox runs and %s lacks, once: %s %s", ToolsDir(), script, strings.Join(components, " "))
 	return BuildTools(ctx, script, progress, components...)
+}
+
+// missingTools are the tool binaries up runs for c that have no stamp in
+// the tools directory.
+func missingTools(c Config) []string {
+	var out []string
+	for _, b := range ToolsFor(c) {
+		if _, err := os.Stat(filepath.Join(ToolsDir(), "."+b+".ok")); err != nil {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // componentOf is the build script's component that makes tool binary b.
