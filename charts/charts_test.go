@@ -471,8 +471,8 @@ func TestTheAgentsSharedAccountMayOnlyAskForItsNodesIdentity(t *testing.T) {
 				agentArgs = c.Args
 			}
 		case "ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy":
-			if o.GetName() == "faultline-objectives" {
-				continue // not an identity's: TestTheChartHoldsTheObjectivesPolicy
+			if o.GetName() == "faultline-objectives" || o.GetName() == TenancyPolicy {
+				continue // not an identity's: TestTheChartHoldsTheObjectivesPolicy, TestTheTenancyRoles...
 			}
 		}
 		switch o.GetKind() {
@@ -518,4 +518,99 @@ func renderObjects(t *testing.T, values map[string]any) (*Rendered, []*unstructu
 		t.Fatal(err)
 	}
 	return r, objs
+}
+
+// The tenancy roles grant what their names say and no more, and the policy
+// that checks them is installed with the chart even when the user brings
+// their own RBAC (rbac.create=false): it is the boundary, not a role.
+func TestTheTenancyRolesGrantWhatTheirNamesSay(t *testing.T) {
+	type grant struct{ group, resource, verb string }
+	allows := func(r rbacv1.ClusterRole, g grant) bool {
+		for _, rule := range r.Rules {
+			if slices.Contains(rule.APIGroups, g.group) && slices.Contains(rule.Resources, g.resource) && slices.Contains(rule.Verbs, g.verb) {
+				return true
+			}
+		}
+		return false
+	}
+	_, objs := renderObjects(t, nil)
+	roles := map[string]rbacv1.ClusterRole{}
+	var policy bool
+	for _, o := range objs {
+		switch {
+		case o.GetKind() == "ClusterRole":
+			var r rbacv1.ClusterRole
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err != nil {
+				t.Fatal(err)
+			}
+			roles[r.Name] = r
+		case o.GetKind() == "ValidatingAdmissionPolicy" && o.GetName() == TenancyPolicy:
+			policy = true
+			conds, _, _ := unstructured.NestedSlice(o.Object, "spec", "matchConditions")
+			if len(conds) != 1 || !strings.Contains(conds[0].(map[string]any)["expression"].(string), "'system:serviceaccount:faultline-system:faultline-controller'") {
+				t.Errorf("the tenancy policy's match conditions %v: want only the release's controller let through", conds)
+			}
+		}
+	}
+	if !policy {
+		t.Fatalf("no ValidatingAdmissionPolicy %s rendered", TenancyPolicy)
+	}
+	inject := func(resource string) grant { return grant{PermissionGroup, resource, VerbInject} }
+	create := grant{"faultline.dev", "experiments", "create"}
+	abort := grant{"faultline.dev", "experiments", "patch"}
+	tests := map[string]struct {
+		role      string
+		aggregate string // the built-in role it joins, or ""
+		want, not []grant
+	}{
+		"the viewer reads experiments, schedules and reports, and changes nothing": {
+			role: RoleViewer, aggregate: "view",
+			want: []grant{{"faultline.dev", "experiments", "list"}, {"faultline.dev", "schedules", "get"}, {"", "configmaps", "get"}},
+			not:  []grant{create, abort, {"faultline.dev", "schedules", "update"}, inject(ResourcePods), inject(ResourceNodes)},
+		},
+		"the experimenter runs experiments and lets its namespace's pods be targets, never nodes": {
+			role: RoleExperimenter, aggregate: "edit",
+			want: []grant{create, abort, {"faultline.dev", "schedules", "create"}, inject(ResourcePods)},
+			not:  []grant{inject(ResourceNodes), {"faultline.dev", "faultassignments", "get"}},
+		},
+		"the cluster experimenter adds nodes, and joins no built-in role": {
+			role: RoleClusterExperimenter,
+			want: []grant{create, inject(ResourceNodes), inject(ResourcePods)},
+			not:  []grant{{"faultline.dev", "faultassignments", "get"}, {"", "secrets", "get"}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r, ok := roles[tc.role]
+			if !ok {
+				t.Fatalf("no ClusterRole %s rendered", tc.role)
+			}
+			for _, g := range tc.want {
+				if !allows(r, g) {
+					t.Errorf("%s does not grant %s on %s/%s", tc.role, g.verb, g.group, g.resource)
+				}
+			}
+			for _, g := range tc.not {
+				if allows(r, g) {
+					t.Errorf("%s grants %s on %s/%s", tc.role, g.verb, g.group, g.resource)
+				}
+			}
+			var got []string
+			for k, v := range r.Labels {
+				if strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-") && v == "true" {
+					got = append(got, strings.TrimPrefix(k, "rbac.authorization.k8s.io/aggregate-to-"))
+				}
+			}
+			if want := []string{tc.aggregate}; (tc.aggregate == "" && len(got) > 0) || (tc.aggregate != "" && !slices.Equal(got, want)) {
+				t.Errorf("%s aggregates to %v, want %q", tc.role, got, tc.aggregate)
+			}
+		})
+	}
+	_, objs = renderObjects(t, map[string]any{"rbac": map[string]any{"create": false}})
+	for _, o := range objs {
+		if o.GetKind() == "ValidatingAdmissionPolicy" && o.GetName() == TenancyPolicy {
+			return
+		}
+	}
+	t.Errorf("with rbac.create=false the chart renders no %s: the boundary must not depend on who makes the roles", TenancyPolicy)
 }

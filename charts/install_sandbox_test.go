@@ -540,6 +540,114 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		}
 	})
 
+	t.Run("a namespace-level user is refused a node fault, by kubectl and by validate --server, until granted as the refusal says; a Schedule's run passes as the controller", func(t *testing.T) {
+		// jane runs experiments in default, as the chart's experimenter role
+		// there allows, through kubectl and faultline with --as.
+		kubectl("create", "rolebinding", "jane-experimenter", "-n", "default", "--clusterrole="+charts.RoleExperimenter, "--user=jane")
+		probe := filepath.Join(t.TempDir(), "probe.yaml")
+		if err := os.WriteFile(probe, []byte(`apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata:
+  name: tenancy-probe
+  namespace: default
+spec:
+  dryRun: true
+  targets:
+    nodes:
+      names: [isolated-0]
+  faults:
+  - name: partition
+    type: NetworkLoss
+    duration: 30s
+    networkLoss:
+      lossPercent: 100
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		validate := func() (string, int) {
+			cmd := exec.Command(filepath.Join(bins, "faultline"), "validate", "--server", "--as", "jane", "-f", probe)
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+st.Kubeconfig)
+			out, _ := cmd.CombinedOutput()
+			return string(out), cmd.ProcessState.ExitCode()
+		}
+		out, err := exec.Command(filepath.Join(sandbox.ToolsDir(), "kubectl"), "--kubeconfig", st.Kubeconfig, "create", "--dry-run=server", "--as=jane", "-f", probe).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "spec.targets.nodes: jane may not inject faults on nodes") {
+			t.Fatalf("kubectl create --as=jane of a node fault: %v, want refused by %s\n%s", err, charts.TenancyPolicy, out)
+		}
+		refusal, code := validate()
+		grant := "kubectl create clusterrolebinding faultline-cluster-experimenter:jane --clusterrole=" + charts.RoleClusterExperimenter + " --user=jane"
+		if code != 2 || !strings.Contains(refusal, "may not inject faults on nodes") || !strings.Contains(refusal, grant) {
+			t.Fatalf("faultline validate --server --as jane: exit %d, want 2 with the refusal and %q\n%s", code, grant, refusal)
+		}
+		t.Logf("validate --server --as jane, refused:\n%s", refusal)
+		// The command the refusal names, as a cluster admin would run it.
+		kubectl(strings.Fields(grant)[1:]...)
+		t.Cleanup(func() {
+			_ = cs.RbacV1().ClusterRoleBindings().Delete(context.Background(), "faultline-cluster-experimenter:jane", metav1.DeleteOptions{})
+		})
+		sandboxtest.WaitFor(t, 30*time.Second, "jane's node fault to pass validate --server", func() bool {
+			_, code := validate()
+			return code == 0
+		})
+		// jane's Schedule, due every minute: its run is the controller's
+		// Experiment, which the policy lets through as the Schedule's. The
+		// controller holds no inject right of its own.
+		sched := filepath.Join(t.TempDir(), "schedule.yaml")
+		if err := os.WriteFile(sched, []byte(`apiVersion: faultline.dev/v1alpha1
+kind: Schedule
+metadata:
+  name: tenancy-nightly
+  namespace: default
+spec:
+  schedule: "* * * * *"
+  template:
+    experiment:
+      dryRun: true
+      targets:
+        nodes:
+          names: [isolated-0]
+      faults:
+      - name: partition
+        type: NetworkLoss
+        duration: 30s
+        networkLoss:
+          lossPercent: 100
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		kubectl("create", "--as=jane", "-f", sched)
+		t.Cleanup(func() {
+			// The Schedule, then its runs (owned by it) before uninstall.
+			_ = exec.Command(filepath.Join(sandbox.ToolsDir(), "kubectl"), "--kubeconfig", st.Kubeconfig, "delete", "-f", sched).Run()
+			sandboxtest.WaitFor(t, time.Minute, "the Schedule's runs to be gone", func() bool {
+				var left v1alpha1.ExperimentList
+				return c.List(context.Background(), &left, client.InNamespace("default"), client.MatchingLabels{v1alpha1.LabelSchedule: "tenancy-nightly"}) == nil && len(left.Items) == 0
+			})
+		})
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:               "system:serviceaccount:" + sandbox.FaultlineNamespace + ":faultline-controller",
+			Groups:             []string{"system:serviceaccounts", "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: charts.VerbInject, Group: charts.PermissionGroup, Resource: charts.ResourceNodes},
+		}}
+		if got, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{}); err != nil || got.Status.Allowed {
+			t.Fatalf("the controller's own right to inject on nodes: %v, allowed=%v, want none", err, got != nil && got.Status.Allowed)
+		}
+		var runs v1alpha1.ExperimentList
+		sandboxtest.WaitFor(t, 2*time.Minute, "a run of jane's Schedule, created by the controller", func() bool {
+			return c.List(ctx, &runs, client.InNamespace("default"), client.MatchingLabels{v1alpha1.LabelSchedule: "tenancy-nightly"}) == nil && len(runs.Items) > 0
+		})
+		t.Logf("the controller created run %s of jane's node Schedule", runs.Items[0].Name)
+		// And jane, without the cluster role again, may not change it.
+		if err := cs.RbacV1().ClusterRoleBindings().Delete(ctx, "faultline-cluster-experimenter:jane", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		sandboxtest.WaitFor(t, 30*time.Second, "jane's change of her node Schedule to be refused", func() bool {
+			out, err := exec.Command(filepath.Join(sandbox.ToolsDir(), "kubectl"), "--kubeconfig", st.Kubeconfig, "--as=jane",
+				"patch", "schedule", "tenancy-nightly", "-n", "default", "--type=merge", "-p", `{"spec":{"suspend":true}}`).CombinedOutput()
+			return err != nil && strings.Contains(string(out), "may not inject faults on nodes")
+		})
+	})
+
 	t.Run("the node-partition example, created with kubectl, reaches its verdict through the chart's controller", func(t *testing.T) {
 		cmd := exec.Command(filepath.Join(bins, "faultline"), "wait", "node-partition", "-n", "default", "--timeout", "5m")
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+st.Kubeconfig)

@@ -37,11 +37,17 @@ const exitAborted = 3
 // clusterFlags are how the experiment commands reach a cluster.
 type clusterFlags struct {
 	kubeconfig, namespace string
+	// as and asGroups act as another user, as kubectl --as does: see
+	// what a namespace-level user would be refused.
+	as       string
+	asGroups []string
 }
 
 func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config)")
 	cmd.Flags().StringVarP(&f.namespace, "namespace", "n", "", "namespace (default: the kubeconfig's, else default)")
+	cmd.Flags().StringVar(&f.as, "as", "", "act as this user, as kubectl --as does (your kubeconfig's user must be allowed to impersonate)")
+	cmd.Flags().StringArrayVar(&f.asGroups, "as-group", nil, "act as a member of this group, with --as; repeat it for several")
 }
 
 // config is the cluster's REST config and the namespace to use.
@@ -50,7 +56,12 @@ func (f *clusterFlags) config() (*rest.Config, string, error) {
 	if f.kubeconfig != "" {
 		rules.ExplicitPath = f.kubeconfig
 	}
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	overrides := &clientcmd.ConfigOverrides{}
+	if len(f.asGroups) > 0 && f.as == "" {
+		return nil, "", errors.New("--as-group: needs --as (the user whose groups they are)")
+	}
+	overrides.AuthInfo.Impersonate, overrides.AuthInfo.ImpersonateGroups = f.as, f.asGroups
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 	cfg, err := cc.ClientConfig()
 	if err != nil {
 		return nil, "", fmt.Errorf("no cluster to talk to: %w (give --kubeconfig, or for the sandbox: --kubeconfig \"$(faultline sandbox kubeconfig)\")", err)

@@ -93,13 +93,18 @@ A file is at most 3 MiB, the most the API server takes in one request.
 Ctrl-C or SIGTERM stops a read that waits (standard input, a FIFO).
 
 With --server it also asks the cluster (a server-side dry run of each
-faultline document), which checks against the CRDs actually installed.
+faultline document), which checks against the CRDs actually installed and
+runs the admission policies as for a real create: the chart's tenancy
+policy refuses a node target, or pods of another namespace, to an author
+without faultline's inject permission there, naming the command that
+grants it. --as USER asks as USER would be answered.
 
 Exit codes: 0 every document is valid; 2 any is not, or a file cannot be read.`,
 		Example: `  faultline validate -f deploy/examples/node-partition.yaml
   faultline validate -f deploy/examples/weekly-gameday.yaml -f deploy/examples/memory-oom.yaml
   cat bundle.yaml | faultline validate -f -
   faultline validate -R -f deploy/examples/
+  faultline validate --server --as jane -n team-a -f deploy/examples/node-partition.yaml
   faultline validate --list-measurements | grep traffic.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
