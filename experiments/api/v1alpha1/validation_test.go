@@ -138,6 +138,8 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 		"a valid disk latency experiment is accepted":            {disk: true},
 		"a valid memory pressure experiment is accepted":         {memory: true},
 		"a share of memory given as a percent is accepted":       {memory: true, from: "size: 200Mi", to: "percent: 80"},
+		"naming more nodes than safety.maxTargets is refused":    {from: "targets: {nodes: {names: [isolated-0]}}", to: "targets: {nodes: {names: [isolated-0, real-0, kwok-0]}}\n  safety: {maxTargets: 2}", want: []string{"spec.targets.nodes.names", "names more nodes than safety.maxTargets allows"}},
+		"naming as many nodes as safety.maxTargets is accepted":  {from: "targets: {nodes: {names: [isolated-0]}}", to: "targets: {nodes: {names: [isolated-0, real-0]}}\n  safety: {maxTargets: 2}"},
 		"a node memory fault is accepted":                        {memory: true, from: "targets: {pods: {namespaces: [demo], labelSelectors: {app: demo-app}}}", to: "targets: {nodes: {names: [real-0]}}"},
 		"a memory ramp of 0 is refused":                          {memory: true, from: "rampPerSecond: 64Mi", to: "rampPerSecond: \"0\"", want: []string{"memoryPressure.rampPerSecond: must be more than 0"}},
 		"a negative memory ramp is refused":                      {memory: true, from: "rampPerSecond: 64Mi", to: "rampPerSecond: -1Mi", want: []string{"memoryPressure.rampPerSecond: must be more than 0"}},
