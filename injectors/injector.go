@@ -6,6 +6,7 @@ package injectors
 import (
 	"context"
 	"encoding/json"
+	"time"
 )
 
 // Fault is one fault on one target of this node.
@@ -41,4 +42,14 @@ type Once interface {
 type Reporter interface {
 	Fault
 	Effect(ctx context.Context) string
+}
+
+// Bounded is implemented by a fault that can end by itself at its deadline
+// with no faultline process alive: the kernel expires a network fault's
+// rules, a stressor exits by its own clock. The agent binds every fault it
+// injects to the fault's absolute deadline; it still recovers it then.
+type Bounded interface {
+	Fault
+	// Until returns the fault bound to end by itself at deadline.
+	Until(deadline time.Time) Fault
 }

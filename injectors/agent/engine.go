@@ -50,7 +50,11 @@ func (e *Engine) fault(en ledger.Entry) (injectors.Fault, error) {
 	if !ok {
 		return nil, fmt.Errorf("type %q: this agent knows no such fault family", en.Type)
 	}
-	return f(en.ID, en.Params)
+	fault, err := f(en.ID, en.Params)
+	if b, ok := fault.(injectors.Bounded); ok && err == nil && !en.Deadline.IsZero() {
+		fault = b.Until(en.Deadline)
+	}
+	return fault, err
 }
 
 func (e *Engine) put(en ledger.Entry) error {

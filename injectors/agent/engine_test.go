@@ -440,3 +440,37 @@ func TestOnceFaultsInReconcile(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// boundedFault records the deadline it was bound to when injected.
+type boundedFault struct {
+	fakeFault
+	until time.Time
+}
+
+func (f boundedFault) Until(d time.Time) injectors.Fault { f.until = d; return f }
+
+func (f boundedFault) Inject(ctx context.Context) error {
+	f.n.mu.Lock()
+	f.n.calls = append(f.n.calls, "bound "+f.id+" until "+f.until.Format(time.RFC3339))
+	f.n.mu.Unlock()
+	return f.fakeFault.Inject(ctx)
+}
+
+// Every fault that can end by itself (the kernel's timeout, a stressor's
+// clock) is bound to its deadline when injected (a restarted agent builds
+// the faults it puts back the same way): it ends on time with no agent.
+func TestAFaultThatCanEndByItselfIsBoundToItsDeadline(t *testing.T) {
+	n := &node{in: map[string]bool{}}
+	dir := t.TempDir()
+	e := engine(t, dir, n, clocktesting.NewFakeClock(t0))
+	e.Factories["Fake"] = func(id string, _ json.RawMessage) (injectors.Fault, error) {
+		return boundedFault{fakeFault: fakeFault{id: id, n: n}}, nil
+	}
+	if _, err := e.Reconcile(context.Background(), []Desired{fault("a", 0, time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	want := "bound a until " + t0.Add(time.Minute).Format(time.RFC3339)
+	if !slices.Contains(n.calls, want) {
+		t.Errorf("calls %q, want %q", n.calls, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 // fakeTree writes files (path inside root → content) under a new root.
@@ -118,7 +119,8 @@ func TestTheStressorParsesTheArgumentsTheFaultGives(t *testing.T) {
 	adj := 500
 	p := Params{Mode: ModeContainer, Cgroup: "/pod/c", TargetBytes: 200 << 20, RampBytesPerSecond: 50 << 20, PushPastLimit: true, OOMScoreAdj: &adj, StateDir: "/s"}
 	st := State{ID: "fl-1", Mode: ModeContainer, CgroupVersion: 1, CgroupRoot: "/sys/fs/cgroup/memory", Cgroup: "/pod/c/faultline-memstress-fl-1", Watch: "/pod/c", PushPastLimit: true, OOMKillsBefore: 3}
-	args := stressorArgs(st, p, "/s/memstress-fl-1", 320<<20)
+	deadline := time.UnixMilli(1_800_000_000_123)
+	args := stressorArgs(st, p, "/s/memstress-fl-1", 320<<20, deadline)
 	if args[0] != StressorCommand {
 		t.Fatalf("args start with %q, not the subcommand", args[0])
 	}
@@ -126,17 +128,17 @@ func TestTheStressorParsesTheArgumentsTheFaultGives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := stressorConfig{h: hierarchy{1, "/sys/fs/cgroup/memory"}, cgroup: st.Cgroup, watch: "/pod/c", target: 200 << 20, ramp: 50 << 20, pushPast: true, maxBytes: 320 << 20, oomBefore: 3, progress: "/s/memstress-fl-1/progress.json", oomScoreAdj: "500"}
+	want := stressorConfig{h: hierarchy{1, "/sys/fs/cgroup/memory"}, cgroup: st.Cgroup, watch: "/pod/c", target: 200 << 20, ramp: 50 << 20, pushPast: true, maxBytes: 320 << 20, oomBefore: 3, progress: "/s/memstress-fl-1/progress.json", oomScoreAdj: "500", deadline: deadline}
 	if c != want {
 		t.Errorf("parsed %+v\nwant   %+v", c, want)
 	}
 	// Node mode: no container to watch, and the first to go in a node OOM.
 	st = State{ID: "fl-2", Mode: ModeNode, CgroupVersion: 2, CgroupRoot: "/sys/fs/cgroup", Cgroup: "/kubepods/faultline-memstress-fl-2", Watch: "/kubepods"}
-	c, err = parseStressorArgs(stressorArgs(st, Params{Mode: ModeNode, TargetBytes: 1 << 30, RampBytesPerSecond: 1 << 20}, "/s/memstress-fl-2", 0)[1:])
+	c, err = parseStressorArgs(stressorArgs(st, Params{Mode: ModeNode, TargetBytes: 1 << 30, RampBytesPerSecond: 1 << 20}, "/s/memstress-fl-2", 0, time.Time{})[1:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.watch != "" || c.pushPast || c.oomScoreAdj != "1000" {
+	if c.watch != "" || c.pushPast || c.oomScoreAdj != "1000" || !c.deadline.IsZero() {
 		t.Errorf("node mode: watch %q, push %v, oom_score_adj %q", c.watch, c.pushPast, c.oomScoreAdj)
 	}
 }

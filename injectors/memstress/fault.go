@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"faultline.dev/faultline/injectors"
 )
@@ -43,9 +44,24 @@ const StressorCommand = "stress-memory"
 type Fault struct {
 	ID     string
 	Params Params
+
+	// deadline, when set, is when its stressor exits by its own clock.
+	deadline time.Time
 }
 
-var _ injectors.Reporter = (*Fault)(nil)
+var (
+	_ injectors.Reporter = (*Fault)(nil)
+	_ injectors.Bounded  = (*Fault)(nil)
+)
+
+// Until is the fault whose stressor releases everything and exits at
+// deadline by its own clock, even if its agent hangs. (It dies with its
+// agent already: the agent's death kills it.)
+func (f *Fault) Until(deadline time.Time) injectors.Fault {
+	g := *f
+	g.deadline = deadline
+	return &g
+}
 
 // New is the family's injectors.Factory.
 func New(id string, raw json.RawMessage) (injectors.Fault, error) {

@@ -195,7 +195,7 @@ func (f *Fault) putState(st State) error {
 func (f *Fault) start(ctx context.Context, st State, maxBytes int64) error {
 	dir := f.Dir()
 	_ = os.Remove(filepath.Join(dir, progressFile)) // a former stressor's
-	args := stressorArgs(st, f.Params, dir, maxBytes)
+	args := stressorArgs(st, f.Params, dir, maxBytes, f.deadline)
 	cmd := exec.Command(f.Params.Stressor, args...)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"faultline.dev/faultline/injectors"
 )
 
 // The test binary plays other roles, chosen by its arguments or environment:
@@ -40,8 +42,9 @@ func TestMain(m *testing.M) {
 }
 
 type injectorConfig struct {
-	ID     string `json:"id"`
-	Params Params `json:"params"`
+	ID       string    `json:"id"`
+	Params   Params    `json:"params"`
+	Deadline time.Time `json:"deadline,omitzero"`
 }
 
 func runInjector(raw string) int {
@@ -55,9 +58,13 @@ func runInjector(raw string) int {
 		fmt.Println("error:", err)
 		return 1
 	}
+	var fault injectors.Fault = f
+	if !c.Deadline.IsZero() {
+		fault = f.Until(c.Deadline)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := f.Inject(ctx); err != nil {
+	if err := fault.Inject(ctx); err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}

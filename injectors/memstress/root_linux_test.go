@@ -514,7 +514,14 @@ func TestEveryStressorLeavesWhenTheContainersProcessesAreAllGone(t *testing.T) {
 // returns it and its stressor's pid.
 func agent(t testing.TB, id string, p Params) (*exec.Cmd, int) {
 	t.Helper()
-	raw, _ := json.Marshal(injectorConfig{ID: id, Params: p})
+	return agentUntil(t, id, p, time.Time{})
+}
+
+// agentUntil is agent with the fault bound to deadline, as the node
+// agent binds every fault it injects.
+func agentUntil(t testing.TB, id string, p Params, deadline time.Time) (*exec.Cmd, int) {
+	t.Helper()
+	raw, _ := json.Marshal(injectorConfig{ID: id, Params: p, Deadline: deadline})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envInjector+"="+string(raw))
 	cmd.Stderr = os.Stderr
@@ -584,6 +591,35 @@ func TestAStressorDiesWithItsAgentKilledWithSIGKILLAndANewFaultTakesOver(t *test
 	}
 	recoverFault(t, f)
 	leavesNothing(t, f, h, st2.PID, st2.StartTime)
+}
+
+// A stressor ends at its fault's deadline by its own clock, even when its
+// agent hangs and cannot recover it: it releases everything, exits, and
+// says why in its progress file.
+func TestAStressorReleasesAndExitsAtItsDeadlineWhenItsAgentHangs(t *testing.T) {
+	h := v1Hierarchy(t)
+	cg := testCgroup(t, h, "deadline", 0)
+	p := Params{Mode: ModeContainer, Cgroup: cg, TargetBytes: 64 * MiB, RampBytesPerSecond: 400 * MiB, StateDir: t.TempDir()}
+	deadline := time.Now().Add(4 * time.Second)
+	a, _ := agentUntil(t, "deadline", p, deadline)
+	if err := a.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	f := newFault(t, "deadline", p)
+	recoverAtEnd(t, f)
+	st := state(t, f)
+	waitFor(t, 20*time.Second, "the stressor holding", func() bool { return status(t, f).Phase == PhaseHolding })
+	waitFor(t, time.Until(deadline)+10*time.Second, "the stressor's exit at its deadline", func() bool { return !alive(st.PID, st.StartTime) })
+	off := time.Since(deadline)
+	t.Logf("the stressor of a hung agent exited %+v after its deadline", off.Round(time.Millisecond))
+	if off < -50*time.Millisecond || off > time.Second {
+		t.Errorf("the stressor exited %s after its deadline, want within 1 s and not before", off)
+	}
+	if s := status(t, f); s.Outcome != OutcomeDeadline || s.Alive {
+		t.Errorf("status: %+v, want outcome %q", s, OutcomeDeadline)
+	}
+	recoverFault(t, f)
+	leavesNothing(t, f, h, st.PID, st.StartTime)
 }
 
 func TestRecoverKillsALiveOrphanStressorByPidAndStartTime(t *testing.T) {
@@ -794,7 +830,7 @@ func TestTheStressorWaitsForItsGoThenReportsOnStdoutAndInItsProgressFile(t *test
 	}
 	dir := t.TempDir()
 	st := State{Mode: ModeContainer, CgroupVersion: 1, CgroupRoot: h.Root, Cgroup: own, Watch: cg}
-	args := stressorArgs(st, Params{Mode: ModeContainer, TargetBytes: 24 * MiB, RampBytesPerSecond: 12 * MiB}, dir, 0)
+	args := stressorArgs(st, Params{Mode: ModeContainer, TargetBytes: 24 * MiB, RampBytesPerSecond: 12 * MiB}, dir, 0, time.Time{})
 	start := func() (*exec.Cmd, io.WriteCloser, *bufio.Scanner) {
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Stderr = os.Stderr

@@ -25,6 +25,7 @@ const (
 	OutcomeReleased   = "released-after-oom" // another process was OOM-killed; the stressor released
 	OutcomeTargetGone = "target-gone"        // the container's processes all exited; the stressor left
 	OutcomeExited     = "exited"             // it failed or was killed otherwise
+	OutcomeDeadline   = "deadline"           // it released everything at the fault's deadline, by its own clock
 )
 
 // File names in a fault's state directory.

@@ -57,6 +57,9 @@ type stressorConfig struct {
 	oomBefore   uint64 // OOM kills in watch before the fault
 	progress    string // progress file
 	oomScoreAdj string // "" to keep the inherited one
+	// deadline, when set, is when it releases everything and exits by its
+	// own clock: the fault ends on time even if its agent hangs.
+	deadline time.Time
 }
 
 // StressorMain runs a stressor; args are those after the subcommand name,
@@ -94,8 +97,13 @@ func parseStressorArgs(args []string) (stressorConfig, error) {
 	fs.Uint64Var(&c.oomBefore, "oom-kills-before", 0, "OOM kills counted in -watch before the fault")
 	fs.StringVar(&c.progress, "progress", "", "the progress file, rewritten atomically")
 	fs.StringVar(&c.oomScoreAdj, "oom-score-adj", "", "oom_score_adj to set")
+	var deadlineMs int64
+	fs.Int64Var(&deadlineMs, "deadline-unix-ms", 0, "release everything and exit at this time (the fault's deadline), in Unix milliseconds")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if deadlineMs > 0 {
+		c.deadline = time.UnixMilli(deadlineMs)
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -179,6 +187,9 @@ func (s *stressor) loop(watchProcs bool) error {
 	reported := PhaseStarting
 	for {
 		now := time.Now()
+		if !s.deadline.IsZero() && !now.Before(s.deadline) {
+			return s.release(OutcomeDeadline, "the fault's deadline "+s.deadline.UTC().Format(time.RFC3339Nano)+" came, by the stressor's own clock")
+		}
 		if s.touched < limit {
 			// The ramp's allowance, capped: a stressor slowed down (by
 			// reclaim near a limit, by an OOM kill) does not catch up in
@@ -358,7 +369,7 @@ func selfRSS() int64 {
 
 // stressorArgs are the arguments (the subcommand first) that run the
 // stressor of state st; most bounds a push past the target.
-func stressorArgs(st State, p Params, dir string, most int64) []string {
+func stressorArgs(st State, p Params, dir string, most int64, deadline time.Time) []string {
 	args := []string{
 		StressorCommand,
 		"-cgroup-root=" + st.CgroupRoot,
@@ -376,6 +387,9 @@ func stressorArgs(st State, p Params, dir string, most int64) []string {
 	}
 	if st.PushPastLimit {
 		args = append(args, "-push-past", "-max="+strconv.FormatInt(most, 10))
+	}
+	if !deadline.IsZero() {
+		args = append(args, "-deadline-unix-ms="+strconv.FormatInt(deadline.UnixMilli(), 10))
 	}
 	if a := p.OOMScoreAdj; a != nil {
 		args = append(args, "-oom-score-adj="+strconv.Itoa(*a))

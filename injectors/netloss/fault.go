@@ -40,11 +40,17 @@ func (p Params) Spec(id string) (Spec, error) {
 // Fault adapts a Spec to the agent's interface.
 type Fault struct{ Spec Spec }
 
-var _ injectors.Fault = Fault{}
+var _ injectors.Bounded = Fault{}
 
 func (f Fault) Inject(context.Context) error         { return Inject(f.Spec) }
 func (f Fault) Recover(context.Context) error        { return Recover(f.Spec) }
 func (f Fault) Verify(context.Context) (bool, error) { return Verify(f.Spec) }
+
+// Until is the fault ended by the kernel at deadline (see Spec.Deadline).
+func (f Fault) Until(deadline time.Time) injectors.Fault {
+	f.Spec.Deadline = deadline
+	return f
+}
 
 // New is the family's injectors.Factory.
 func New(id string, raw json.RawMessage) (injectors.Fault, error) {

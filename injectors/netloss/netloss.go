@@ -66,6 +66,13 @@ type Spec struct {
 	Delay, Jitter  time.Duration
 	CorruptPercent float64
 	Device         string
+
+	// Deadline, when set, is when the kernel stops the loss by itself: the
+	// rules match through a set whose one element times out then, so the
+	// fault ends on time with no process alive (an agent killed and never
+	// restarted). The table stays until Recover deletes it. netem's delay
+	// and corruption have no such timeout: only Recover ends them.
+	Deadline time.Time
 }
 
 // TablePrefix starts the name of every table this package makes.
@@ -132,13 +139,22 @@ func Inject(s Spec) error {
 			return err
 		}
 	}
+	var left time.Duration
+	if !s.Deadline.IsZero() {
+		// Read once: the element's timeout is the time left now.
+		if left = time.Until(s.Deadline); left < time.Millisecond {
+			return fmt.Errorf("deadline %s: passed already, nothing to inject", s.Deadline.Format(time.RFC3339Nano))
+		}
+	}
 	return withConn(s.Netns, func(c *nftables.Conn) error {
 		// Delete and recreate in one transaction so that a retry after a
 		// crash never doubles the rules.
 		if exists(c, s.Table()) {
 			c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: s.Table()})
 		}
-		build(c, s)
+		if err := build(c, s, left); err != nil {
+			return fmt.Errorf("nftables table %s: %w", s.Table(), err)
+		}
 		if err := c.Flush(); err != nil {
 			return fmt.Errorf("install nftables table %s: %w", s.Table(), err)
 		}
@@ -232,14 +248,33 @@ func exists(c *nftables.Conn, name string) bool {
 	return false
 }
 
+// DeadlineSet names the set of a fault's table whose one element times
+// out at the fault's deadline; deadlineKey is that element.
+const DeadlineSet = "deadline"
+
+var deadlineKey = binaryutil.NativeEndian.PutUint32(1)
+
 // build queues the fault's table: base chains on the hooks the direction
 // needs, each sending matching packets to one "loss" chain that drops the
 // share asked for and accepts the rest, so a packet is decided once even
-// when several peers or ports match it.
-func build(c *nftables.Conn, s Spec) {
+// when several peers or ports match it. With a time left (above 0), the
+// drop also needs the deadline set's element, which the kernel expires
+// then: from that moment no packet is dropped, whoever is alive.
+func build(c *nftables.Conn, s Spec, left time.Duration) error {
 	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: s.Table()})
 	loss := c.AddChain(&nftables.Chain{Name: "loss", Table: t})
-	c.AddRule(&nftables.Rule{Table: t, Chain: loss, Exprs: lossExprs(s.LossPercent)})
+	drop := lossExprs(s.LossPercent)
+	if left > 0 {
+		set := &nftables.Set{Table: t, Name: DeadlineSet, KeyType: nftables.TypeInteger, HasTimeout: true}
+		if err := c.AddSet(set, []nftables.SetElement{{Key: deadlineKey, Timeout: left}}); err != nil {
+			return err
+		}
+		drop = append([]expr.Any{
+			&expr.Immediate{Register: 1, Data: deadlineKey},
+			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+		}, drop...)
+	}
+	c.AddRule(&nftables.Rule{Table: t, Chain: loss, Exprs: drop})
 	c.AddRule(&nftables.Rule{Table: t, Chain: loss, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
 
 	// Run before ordinary filter chains: a drop anywhere wins, and an
@@ -268,6 +303,7 @@ func build(c *nftables.Conn, s Spec) {
 			c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: append(m.exprs(false), jump)})
 		}
 	}
+	return nil
 }
 
 // lossExprs drops a share of packets: a random number in [0, 10000) below

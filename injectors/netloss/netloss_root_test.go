@@ -354,3 +354,124 @@ func TestDelayUsesNetemWhereTheKernelHasIt(t *testing.T) {
 		t.Errorf("state after the delay fault differs from before.\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
+
+// echo serves UDP echo in b and returns a client in a, and a channel of
+// the times replies come back; probes go out every interval until stop.
+func echo(t *testing.T, p *pair, interval time.Duration, stop <-chan struct{}) <-chan time.Time {
+	t.Helper()
+	var srv net.PacketConn
+	in(t, p.b, func() {
+		var err error
+		if srv, err = net.ListenPacket("udp4", netip.AddrPortFrom(p.bIP, 0).String()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { srv.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			k, from, err := srv.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = srv.WriteTo(buf[:k], from)
+		}
+	}()
+	var cli *net.UDPConn
+	in(t, p.a, func() {
+		var err error
+		if cli, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(srv.LocalAddr().String()))); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { cli.Close() })
+	replies := make(chan time.Time, 1<<16)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			if _, err := cli.Read(buf); err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue // a refused send surfaces here too
+			}
+			select {
+			case replies <- time.Now():
+			default:
+			}
+		}
+	}()
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_, _ = cli.Write([]byte("probe")) // EPERM while dropped on output
+			}
+		}
+	}()
+	return replies
+}
+
+// The kernel ends a loss at its deadline by itself: the rules drop only
+// while the deadline set's element lives, so the fault stops on time with
+// no process acting (an agent killed with -9 and never restarted). Probes
+// every 5 ms see the first reply after the deadline while the table is
+// still in place; Recover still deletes it all.
+func TestTheKernelEndsALossAtItsDeadlineWithNoProcessActing(t *testing.T) {
+	p := newPair(t)
+	before := snapshot(t, p.a)
+	if err := Inject(Spec{ID: "late", Netns: p.aPath, LossPercent: 100, Deadline: time.Now().Add(-time.Second)}); err == nil || !strings.Contains(err.Error(), "passed already") {
+		t.Errorf("a fault whose deadline has passed: %v, want refused", err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	replies := echo(t, p, 5*time.Millisecond, stop)
+	// Traffic flows before the fault.
+	select {
+	case <-replies:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no echo before the fault")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	spec := Spec{ID: "deadline", Netns: p.aPath, LossPercent: 100, Deadline: deadline}
+	if err := Inject(spec); err != nil {
+		t.Fatal(err)
+	}
+	injected := time.Now()
+	t.Cleanup(func() { _ = Recover(spec) })
+	if during := snapshot(t, p.a); !strings.Contains(during, "set "+DeadlineSet) || !strings.Contains(during, "timeout") {
+		t.Errorf("no deadline set with a timeout in the fault's table:\n%s", during)
+	}
+	// Drain what was in flight when the rules went in.
+	for drained := false; !drained; {
+		select {
+		case <-replies:
+		case <-time.After(50 * time.Millisecond):
+			drained = true
+		}
+	}
+	var first time.Time
+	select {
+	case first = <-replies:
+	case <-time.After(time.Until(deadline) + 5*time.Second):
+		t.Fatalf("no echo within 5 s after the deadline: the kernel kept dropping")
+	}
+	if ok, err := Verify(spec); err != nil || !ok {
+		t.Fatalf("the table was gone when traffic came back (%v, %v): this measured a recovery, not the kernel's timeout", ok, err)
+	}
+	off := first.Sub(deadline)
+	t.Logf("dropped from injection for %s; first echo %+v after the deadline (probes every 5 ms)", first.Sub(injected).Round(time.Millisecond), off.Round(time.Millisecond))
+	if off < -time.Second || off > time.Second {
+		t.Errorf("traffic came back %s after the deadline, want within ±1 s", off)
+	}
+	if err := Recover(spec); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(t, p.a); after != before {
+		t.Errorf("ruleset after recovery differs from before.\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
