@@ -10,6 +10,7 @@ package sandbox
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 )
@@ -146,6 +147,14 @@ func (c Config) root() string {
 
 // Dir is the sandbox's own directory: state, data, logs and certificates.
 func (c Config) Dir() string { return filepath.Join(c.root(), c.Name) }
+
+// UsersFile is where the test processes that share this sandbox hold
+// their locks (sandboxtest). Down removes it with the sandbox: make test
+// brings the shared one up and down itself, and its tests' processes end
+// before.
+func (c Config) UsersFile() string {
+	return filepath.Join(os.TempDir(), "faultline-sandbox-"+c.Name+".users")
+}
 
 // Plan is a sandbox's address plan. Every range lies inside one /16 per
 // sandbox (10.200+index.0.0/16), and that whole /16 is routed to the

@@ -33,6 +33,7 @@ func Down(c Config, progress *Progress) error {
 	// The last sandbox takes the shared root with it (the lock is held; a
 	// waiting `up` or `down` notices and starts again).
 	defer removeRootIfEmpty(c.root())
+	defer os.Remove(c.UsersFile()) //nolint:errcheck // absent when no test shared it
 	dir := c.Dir()
 	st, err := LoadState(dir)
 	if err != nil && !os.IsNotExist(err) {

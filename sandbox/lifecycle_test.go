@@ -301,8 +301,15 @@ func TestDownRemovesEverythingUpMade(t *testing.T) {
 	}
 	t.Logf("down took %s", time.Since(start).Round(time.Millisecond))
 	assertNothingLeft(t, before, c, index, pids)
+	// The test processes' lock file goes too, even with nothing else left.
+	if err := os.WriteFile(c.UsersFile(), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := sandbox.Down(c, nil); err != nil {
 		t.Errorf("a second down must succeed and do nothing: %v", err)
+	}
+	if _, err := os.Stat(c.UsersFile()); !os.IsNotExist(err) {
+		t.Errorf("left behind: %s (%v)", c.UsersFile(), err)
 	}
 	// With no other sandbox, not even the shared root may stay.
 	others, _ := os.ReadDir(sandbox.DefaultRoot)

@@ -185,7 +185,7 @@ func joinUsers() error {
 }
 
 func lockUsers(how int) error {
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), "faultline-sandbox-"+Config().Name+".users"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(Config().UsersFile(), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
 	}
