@@ -21,6 +21,7 @@ import (
 	"faultline.dev/faultline/injectors/netloss"
 	"faultline.dev/faultline/injectors/signal"
 	"faultline.dev/faultline/injectors/signal/signaltest"
+	"faultline.dev/faultline/internal/nettest"
 )
 
 // The test binary doubles as a minimal agent: FAULTLINE_TEST_AGENT=inject
@@ -149,5 +150,44 @@ func TestAnAgentKilledMidFaultIsRecoveredOnTimeByTheNextOne(t *testing.T) {
 	nft, _ := exec.Command("ip", "netns", "exec", ns, "nft", "list", "tables").CombinedOutput()
 	if strings.Contains(string(nft), netloss.TablePrefix) {
 		t.Errorf("nft still lists a faultline table: %s", nft)
+	}
+}
+
+// An agent killed with -9 and never restarted (its DaemonSet deleted, its
+// node's agent gone for good) still ends its network loss on time: the
+// kernel expires the rules at the deadline. Probes every 10 ms across a
+// veth pair measure when packets pass again; the table is still there then,
+// so no process ended it.
+func TestALossWhoseAgentIsKilledAndNeverRestartedEndsAtItsDeadline(t *testing.T) {
+	p := nettest.NewPair(t)
+	stop := make(chan struct{})
+	defer close(stop)
+	replies := nettest.Echo(t, p, 10*time.Millisecond, stop)
+	select {
+	case <-replies:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no echo before the fault")
+	}
+	deadline := time.Now().Add(4 * time.Second)
+	agent, out := startTestAgent(t, "inject", t.TempDir(), p.APath, deadline)
+	expectLine(t, out, "injected")
+	if err := agent.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = agent.Wait()
+	nettest.Drain(replies, 100*time.Millisecond)
+	var back time.Time
+	select {
+	case back = <-replies:
+	case <-time.After(time.Until(deadline) + 5*time.Second):
+		t.Fatal("packets still dropped 5 s after the deadline, with no agent left")
+	}
+	if tables, _ := netloss.Tables(p.APath); len(tables) != 1 {
+		t.Fatalf("the fault's table when packets passed again: %v, want still in place (the kernel, not a process, ended it)", tables)
+	}
+	off := back.Sub(deadline)
+	t.Logf("no agent alive; packets passed again %+v after the deadline", off.Round(time.Millisecond))
+	if off < -time.Second || off > time.Second {
+		t.Errorf("packets passed again %s after the deadline, want within ±1 s", off)
 	}
 }

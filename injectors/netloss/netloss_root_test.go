@@ -7,80 +7,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
-	"faultline.dev/faultline/internal/testenv"
+	"faultline.dev/faultline/internal/nettest"
 )
-
-// pair is two network namespaces joined by a veth pair: a (10.123.0.1)
-// and b (10.123.0.2). Traffic between them never reaches the host.
-type pair struct {
-	a, b         string // namespace names
-	aIP, bIP     netip.Addr
-	aPath, bPath string
-}
-
-func newPair(t *testing.T) *pair {
-	t.Helper()
-	testenv.RequireRoot(t, "make network namespaces")
-	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, time.Now().UnixNano()%100000)
-	p := &pair{a: "flt-a-" + id, b: "flt-b-" + id, aIP: netip.MustParseAddr("10.123.0.1"), bIP: netip.MustParseAddr("10.123.0.2")}
-	p.aPath, p.bPath = "/run/netns/"+p.a, "/run/netns/"+p.b
-	for _, n := range []string{p.a, p.b} {
-		if out, err := exec.Command("ip", "netns", "add", n).CombinedOutput(); err != nil {
-			t.Fatalf("ip netns add %s: %v %s", n, err, out)
-		}
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n).Run() })
-	}
-	run := func(args ...string) {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v %s", args, err, out)
-		}
-	}
-	run("link", "add", "va", "netns", p.a, "type", "veth", "peer", "name", "vb", "netns", p.b)
-	run("-n", p.a, "addr", "add", "10.123.0.1/24", "dev", "va")
-	run("-n", p.b, "addr", "add", "10.123.0.2/24", "dev", "vb")
-	for _, x := range [][2]string{{p.a, "va"}, {p.b, "vb"}, {p.a, "lo"}, {p.b, "lo"}} {
-		run("-n", x[0], "link", "set", x[1], "up")
-	}
-	return p
-}
-
-// in runs f on a thread inside the named namespace: sockets made there stay
-// there.
-func in(t *testing.T, name string, f func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic(err)
-		}
-	}()
-	f()
-}
 
 // snapshot is a namespace's netfilter ruleset and qdiscs, as the system's
 // own tools print them.
@@ -111,12 +46,12 @@ func addBystander(t *testing.T, name string) {
 
 // udpLoss sends n numbered probes from a to b's echo server, open loop,
 // and returns the share that never came back.
-func udpLoss(t *testing.T, p *pair, n int) float64 {
+func udpLoss(t *testing.T, p *nettest.Pair, n int) float64 {
 	t.Helper()
 	var srv net.PacketConn
-	in(t, p.b, func() {
+	nettest.In(t, p.B, func() {
 		var err error
-		srv, err = net.ListenPacket("udp4", netip.AddrPortFrom(p.bIP, 0).String())
+		srv, err = net.ListenPacket("udp4", netip.AddrPortFrom(p.BIP, 0).String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +68,7 @@ func udpLoss(t *testing.T, p *pair, n int) float64 {
 		}
 	}()
 	var cli *net.UDPConn
-	in(t, p.a, func() {
+	nettest.In(t, p.A, func() {
 		var err error
 		cli, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(srv.LocalAddr().String())))
 		if err != nil {
@@ -173,7 +108,7 @@ func udpLoss(t *testing.T, p *pair, n int) float64 {
 }
 
 func TestLossShareIsMeasuredOnRealTraffic(t *testing.T) {
-	p := newPair(t)
+	p := nettest.NewPair(t)
 	if loss := udpLoss(t, p, 500); loss != 0 {
 		t.Fatalf("baseline loss %.3f, want 0: the test bed itself loses packets", loss)
 	}
@@ -192,9 +127,9 @@ func TestLossShareIsMeasuredOnRealTraffic(t *testing.T) {
 		{name: "0% loses nothing", spec: Spec{ID: "loss0", LossPercent: 0}, want: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.spec.Netns = p.aPath
+			tc.spec.Netns = p.APath
 			if tc.onB {
-				tc.spec.Netns = p.bPath
+				tc.spec.Netns = p.BPath
 			}
 			if err := Inject(tc.spec); err != nil {
 				t.Fatal(err)
@@ -216,14 +151,14 @@ func TestLossShareIsMeasuredOnRealTraffic(t *testing.T) {
 }
 
 func TestFullLossTowardOnePortBlocksOnlyThatPort(t *testing.T) {
-	p := newPair(t)
+	p := nettest.NewPair(t)
 	var blocked, open net.Listener
-	in(t, p.b, func() {
+	nettest.In(t, p.B, func() {
 		var err error
-		if blocked, err = net.Listen("tcp4", p.bIP.String()+":0"); err != nil {
+		if blocked, err = net.Listen("tcp4", p.BIP.String()+":0"); err != nil {
 			t.Fatal(err)
 		}
-		if open, err = net.Listen("tcp4", p.bIP.String()+":0"); err != nil {
+		if open, err = net.Listen("tcp4", p.BIP.String()+":0"); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -243,7 +178,7 @@ func TestFullLossTowardOnePortBlocksOnlyThatPort(t *testing.T) {
 	port := func(l net.Listener) uint16 { return uint16(l.Addr().(*net.TCPAddr).Port) }
 	dial := func(l net.Listener) error {
 		var err error
-		in(t, p.a, func() {
+		nettest.In(t, p.A, func() {
 			var c net.Conn
 			c, err = net.DialTimeout("tcp4", l.Addr().String(), 300*time.Millisecond)
 			if err == nil {
@@ -252,8 +187,8 @@ func TestFullLossTowardOnePortBlocksOnlyThatPort(t *testing.T) {
 		})
 		return err
 	}
-	spec := Spec{ID: "port", Netns: p.aPath, LossPercent: 100, Direction: Egress, Protocol: TCP,
-		Peers: []netip.Prefix{netip.PrefixFrom(p.bIP, 32)}, Ports: []uint16{port(blocked)}}
+	spec := Spec{ID: "port", Netns: p.APath, LossPercent: 100, Direction: Egress, Protocol: TCP,
+		Peers: []netip.Prefix{netip.PrefixFrom(p.BIP, 32)}, Ports: []uint16{port(blocked)}}
 	if err := Inject(spec); err != nil {
 		t.Fatal(err)
 	}
@@ -274,10 +209,10 @@ func TestFullLossTowardOnePortBlocksOnlyThatPort(t *testing.T) {
 }
 
 func TestRecoveryLeavesTheRulesetExactlyAsItWas(t *testing.T) {
-	p := newPair(t)
-	addBystander(t, p.a)
-	before := snapshot(t, p.a)
-	spec := Spec{ID: "exact", Netns: p.aPath, LossPercent: 50, Peers: []netip.Prefix{netip.MustParsePrefix("10.123.0.0/24"), netip.MustParsePrefix("fd00::/64")}, Ports: []uint16{80, 443}}
+	p := nettest.NewPair(t)
+	addBystander(t, p.A)
+	before := snapshot(t, p.A)
+	spec := Spec{ID: "exact", Netns: p.APath, LossPercent: 50, Peers: []netip.Prefix{netip.MustParsePrefix("10.123.0.0/24"), netip.MustParsePrefix("fd00::/64")}, Ports: []uint16{80, 443}}
 	if err := Inject(spec); err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +220,7 @@ func TestRecoveryLeavesTheRulesetExactlyAsItWas(t *testing.T) {
 	if err := Inject(spec); err != nil {
 		t.Fatal(err)
 	}
-	during := snapshot(t, p.a)
+	during := snapshot(t, p.A)
 	if !strings.Contains(during, "table inet faultline-exact") || strings.Count(during, "table inet faultline-exact") != 1 {
 		t.Fatalf("want exactly one table faultline-exact during the fault, got:\n%s", during)
 	}
@@ -295,13 +230,13 @@ func TestRecoveryLeavesTheRulesetExactlyAsItWas(t *testing.T) {
 	if ok, err := Verify(spec); err != nil || !ok {
 		t.Errorf("Verify = %v, %v; want true", ok, err)
 	}
-	if tables, err := Tables(p.aPath); err != nil || len(tables) != 1 || tables[0] != "faultline-exact" {
+	if tables, err := Tables(p.APath); err != nil || len(tables) != 1 || tables[0] != "faultline-exact" {
 		t.Errorf("Tables = %v, %v; want [faultline-exact]", tables, err)
 	}
 	if err := Recover(spec); err != nil {
 		t.Fatal(err)
 	}
-	if after := snapshot(t, p.a); after != before {
+	if after := snapshot(t, p.A); after != before {
 		t.Errorf("ruleset after recovery differs from before.\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 	if err := Recover(spec); err != nil {
@@ -313,12 +248,12 @@ func TestRecoveryLeavesTheRulesetExactlyAsItWas(t *testing.T) {
 }
 
 func TestRecoveryOfAFaultWhoseNamespaceIsGoneSucceeds(t *testing.T) {
-	p := newPair(t)
-	spec := Spec{ID: "gone", Netns: p.aPath, LossPercent: 100}
+	p := nettest.NewPair(t)
+	spec := Spec{ID: "gone", Netns: p.APath, LossPercent: 100}
 	if err := Inject(spec); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("ip", "netns", "del", p.a).CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "netns", "del", p.A).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	if err := Recover(spec); err != nil {
@@ -327,9 +262,9 @@ func TestRecoveryOfAFaultWhoseNamespaceIsGoneSucceeds(t *testing.T) {
 }
 
 func TestDelayUsesNetemWhereTheKernelHasIt(t *testing.T) {
-	p := newPair(t)
-	before := snapshot(t, p.a)
-	spec := Spec{ID: "delay", Netns: p.aPath, Delay: 20 * time.Millisecond, Device: "va"}
+	p := nettest.NewPair(t)
+	before := snapshot(t, p.A)
+	spec := Spec{ID: "delay", Netns: p.APath, Delay: 20 * time.Millisecond, Device: "va"}
 	err := Inject(spec)
 	switch {
 	case errors.Is(err, ErrNoNetem):
@@ -342,7 +277,7 @@ func TestDelayUsesNetemWhereTheKernelHasIt(t *testing.T) {
 	case err != nil:
 		t.Fatal(err)
 	default:
-		qd, _ := exec.Command("ip", "netns", "exec", p.a, "tc", "qdisc", "show", "dev", "va").CombinedOutput()
+		qd, _ := exec.Command("ip", "netns", "exec", p.A, "tc", "qdisc", "show", "dev", "va").CombinedOutput()
 		if !strings.Contains(string(qd), "netem") {
 			t.Errorf("no netem qdisc on va after injecting a delay: %s", qd)
 		}
@@ -350,70 +285,9 @@ func TestDelayUsesNetemWhereTheKernelHasIt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if after := snapshot(t, p.a); after != before {
+	if after := snapshot(t, p.A); after != before {
 		t.Errorf("state after the delay fault differs from before.\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-}
-
-// echo serves UDP echo in b and returns a client in a, and a channel of
-// the times replies come back; probes go out every interval until stop.
-func echo(t *testing.T, p *pair, interval time.Duration, stop <-chan struct{}) <-chan time.Time {
-	t.Helper()
-	var srv net.PacketConn
-	in(t, p.b, func() {
-		var err error
-		if srv, err = net.ListenPacket("udp4", netip.AddrPortFrom(p.bIP, 0).String()); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Cleanup(func() { srv.Close() })
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			k, from, err := srv.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = srv.WriteTo(buf[:k], from)
-		}
-	}()
-	var cli *net.UDPConn
-	in(t, p.a, func() {
-		var err error
-		if cli, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(srv.LocalAddr().String()))); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Cleanup(func() { cli.Close() })
-	replies := make(chan time.Time, 1<<16)
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			if _, err := cli.Read(buf); err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue // a refused send surfaces here too
-			}
-			select {
-			case replies <- time.Now():
-			default:
-			}
-		}
-	}()
-	go func() {
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				_, _ = cli.Write([]byte("probe")) // EPERM while dropped on output
-			}
-		}
-	}()
-	return replies
 }
 
 // The kernel ends a loss at its deadline by itself: the rules drop only
@@ -422,14 +296,14 @@ func echo(t *testing.T, p *pair, interval time.Duration, stop <-chan struct{}) <
 // every 5 ms see the first reply after the deadline while the table is
 // still in place; Recover still deletes it all.
 func TestTheKernelEndsALossAtItsDeadlineWithNoProcessActing(t *testing.T) {
-	p := newPair(t)
-	before := snapshot(t, p.a)
-	if err := Inject(Spec{ID: "late", Netns: p.aPath, LossPercent: 100, Deadline: time.Now().Add(-time.Second)}); err == nil || !strings.Contains(err.Error(), "passed already") {
+	p := nettest.NewPair(t)
+	before := snapshot(t, p.A)
+	if err := Inject(Spec{ID: "late", Netns: p.APath, LossPercent: 100, Deadline: time.Now().Add(-time.Second)}); err == nil || !strings.Contains(err.Error(), "passed already") {
 		t.Errorf("a fault whose deadline has passed: %v, want refused", err)
 	}
 	stop := make(chan struct{})
 	defer close(stop)
-	replies := echo(t, p, 5*time.Millisecond, stop)
+	replies := nettest.Echo(t, p, 5*time.Millisecond, stop)
 	// Traffic flows before the fault.
 	select {
 	case <-replies:
@@ -437,23 +311,16 @@ func TestTheKernelEndsALossAtItsDeadlineWithNoProcessActing(t *testing.T) {
 		t.Fatal("no echo before the fault")
 	}
 	deadline := time.Now().Add(3 * time.Second)
-	spec := Spec{ID: "deadline", Netns: p.aPath, LossPercent: 100, Deadline: deadline}
+	spec := Spec{ID: "deadline", Netns: p.APath, LossPercent: 100, Deadline: deadline}
 	if err := Inject(spec); err != nil {
 		t.Fatal(err)
 	}
 	injected := time.Now()
 	t.Cleanup(func() { _ = Recover(spec) })
-	if during := snapshot(t, p.a); !strings.Contains(during, "set "+DeadlineSet) || !strings.Contains(during, "timeout") {
+	if during := snapshot(t, p.A); !strings.Contains(during, "set "+DeadlineSet) || !strings.Contains(during, "timeout") {
 		t.Errorf("no deadline set with a timeout in the fault's table:\n%s", during)
 	}
-	// Drain what was in flight when the rules went in.
-	for drained := false; !drained; {
-		select {
-		case <-replies:
-		case <-time.After(50 * time.Millisecond):
-			drained = true
-		}
-	}
+	nettest.Drain(replies, 50*time.Millisecond) // what was in flight when the rules went in
 	var first time.Time
 	select {
 	case first = <-replies:
@@ -471,7 +338,7 @@ func TestTheKernelEndsALossAtItsDeadlineWithNoProcessActing(t *testing.T) {
 	if err := Recover(spec); err != nil {
 		t.Fatal(err)
 	}
-	if after := snapshot(t, p.a); after != before {
+	if after := snapshot(t, p.A); after != before {
 		t.Errorf("ruleset after recovery differs from before.\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
