@@ -61,6 +61,9 @@ type Rendered struct {
 	CRDs []string
 	// Notes are what `helm install` prints.
 	Notes string
+	// Hooks are the objects Helm makes around an install or an uninstall
+	// (the pre-delete drain Job), one YAML document each.
+	Hooks []string
 }
 
 // Render renders the chart with values into namespace, validating the
@@ -83,6 +86,9 @@ func Render(values map[string]any, namespace string) (*Rendered, error) {
 		return nil, err
 	}
 	out := &Rendered{Manifest: rel.Manifest, Notes: rel.Info.Notes}
+	for _, h := range rel.Hooks {
+		out.Hooks = append(out.Hooks, h.Manifest)
+	}
 	for _, f := range ch.CRDObjects() {
 		out.CRDs = append(out.CRDs, string(f.File.Data))
 	}

@@ -16,6 +16,7 @@ import (
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -613,4 +614,52 @@ func TestTheTenancyRolesGrantWhatTheirNamesSay(t *testing.T) {
 		}
 	}
 	t.Errorf("with rbac.create=false the chart renders no %s: the boundary must not depend on who makes the roles", TenancyPolicy)
+}
+
+// helm uninstall first drains: a pre-delete hook Job, as the controller
+// (whose account and rights are still there then), aborts every running
+// experiment and waits for the agents to report every fault recovered,
+// for a bounded time that Helm's own default timeout outlasts.
+func TestUninstallDrainsEveryFaultBeforeTheAgentsGo(t *testing.T) {
+	r, err := Render(nil, "faultline-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var job *batchv1.Job
+	for _, h := range r.Hooks {
+		objs, err := deploy.Decode([]byte(h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if o.GetKind() == "Job" && o.GetName() == "faultline-drain" {
+				job = &batchv1.Job{}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, job); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if job == nil {
+		t.Fatalf("no Job faultline-drain among the hooks (%d rendered)", len(r.Hooks))
+	}
+	if got := job.Annotations["helm.sh/hook"]; got != "pre-delete" {
+		t.Errorf("helm.sh/hook %q, want pre-delete", got)
+	}
+	ps := job.Spec.Template.Spec
+	if ps.ServiceAccountName != "faultline-controller" || len(ps.Containers) != 1 ||
+		!slices.Equal(ps.Containers[0].Args, []string{"--drain", "--drain-timeout=240s"}) {
+		t.Errorf("the drain Job runs %v as %q, want --drain --drain-timeout=240s as faultline-controller", ps.Containers[0].Args, ps.ServiceAccountName)
+	}
+	// Helm waits 5 minutes for a hook by default: the drain ends before.
+	if d := job.Spec.ActiveDeadlineSeconds; d == nil || *d != 300 || job.Spec.BackoffLimit == nil || *job.Spec.BackoffLimit != 0 {
+		t.Errorf("activeDeadlineSeconds %v, backoffLimit %v: want 300 (the drain's 240 s and a minute) and 0", job.Spec.ActiveDeadlineSeconds, job.Spec.BackoffLimit)
+	}
+	off, err := Render(map[string]any{"uninstall": map[string]any{"drain": false}}, "faultline-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(off.Hooks) != 0 {
+		t.Errorf("uninstall.drain=false still renders %d hook(s)", len(off.Hooks))
+	}
 }

@@ -3,6 +3,7 @@
 package charts_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
@@ -35,12 +37,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	chaosmeshv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
 	"helm.sh/helm/v3/pkg/chartutil"
 
 	"faultline.dev/faultline/charts"
 	"faultline.dev/faultline/deploy"
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/report"
+	"faultline.dev/faultline/injectors/memstress"
 	"faultline.dev/faultline/sandbox"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )
@@ -187,7 +191,7 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			n := dryRun(t, cfg, strings.Join(r.CRDs, "\n---\n")+"\n---\n"+r.Manifest)
+			n := dryRun(t, cfg, strings.Join(r.CRDs, "\n---\n")+"\n---\n"+r.Manifest+"\n---\n"+strings.Join(r.Hooks, "\n---\n"))
 			t.Logf("%s: %d objects passed the server-side dry run", name, n)
 		}
 	})
@@ -676,9 +680,38 @@ spec:
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Mid-fault: a stressor holds memory in the oom app's container for
+		// ten minutes. The chart's pre-delete hook aborts it and waits for
+		// its agent to report it recovered before anything is removed.
+		held := &v1alpha1.Experiment{ObjectMeta: metav1.ObjectMeta{Namespace: "oom", Name: "held-through-uninstall"}, Spec: v1alpha1.ExperimentSpec{
+			Targets: v1alpha1.Targets{Pods: &chaosmeshv1alpha1.PodSelectorSpec{GenericSelectorSpec: chaosmeshv1alpha1.GenericSelectorSpec{
+				Namespaces: []string{"oom"}, LabelSelectors: map[string]string{"app": "web"}}}},
+			Faults: []v1alpha1.Fault{{Name: "hold", Type: v1alpha1.FaultMemoryPressure, Duration: metav1.Duration{Duration: 10 * time.Minute},
+				MemoryPressure: &v1alpha1.MemoryPressure{Size: ptr.To(resource.MustParse("32Mi")), RampPerSecond: resource.MustParse("32Mi")}}},
+		}}
+		if err := c.Create(ctx, held); err != nil {
+			t.Fatal(err)
+		}
+		sandboxtest.WaitFor(t, 2*time.Minute, "the stressor injected by real-0's agent", func() bool {
+			return c.Get(ctx, client.ObjectKeyFromObject(held), held) == nil && len(held.Status.Records) > 0 && held.Status.Records[0].InjectedAt != nil
+		})
+		if n := stressors(t); n == 0 {
+			t.Fatal("no stressor process on the host while the fault is injected")
+		}
 		in := &charts.Installer{Kubeconfig: st.Kubeconfig, Namespace: sandbox.FaultlineNamespace}
+		started := time.Now()
 		if err := in.Uninstall(3 * time.Minute); err != nil {
 			t.Fatal(err)
+		}
+		t.Logf("helm uninstall mid-fault took %s, its pre-delete hook included", time.Since(started).Round(time.Second))
+		if err := c.Get(ctx, client.ObjectKeyFromObject(held), held); err != nil {
+			t.Fatal(err)
+		}
+		if held.Status.Phase != v1alpha1.PhaseAborted || len(held.Status.Records) == 0 || held.Status.Records[0].RecoveredAt == nil {
+			t.Errorf("the experiment held through uninstall: %s, records %+v; want Aborted, its fault recovered before the agents went", held.Status.Phase, held.Status.Records)
+		}
+		if n := stressors(t); n != 0 {
+			t.Errorf("%d stressor process(es) left on the host after uninstall", n)
 		}
 		objs, err := deploy.Decode([]byte(r.Manifest))
 		if err != nil {
@@ -732,4 +765,22 @@ func agentPod(t *testing.T, cs kubernetes.Interface, node string) string {
 		t.Fatalf("the agent pod on %s: %v (%d found)", node, err, len(pods.Items))
 	}
 	return pods.Items[0].Name
+}
+
+// stressors counts the memory stressor processes on the host (the real
+// nodes' containers are the host's processes).
+func stressors(t *testing.T) int {
+	t.Helper()
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range procs {
+		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err == nil && bytes.Contains(b, []byte("\x00"+memstress.StressorCommand+"\x00")) {
+			n++
+		}
+	}
+	return n
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -22,8 +23,9 @@ func main() {
 	var (
 		namespace, metricsAddr, probeAddr string
 		agentRole, agentNamespace         string
-		leaderElect                       bool
+		leaderElect, drain                bool
 		recoveryTimeout, reportGrace      time.Duration
+		drainTimeout                      time.Duration
 	)
 	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "faultline-system"), "faultline's own namespace: never a target by default, and home of the kill switch ConfigMap "+controller.KillSwitch)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "where Prometheus metrics are served (0 disables)")
@@ -36,6 +38,10 @@ func main() {
 		"so uninstalling removes them); empty: none, for agents that run with their own credentials")
 	flag.StringVar(&agentNamespace, "agent-namespace", "faultline-agents", "the namespace of the agents' ServiceAccounts (--agent-role), which must hold nothing else:\n"+
 		"the agents' shared account may ask for tokens there")
+	flag.BoolVar(&drain, "drain", false, "do not run the controllers: abort every running experiment, wait until every fault is recovered\n"+
+		"(the agents report it), and exit 0; exit 1 naming what is left after --drain-timeout. The chart's pre-delete hook runs it,\n"+
+		"so that uninstalling never removes the agents while they hold a fault")
+	flag.DurationVar(&drainTimeout, "drain-timeout", 5*time.Minute, "with --drain, how long to wait for every fault to be recovered")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -51,6 +57,17 @@ func main() {
 	if err != nil {
 		log.Error(err, "no cluster to talk to (--kubeconfig or KUBECONFIG, or in-cluster)")
 		os.Exit(1)
+	}
+	if drain {
+		c, err := client.New(cfg, client.Options{Scheme: scheme})
+		if err == nil {
+			err = controller.Drain(ctrl.SetupSignalHandler(), c, controller.DrainOptions{Timeout: drainTimeout, Out: os.Stdout})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "drain:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	copts := controller.Options{
 		Namespace: namespace, RecoveryTimeout: recoveryTimeout, ReportGrace: reportGrace,
