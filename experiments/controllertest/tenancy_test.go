@@ -124,10 +124,10 @@ func TestTheAuthorsRightsDecideWhatAnExperimentMayTouch(t *testing.T) {
 		}
 	}
 	const (
-		alice = "alice"                                              // experimenter in team-a only
-		bob   = "bob"                                                // experimenter in team-a and team-b
-		carol = "carol"                                              // experimenter in team-a, cluster experimenter
-		vic   = "vic"                                                // viewer in team-a
+		alice = "alice"                                             // experimenter in team-a only
+		bob   = "bob"                                               // experimenter in team-a and team-b
+		carol = "carol"                                             // experimenter in team-a, cluster experimenter
+		vic   = "vic"                                               // viewer in team-a
 		other = "system:serviceaccount:" + Namespace + ":lookalike" // not the controller, with its RBAC
 	)
 	bind(t, alice, charts.RoleExperimenter, teamA)

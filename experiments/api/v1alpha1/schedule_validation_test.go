@@ -61,17 +61,17 @@ func TestTheAPIServerRejectsBadSchedulesNamingTheField(t *testing.T) {
 		apiWant   []string // empty: the API server accepts it
 		localWant string   // empty: Validate accepts it
 	}{
-		"a valid schedule is accepted":                       {},
-		"a cron with 6 fields is refused by its shape":       {from: `"30 2 * * 1-5"`, to: `"0 30 2 * * 1-5"`, apiWant: []string{"spec.schedule", "should match"}, localWant: "spec.schedule"},
-		"a cron that does not parse is refused offline only": {from: `"30 2 * * 1-5"`, to: `"30 25 * * 1-5"`, localWant: "spec.schedule"},
-		"a zone that is not a zone name is refused":          {from: "America/New_York", to: `"New York"`, apiWant: []string{"spec.timeZone", "should match"}, localWant: "spec.timeZone"},
-		"an unknown zone is refused offline only":            {from: "America/New_York", to: "Mars/Olympus_Mons", localWant: "spec.timeZone"},
-		"Local is refused by both, as a CronJob's is":        {from: "America/New_York", to: "Local", apiWant: []string{"spec.timeZone", "Local is the controller's own zone"}, localWant: "spec.timeZone"},
-		"a gameday with no steps is refused":                 {from: validScheduleDoc[strings.Index(validScheduleDoc, "      steps:"):], to: "      steps: []\n", apiWant: []string{"spec.template.gameday.steps", "at least 1"}, localWant: "spec.template.gameday.steps"},
-		"both an experiment and a gameday are refused":       {from: "    gameday:", to: "    experiment: {targets: {nodes: {names: [a]}}, faults: [{name: x, type: NetworkLoss, duration: 1s, networkLoss: {lossPercent: 1}}]}\n    gameday:", apiWant: []string{"template: set exactly one of experiment or gameday"}, localWant: "spec.template"},
-		"a bad step experiment names the nested field":       {from: "lossPercent: 100", to: "lossPercent: 101", apiWant: []string{"spec.template.gameday.steps[0].experiment.faults[0].networkLoss.lossPercent"}, localWant: "spec.template.gameday.steps[0].experiment.faults[0].networkLoss.lossPercent"},
+		"a valid schedule is accepted":                            {},
+		"a cron with 6 fields is refused by its shape":            {from: `"30 2 * * 1-5"`, to: `"0 30 2 * * 1-5"`, apiWant: []string{"spec.schedule", "should match"}, localWant: "spec.schedule"},
+		"a cron that does not parse is refused offline only":      {from: `"30 2 * * 1-5"`, to: `"30 25 * * 1-5"`, localWant: "spec.schedule"},
+		"a zone that is not a zone name is refused":               {from: "America/New_York", to: `"New York"`, apiWant: []string{"spec.timeZone", "should match"}, localWant: "spec.timeZone"},
+		"an unknown zone is refused offline only":                 {from: "America/New_York", to: "Mars/Olympus_Mons", localWant: "spec.timeZone"},
+		"Local is refused by both, as a CronJob's is":             {from: "America/New_York", to: "Local", apiWant: []string{"spec.timeZone", "Local is the controller's own zone"}, localWant: "spec.timeZone"},
+		"a gameday with no steps is refused":                      {from: validScheduleDoc[strings.Index(validScheduleDoc, "      steps:"):], to: "      steps: []\n", apiWant: []string{"spec.template.gameday.steps", "at least 1"}, localWant: "spec.template.gameday.steps"},
+		"both an experiment and a gameday are refused":            {from: "    gameday:", to: "    experiment: {targets: {nodes: {names: [a]}}, faults: [{name: x, type: NetworkLoss, duration: 1s, networkLoss: {lossPercent: 1}}]}\n    gameday:", apiWant: []string{"template: set exactly one of experiment or gameday"}, localWant: "spec.template"},
+		"a bad step experiment names the nested field":            {from: "lossPercent: 100", to: "lossPercent: 101", apiWant: []string{"spec.template.gameday.steps[0].experiment.faults[0].networkLoss.lossPercent"}, localWant: "spec.template.gameday.steps[0].experiment.faults[0].networkLoss.lossPercent"},
 		"a step naming more nodes than its maxTargets is refused": {from: "targets: {nodes: {names: [isolated-0]}}", to: "targets: {nodes: {names: [isolated-0, real-0]}}\n          safety: {maxTargets: 1}", apiWant: []string{"spec.template.gameday.steps[0].experiment.targets.nodes.names", "names more nodes than safety.maxTargets allows"}, localWant: "spec.template.gameday.steps[0].experiment.targets.nodes.names"},
-		"an unknown onFailure is refused":                    {from: "      - name: cut\n", to: "      - name: cut\n        onFailure: Retry\n", apiWant: []string{"onFailure", "Unsupported value"}, localWant: "onFailure"},
+		"an unknown onFailure is refused":                         {from: "      - name: cut\n", to: "      - name: cut\n        onFailure: Retry\n", apiWant: []string{"onFailure", "Unsupported value"}, localWant: "onFailure"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
