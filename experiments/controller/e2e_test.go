@@ -7,7 +7,9 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,6 +30,7 @@ import (
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/injectors/netloss"
+	"faultline.dev/faultline/internal/nettest"
 	"faultline.dev/faultline/sandbox"
 	"faultline.dev/faultline/sandbox/sandboxtest"
 )
@@ -361,6 +364,57 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 			t.Errorf("recovered %s before the deadline", -late)
 		}
 		sandboxtest.WaitFor(t, 2*time.Minute, "the experiment to finish", finished("crash-agent"))
+	})
+
+	t.Run("an agent killed with -9 and never restarted: the kernel ends its 60 s loss at the deadline, measured by probes", func(t *testing.T) {
+		start(t, "agent-gone", 60*time.Second)
+		var fa v1alpha1.FaultAssignment
+		if err := c.Get(ctx, client.ObjectKey{Name: node}, &fa); err != nil || len(fa.Spec.Faults) != 1 {
+			t.Fatalf("%s's FaultAssignment: %v, %+v", node, err, fa.Spec.Faults)
+		}
+		deadline := fa.Spec.Faults[0].Deadline.Time
+		if err := sandbox.Kill(cfg, sandbox.AgentComponent(node), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// No agent on the node now, as when its DaemonSet is deleted. The
+		// probe: a TCP connection from the node's namespace to the API
+		// server, which the loss cuts, every 50 ms.
+		u, err := url.Parse(env.State.Server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dial := func() (ok bool) {
+			nettest.In(t, env.Plan.NetnsName(node), func() {
+				conn, err := net.DialTimeout("tcp", u.Host, 40*time.Millisecond)
+				if ok = err == nil; ok {
+					conn.Close()
+				}
+			})
+			return ok
+		}
+		var back time.Time
+		for until := deadline.Add(10 * time.Second); back.IsZero(); time.Sleep(50 * time.Millisecond) {
+			if dial() {
+				back = time.Now()
+			} else if time.Now().After(until) {
+				t.Fatalf("still cut off 10 s after the deadline %s, with no agent", deadline.Format(time.RFC3339Nano))
+			}
+		}
+		tables, _ := netloss.Tables("/run/netns/" + env.Plan.NetnsName(node))
+		off := back.Sub(deadline)
+		t.Logf("no agent on %s: the API server answered again %+v after the deadline (probes every 50 ms); fault tables then: %v", node, off.Round(time.Millisecond), tables)
+		if off < -time.Second || off > time.Second {
+			t.Errorf("the loss ended %s after its deadline, want within ±1 s", off)
+		}
+		if len(tables) != 1 {
+			t.Errorf("fault tables when the loss ended: %v, want its own still there (the kernel ended it, not a process)", tables)
+		}
+		// An agent that comes back deletes the table and reports.
+		if _, err := sandbox.Restart(cfg, sandbox.AgentComponent(node)); err != nil {
+			t.Fatal(err)
+		}
+		sandboxtest.WaitFor(t, 30*time.Second, "the returning agent to delete the table", tablesGone)
+		sandboxtest.WaitFor(t, 2*time.Minute, "the experiment to finish", finished("agent-gone"))
 	})
 
 	t.Run("a controller killed with -9 mid-fault: the agent recovers and the new controller finishes", func(t *testing.T) {
