@@ -14,15 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/experiments/nodeagent"
@@ -130,7 +125,8 @@ func main() {
 	// manager (discovery fails): keep trying, while the deadline loop above
 	// goes on recovering faults by itself.
 	for {
-		err := runManager(ctx, cfg, identity, scheme, node, metricsAddr, engine, poke, nodeagent.NodeEnv{LedgerDir: ledgerDir, PodsCgroup: podsCgroup})
+		err := nodeagent.Run(ctx, cfg, nodeagent.RunOptions{Node: node, IdentityNamespace: identity, Scheme: scheme, MetricsAddr: metricsAddr,
+			Engine: engine, Poke: poke, Env: nodeagent.NodeEnv{LedgerDir: ledgerDir, PodsCgroup: podsCgroup}})
 		if ctx.Err() != nil {
 			return
 		}
@@ -141,31 +137,6 @@ func main() {
 		case <-time.After(2 * time.Second):
 		}
 	}
-}
-
-func runManager(ctx context.Context, cfg *rest.Config, identity string, scheme *runtime.Scheme, node, metricsAddr string, engine *agent.Engine, poke chan struct{}, env nodeagent.NodeEnv) error {
-	if identity != "" {
-		var err error
-		if cfg, err = nodeIdentity(cfg, identity, node); err != nil {
-			return err
-		}
-	}
-	// The node's one FaultAssignment is named after it; RBAC allows a list
-	// or watch of it by name only with this field selector.
-	mine := fields.OneTermEqualSelector("metadata.name", node)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme,
-		Metrics: metricsserver.Options{BindAddress: metricsAddr},
-		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.FaultAssignment{}: {Field: mine}}},
-	})
-	if err != nil {
-		return err
-	}
-	r := &nodeagent.Reconciler{Client: mgr.GetClient(), Node: node, Env: env, Engine: engine, Poke: poke}
-	if err := r.SetupWithManager(mgr); err != nil {
-		return err
-	}
-	return mgr.Start(ctx)
 }
 
 // sweepOrphans removes the faultline tables of this namespace that no

@@ -1,4 +1,4 @@
-package main
+package nodeagent
 
 import (
 	"context"
@@ -19,13 +19,13 @@ import (
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
 
-// nodeIdentity turns the DaemonSet's shared service account (which may do
+// Identity turns the DaemonSet's shared service account (which may do
 // nothing but ask for a token of its own node's ServiceAccount) into that
 // node's identity, which RBAC lets read this node's FaultAssignment and no
 // other. Tokens last an hour, are asked again before they expire, and are
 // bound to the Node object: they stop working when the node is deleted.
 // (A token bound to the agent's pod must be of the pod's own account.)
-func nodeIdentity(bootstrap *rest.Config, namespace, node string) (*rest.Config, error) {
+func Identity(bootstrap *rest.Config, namespace, node string) (*rest.Config, error) {
 	name := v1alpha1.AgentIdentity(node)
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 		return nil, fmt.Errorf("--node-identity: node %q makes no valid ServiceAccount name %q: %v", node, name, errs)
