@@ -184,12 +184,15 @@ func (r *Reconciler) report(ctx context.Context, fa *v1alpha1.FaultAssignment) e
 		if en, ok := r.Engine.Ledger.Get(f.ID); ok {
 			s.State, s.Error = stateOf[en.State], en.Error
 			s.Message = r.Engine.Effect(ctx, f.ID)
+			// To the second, as the API server keeps them: a finer time
+			// never equals the stored one, and every pass (each second
+			// while a fault is active) would write the status again.
 			if en.InjectedAt != nil {
-				t := metav1.NewTime(*en.InjectedAt)
+				t := metav1.NewTime(*en.InjectedAt).Rfc3339Copy()
 				s.InjectedAt = &t
 			}
 			if en.RecoveredAt != nil {
-				t := metav1.NewTime(*en.RecoveredAt)
+				t := metav1.NewTime(*en.RecoveredAt).Rfc3339Copy()
 				s.RecoveredAt = &t
 			}
 		}

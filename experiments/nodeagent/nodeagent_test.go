@@ -1,15 +1,22 @@
 package nodeagent
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/injectors"
+	"faultline.dev/faultline/injectors/agent"
 	"faultline.dev/faultline/injectors/ledger"
 )
 
@@ -83,5 +90,49 @@ func TestTheAgentCarriesEveryFamilyItResolves(t *testing.T) {
 	}
 	if _, ok := f.(injectors.Once); !ok {
 		t.Error("a signal fault is not Once: a restarted agent would send it again")
+	}
+}
+
+// An agent writes its assignment's status only when what it reports
+// changed: the ledger's times are finer than the API server keeps, and
+// compared as they are, they made every pass (each second while a fault
+// is active, on every node) a write. The fake client keeps objects as
+// JSON, to the second, as the API server does.
+func TestAnAgentWritesItsStatusOnlyWhenItChanges(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	injected := time.Date(2026, 12, 7, 12, 0, 0, 123456789, time.UTC)
+	fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: "node-a", Generation: 1}, Spec: v1alpha1.FaultAssignmentSpec{
+		NodeName: "node-a", Faults: []v1alpha1.AssignedFault{{ID: "f1", Type: v1alpha1.FaultNetworkLoss, Deadline: metav1.NewTime(injected.Add(time.Minute))}}}}
+	writes := 0
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(fa).WithStatusSubresource(fa).WithInterceptorFuncs(interceptor.Funcs{
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			writes++
+			return c.SubResource(sub).Update(ctx, obj, opts...)
+		},
+	}).Build()
+	l, err := ledger.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Put(ledger.Entry{ID: "f1", Type: string(v1alpha1.FaultNetworkLoss), State: ledger.Injected, InjectedAt: &injected, Deadline: injected.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Client: c, Node: "node-a", Engine: &agent.Engine{Ledger: l, Clock: clock.RealClock{}}, unresolved: map[string]string{}}
+	ctx := context.Background()
+	for pass := range 3 {
+		var got v1alpha1.FaultAssignment
+		if err := c.Get(ctx, client.ObjectKey{Name: "node-a"}, &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.report(ctx, &got); err != nil {
+			t.Fatalf("pass %d: %v", pass, err)
+		}
+	}
+	if writes != 1 {
+		t.Errorf("%d status writes over 3 passes with nothing changed, want 1", writes)
 	}
 }
