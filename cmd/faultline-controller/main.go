@@ -26,6 +26,8 @@ func main() {
 		leaderElect, drain                bool
 		recoveryTimeout, reportGrace      time.Duration
 		drainTimeout                      time.Duration
+		qps                               float64
+		burst                             int
 	)
 	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "faultline-system"), "faultline's own namespace: never a target by default, and home of the kill switch ConfigMap "+controller.KillSwitch)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "where Prometheus metrics are served (0 disables)")
@@ -42,6 +44,10 @@ func main() {
 		"(the agents report it), and exit 0; exit 1 naming what is left after --drain-timeout. The chart's pre-delete hook runs it,\n"+
 		"so that uninstalling never removes the agents while they hold a fault")
 	flag.DurationVar(&drainTimeout, "drain-timeout", 5*time.Minute, "with --drain, how long to wait for every fault to be recovered")
+	flag.Float64Var(&qps, "kube-api-qps", 200, "the requests per second the controller allows itself toward the API server (client-side rate limit). An\n"+
+		"experiment on N nodes writes N FaultAssignments at its start (16 at a time) and N again to recover early, and each node's\n"+
+		"identity is 3 objects: 1,000 nodes take 5 s of writes at 200 (make bench-fanout measures it); lower it to spread them")
+	flag.IntVar(&burst, "kube-api-burst", 400, "the requests the controller may send at once above --kube-api-qps")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -58,6 +64,7 @@ func main() {
 		log.Error(err, "no cluster to talk to (--kubeconfig or KUBECONFIG, or in-cluster)")
 		os.Exit(1)
 	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
 	if drain {
 		c, err := client.New(cfg, client.Options{Scheme: scheme})
 		if err == nil {

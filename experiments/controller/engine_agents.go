@@ -46,13 +46,10 @@ func (e agentEngine) Start(ctx context.Context, exp *v1alpha1.Experiment, p *fau
 			exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: f.Name, Target: t.String(), Node: t.node})
 		}
 	}
-	for _, node := range nodes {
+	return eachNode(ctx, nodes, func(ctx context.Context, node string) error {
 		faults := byNode[node]
-		if err := e.r.writeAssignment(ctx, exp, node, func([]v1alpha1.AssignedFault) []v1alpha1.AssignedFault { return faults }); err != nil {
-			return err
-		}
-	}
-	return nil
+		return e.r.writeAssignment(ctx, exp, node, func([]v1alpha1.AssignedFault) []v1alpha1.AssignedFault { return faults })
+	})
 }
 
 // Act deletes the chosen pods through the API, or has each pod's node's
