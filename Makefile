@@ -127,8 +127,8 @@ test: deps-test tools build
 ## API server's writes. bench-authz: a namespaced user's request latency with
 ## 0, 1,000 and 5,000 nodes' identities in place. Both print their figures.
 FLEET_NODES ?= 1000
-bench-fanout: tools
-	FAULTLINE_FLEET_NODES=$(FLEET_NODES) $(GO) test -run '^$$' -bench 'BenchmarkFanOut$$' -benchtime 1x -timeout 30m ./experiments/fleet/
+bench-fanout: tools build
+	FAULTLINE_TEST_BIN_DIR=$(BIN) FAULTLINE_FLEET_NODES=$(FLEET_NODES) $(GO) test -run '^$$' -bench 'BenchmarkFanOut$$' -benchtime 1x -timeout 30m ./experiments/fleet/
 
 bench-authz: tools
 	$(GO) test -run '^$$' -bench 'BenchmarkAuthorizationWithNodeIdentities' -benchtime 2000x -timeout 30m ./experiments/fleet/
