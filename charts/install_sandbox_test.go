@@ -548,26 +548,28 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		// jane runs experiments in default, as the chart's experimenter role
 		// there allows, through kubectl and faultline with --as.
 		kubectl("create", "rolebinding", "jane-experimenter", "-n", "default", "--clusterrole="+charts.RoleExperimenter, "--user=jane")
-		probe := filepath.Join(t.TempDir(), "probe.yaml")
-		if err := os.WriteFile(probe, []byte(`apiVersion: faultline.dev/v1alpha1
-kind: Experiment
-metadata:
-  name: tenancy-probe
-  namespace: default
-spec:
-  dryRun: true
-  targets:
-    nodes:
-      names: [isolated-0]
-  faults:
-  - name: partition
-    type: NetworkLoss
-    duration: 30s
-    networkLoss:
-      lossPercent: 100
-`), 0o600); err != nil {
-			t.Fatal(err)
+		// One node fault, as an Experiment and as a Schedule's template.
+		fault := strings.Split(`dryRun: true
+targets:
+  nodes:
+    names: [isolated-0]
+faults:
+- name: partition
+  type: NetworkLoss
+  duration: 30s
+  networkLoss:
+    lossPercent: 100`, "\n")
+		indent := func(n int) string {
+			return strings.Repeat(" ", n) + strings.Join(fault, "\n"+strings.Repeat(" ", n)) + "\n"
 		}
+		write := func(name, doc string) string {
+			path := filepath.Join(t.TempDir(), name)
+			if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}
+		probe := write("probe.yaml", "apiVersion: faultline.dev/v1alpha1\nkind: Experiment\nmetadata: {name: tenancy-probe, namespace: default}\nspec:\n"+indent(2))
 		validate := func() (string, int) {
 			cmd := exec.Command(filepath.Join(bins, "faultline"), "validate", "--server", "--as", "jane", "-f", probe)
 			cmd.Env = append(os.Environ(), "KUBECONFIG="+st.Kubeconfig)
@@ -596,29 +598,8 @@ spec:
 		// jane's Schedule, due every minute: its run is the controller's
 		// Experiment, which the policy lets through as the Schedule's. The
 		// controller holds no inject right of its own.
-		sched := filepath.Join(t.TempDir(), "schedule.yaml")
-		if err := os.WriteFile(sched, []byte(`apiVersion: faultline.dev/v1alpha1
-kind: Schedule
-metadata:
-  name: tenancy-nightly
-  namespace: default
-spec:
-  schedule: "* * * * *"
-  template:
-    experiment:
-      dryRun: true
-      targets:
-        nodes:
-          names: [isolated-0]
-      faults:
-      - name: partition
-        type: NetworkLoss
-        duration: 30s
-        networkLoss:
-          lossPercent: 100
-`), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		sched := write("schedule.yaml", "apiVersion: faultline.dev/v1alpha1\nkind: Schedule\nmetadata: {name: tenancy-nightly, namespace: default}\n"+
+			"spec:\n  schedule: \"* * * * *\"\n  template:\n    experiment:\n"+indent(6))
 		kubectl("create", "--as=jane", "-f", sched)
 		t.Cleanup(func() {
 			// The Schedule, then its runs (owned by it) before uninstall.

@@ -81,9 +81,8 @@ func In(t testing.TB, name string, f func()) {
 	f()
 }
 
-// Echo serves UDP echo in B and probes it from A every interval until stop
-// closes; it returns the times replies come back.
-func Echo(t testing.TB, p *Pair, interval time.Duration, stop <-chan struct{}) <-chan time.Time {
+// Serve answers UDP echo in B until the test ends; it returns the address.
+func Serve(t testing.TB, p *Pair) string {
 	t.Helper()
 	var srv net.PacketConn
 	In(t, p.B, func() {
@@ -103,14 +102,29 @@ func Echo(t testing.TB, p *Pair, interval time.Duration, stop <-chan struct{}) <
 			_, _ = srv.WriteTo(buf[:k], from)
 		}
 	}()
+	return srv.LocalAddr().String()
+}
+
+// Client is a UDP socket of A's, connected to addr, closed when the test
+// ends.
+func Client(t testing.TB, p *Pair, addr string) *net.UDPConn {
+	t.Helper()
 	var cli *net.UDPConn
 	In(t, p.A, func() {
 		var err error
-		if cli, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(srv.LocalAddr().String()))); err != nil {
+		if cli, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// Echo serves UDP echo in B and probes it from A every interval until stop
+// closes; it returns the times replies come back, once the first has.
+func Echo(t testing.TB, p *Pair, interval time.Duration, stop <-chan struct{}) <-chan time.Time {
+	t.Helper()
+	cli := Client(t, p, Serve(t, p))
 	replies := make(chan time.Time, 1<<16)
 	go func() {
 		buf := make([]byte, 64)
@@ -139,6 +153,12 @@ func Echo(t testing.TB, p *Pair, interval time.Duration, stop <-chan struct{}) <
 			}
 		}
 	}()
+	// Traffic flows before any fault.
+	select {
+	case <-replies:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no echo from B within 5 s, before any fault")
+	}
 	return replies
 }
 
