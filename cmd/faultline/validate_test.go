@@ -372,7 +372,10 @@ func TestCtrlCStopsValidateWaitingOnStandardInput(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			cmd, out, stdin := cli(t, "validate", "-f", "-")
 			defer stdin.Close() // nothing is ever written
-			time.Sleep(200 * time.Millisecond)
+			// Signalled before main has its handler (a loaded machine starts
+			// the binary slowly), it would die of the signal: wait until it
+			// reads the pipe, which it does after.
+			readingPipe(t, cmd.Process.Pid)
 			sent := time.Now()
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
@@ -533,4 +536,19 @@ func TestValidateReadsADirectoryAndWithRItsSubdirectories(t *testing.T) {
 	if _, err := runRoot("validate", "-f", filepath.Join(dir, "broken", "..", "broken")); err == nil {
 		t.Fatal("a directory of one bad file is valid")
 	}
+}
+
+// readingPipe waits until a thread of the process pid blocks reading a pipe
+// (its wchan names the kernel's pipe read).
+func readingPipe(t *testing.T, pid int) {
+	t.Helper()
+	for until := time.Now().Add(10 * time.Second); time.Now().Before(until); time.Sleep(10 * time.Millisecond) {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, task := range tasks {
+			if w, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/wchan", pid, task.Name())); err == nil && strings.Contains(string(w), "pipe_read") {
+				return
+			}
+		}
+	}
+	t.Fatalf("process %d never blocked reading its standard input", pid)
 }
