@@ -34,11 +34,14 @@ func TestMain(m *testing.M) { sandboxtest.Main(m) }
 // BenchmarkNodesAndEvictionsAtScale runs the nodes, evictions and OOM-kill
 // analyzers, fed by informers as in the controller (one pod cache, with
 // evictions.Strip, for both pod trackers), on a sandbox of 1,000 kwok nodes
-// and 30,000 pods, while 6,000 pods are churned (deleted and created). It
-// reports the heap after the churn, the CPU time the process used, and
+// and 30,000 pods, while 6,000 are churned (half deleted, half created).
+// It reports the heap after the churn, the CPU time the process used, and
 // the events handled per second (goal: under 300 MiB, keeping up).
+// FAULTLINE_SCALE_NODES and FAULTLINE_SCALE_PODS change the sizes, up
+// to Kubernetes' scalability limit of 5,000 nodes and 150,000 pods:
 //
 //	go test -tags sandbox -run '^$' -bench NodesAndEvictionsAtScale -benchtime 1x -timeout 30m ./analyzers/
+//	FAULTLINE_SCALE_NODES=5000 FAULTLINE_SCALE_PODS=150000 go test -tags sandbox -run '^$' -bench NodesAndEvictionsAtScale -benchtime 1x -timeout 60m ./analyzers/
 func BenchmarkNodesAndEvictionsAtScale(b *testing.B) {
 	sandboxtest.RequireRoot(b)
 	bins, err := sandboxtest.Binaries()
@@ -46,7 +49,14 @@ func BenchmarkNodesAndEvictionsAtScale(b *testing.B) {
 		b.Fatal(err)
 	}
 	c := sandbox.DefaultConfig()
-	c.Name, c.SharedKwokNodes, c.IsolatedKwokNodes, c.RealNodes, c.BinDir = "scale-bench", 1000, 0, 0, bins
+	size := func(env string, def int) int {
+		if v, err := strconv.Atoi(os.Getenv(env)); err == nil && v > 0 {
+			return v
+		}
+		return def
+	}
+	nodeCount, podCount := size("FAULTLINE_SCALE_NODES", 1000), size("FAULTLINE_SCALE_PODS", 30000)
+	c.Name, c.SharedKwokNodes, c.IsolatedKwokNodes, c.RealNodes, c.BinDir = "scale-bench", nodeCount, 0, 0, bins
 	_ = sandbox.Down(c, nil)
 	st, err := sandbox.Up(context.Background(), c, sandbox.NewProgress(os.Stderr), false)
 	if err != nil {
@@ -61,11 +71,12 @@ func BenchmarkNodesAndEvictionsAtScale(b *testing.B) {
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	ctx := context.Background()
 
-	const namespaces, perNS = 30, 1000
+	const perNS = 1000
+	namespaces := max(1, podCount/perNS)
 	pod := func(ns string, i int) *corev1.Pod {
 		return &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%d", i), Namespace: ns, Labels: map[string]string{"app": "scale"}},
-			Spec: corev1.PodSpec{NodeName: sandbox.SharedKwokNodeName(i % 1000),
+			Spec: corev1.PodSpec{NodeName: sandbox.SharedKwokNodeName(i % nodeCount),
 				Containers: []corev1.Container{{Name: "c", Image: "x", Env: []corev1.EnvVar{{Name: "PADDING", Value: fmt.Sprintf("%0200d", i)}}}}},
 		}
 	}
@@ -100,7 +111,7 @@ func BenchmarkNodesAndEvictionsAtScale(b *testing.B) {
 		_, err := cs.CoreV1().Pods(fmt.Sprintf("scale-%d", i/perNS)).Create(ctx, pod(fmt.Sprintf("scale-%d", i/perNS), i%perNS), metav1.CreateOptions{})
 		return err
 	})
-	b.Logf("30,000 pods created in %s", time.Since(start).Round(time.Second))
+	b.Logf("%d pods on %d nodes created in %s", namespaces*perNS, nodeCount, time.Since(start).Round(time.Second))
 
 	// The analyzers, fed by informers as in the controller.
 	var before syscall.Rusage
@@ -132,9 +143,10 @@ func BenchmarkNodesAndEvictionsAtScale(b *testing.B) {
 	factory.WaitForCacheSync(stop)
 	synced := time.Now()
 
-	// Churn: delete 6,000 pods and create 6,000 new ones.
+	// Churn: a fifth of the pods' number in deletions and creations, half
+	// each (6,000 for 30,000).
 	churnStart := time.Now()
-	parallel(6000, func(i int) error {
+	parallel(namespaces*perNS/5, func(i int) error {
 		ns := fmt.Sprintf("scale-%d", i%namespaces)
 		if i%2 == 0 {
 			return cs.CoreV1().Pods(ns).Delete(ctx, fmt.Sprintf("p-%d", i/2), metav1.DeleteOptions{})
