@@ -50,6 +50,9 @@ func run(m *testing.M) int {
 	}
 	var err error
 	if cfg, err = env.Start(); err != nil {
+		// A start that failed after the control plane came up (a CRD the
+		// API server refuses) leaves etcd and the API server running.
+		_ = env.Stop()
 		// Never a quiet skip: without the binaries this tier cannot run.
 		fmt.Fprintf(os.Stderr, "envtest: %v\n(it runs the sandbox's etcd and kube-apiserver from %s: build them with `make tools`)\n", err, assets)
 		return 1

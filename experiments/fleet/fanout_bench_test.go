@@ -56,6 +56,7 @@ func apiServer(b *testing.B) (*rest.Config, []byte) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		_ = env.Stop() // what came up before the failure
 		b.Fatalf("envtest (the sandbox's etcd and kube-apiserver, from make tools): %v", err)
 	}
 	b.Cleanup(func() { _ = env.Stop() })
