@@ -348,9 +348,8 @@ func keyFigures(exp *v1alpha1.Experiment) string {
 }
 
 func abort(ctx context.Context, c client.Client, key types.NamespacedName) error {
-	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}}}`, v1alpha1.AnnotationAbort))
 	exp := &v1alpha1.Experiment{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-	return c.Patch(ctx, exp, client.RawPatch(types.MergePatchType, patch))
+	return c.Patch(ctx, exp, client.RawPatch(types.MergePatchType, v1alpha1.AbortPatch()))
 }
 
 func printVerdict(w io.Writer, exp *v1alpha1.Experiment) {

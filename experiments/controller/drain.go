@@ -52,11 +52,10 @@ func Drain(ctx context.Context, c client.Client, o DrainOptions) error {
 	aborted := 0
 	for i := range exps.Items {
 		e := &exps.Items[i]
-		if e.Status.Phase.IsFinal() || e.Annotations[v1alpha1.AnnotationAbort] == "true" {
+		if e.Status.Phase.IsFinal() || e.AbortRequested() {
 			continue
 		}
-		patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:"true"}}}`, v1alpha1.AnnotationAbort)
-		if err := c.Patch(ctx, e, client.RawPatch(types.MergePatchType, patch)); client.IgnoreNotFound(err) != nil {
+		if err := c.Patch(ctx, e, client.RawPatch(types.MergePatchType, v1alpha1.AbortPatch())); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("abort experiment %s/%s: %w", e.Namespace, e.Name, err)
 		}
 		aborted++

@@ -56,7 +56,7 @@ func (r *ExperimentReconciler) hold(ctx context.Context, exp *v1alpha1.Experimen
 // stopReason says why the experiment must stop now, or "".
 func (r *ExperimentReconciler) stopReason(ctx context.Context, exp *v1alpha1.Experiment) string {
 	switch {
-	case exp.Annotations[v1alpha1.AnnotationAbort] == "true":
+	case exp.AbortRequested():
 		return "abort requested (annotation " + v1alpha1.AnnotationAbort + ")"
 	case r.killSwitchOn(ctx):
 		return "the kill switch is on"

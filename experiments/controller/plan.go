@@ -45,7 +45,7 @@ func (r *ExperimentReconciler) plan(ctx context.Context, exp *v1alpha1.Experimen
 		r.setPhase(exp, v1alpha1.PhasePending)
 		r.note(exp, false, v1alpha1.ReasonAccepted, "experiment accepted: %d fault(s), %d objective(s)", len(exp.Spec.Faults), len(exp.Spec.Objectives))
 	}
-	if exp.Annotations[v1alpha1.AnnotationAbort] == "true" {
+	if exp.AbortRequested() {
 		r.fail(exp, v1alpha1.PhaseAborted, v1alpha1.VerdictFailed, v1alpha1.ReasonAborted, "aborted before any fault was injected")
 		return ctrl.Result{}, nil
 	}

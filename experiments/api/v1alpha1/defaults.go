@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "fmt"
+
 // The API server defaults a field only where its parent object was sent:
 // a manifest applied with kubectl that leaves out `safety` or a rollout's
 // `action` is stored without them. Optional objects are pointers, so that
@@ -50,4 +52,14 @@ func (d *DiskLatency) DelayedPercent() int32 {
 		return DefaultDiskPercent
 	}
 	return *d.Percent
+}
+
+// AbortRequested reports whether someone asked for an abort (the
+// annotation AnnotationAbort set to "true").
+func (e *Experiment) AbortRequested() bool { return e.Annotations[AnnotationAbort] == "true" }
+
+// AbortPatch is the merge patch that asks for an abort: what faultline
+// abort, a Ctrl-C of faultline run, and the uninstall's drain send.
+func AbortPatch() []byte {
+	return fmt.Appendf(nil, `{"metadata":{"annotations":{%q:"true"}}}`, AnnotationAbort)
 }
