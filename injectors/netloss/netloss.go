@@ -134,16 +134,17 @@ func Inject(s Spec) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
+	var left time.Duration
+	if !s.Deadline.IsZero() {
+		// Read once: the element's timeout is the time left now. Checked
+		// before anything is put in place, netem included.
+		if left = time.Until(s.Deadline); left < time.Millisecond {
+			return fmt.Errorf("deadline %s: passed already, nothing to inject", s.Deadline.Format(time.RFC3339Nano))
+		}
+	}
 	if s.needsNetem() {
 		if err := injectNetem(s); err != nil {
 			return err
-		}
-	}
-	var left time.Duration
-	if !s.Deadline.IsZero() {
-		// Read once: the element's timeout is the time left now.
-		if left = time.Until(s.Deadline); left < time.Millisecond {
-			return fmt.Errorf("deadline %s: passed already, nothing to inject", s.Deadline.Format(time.RFC3339Nano))
 		}
 	}
 	return withConn(s.Netns, func(c *nftables.Conn) error {
