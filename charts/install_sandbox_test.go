@@ -169,13 +169,7 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := deploy.Apply(ctx, cfg, sm); err != nil {
-			t.Fatalf("install the ServiceMonitor CRD: %v", err)
-		}
-		sandboxtest.WaitFor(t, 30*time.Second, "the ServiceMonitor kind to be served", func() bool {
-			rl, err := cs.Discovery().ServerResourcesForGroupVersion("monitoring.coreos.com/v1")
-			return err == nil && len(rl.APIResources) > 0
-		})
+		sandboxtest.ApplyCRDs(t, cfg, sm)
 		values := map[string]func(*testing.T) map[string]any{
 			"default values": func(*testing.T) map[string]any { return nil },
 			"every option": func(t *testing.T) map[string]any {

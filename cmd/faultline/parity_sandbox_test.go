@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -167,21 +166,7 @@ func TestValidateAgreesWithTheAPIServerAtEveryBound(t *testing.T) {
 	}
 	// The CRDs as this checkout generates them, whatever the sandbox was
 	// brought up with, and served before the first dry run.
-	if err := deploy.Apply(t.Context(), env.RESTConfig, crds); err != nil {
-		t.Fatal(err)
-	}
-	for kind, plural := range resources {
-		gvr := k8sschema.GroupVersionResource{Group: "faultline.dev", Version: "v1alpha1", Resource: plural}
-		var lerr error
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-			if _, lerr = dyn.Resource(gvr).List(t.Context(), metav1.ListOptions{Limit: 1}); lerr == nil {
-				break
-			}
-		}
-		if lerr != nil {
-			t.Fatalf("%s is not served: %v", kind, lerr)
-		}
-	}
+	sandboxtest.ApplyCRDs(t, env.RESTConfig, crds)
 	files, err := filepath.Glob("../../deploy/examples/*.yaml")
 	if err != nil {
 		t.Fatal(err)

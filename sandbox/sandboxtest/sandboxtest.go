@@ -23,10 +23,15 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"faultline.dev/faultline/deploy"
 	"faultline.dev/faultline/sandbox"
 )
 
@@ -332,4 +337,34 @@ func Own(t testing.TB, name string, edit func(*sandbox.Config)) *Env {
 		t.Fatal(err)
 	}
 	return env
+}
+
+// ApplyCRDs server-side applies the CRDs of manifests and waits until the
+// API server serves each one's resource (a new CRD is served a moment after
+// it is created), failing the test after 30 s.
+func ApplyCRDs(t testing.TB, cfg *rest.Config, manifests []byte) {
+	t.Helper()
+	ctx := context.Background()
+	if err := deploy.Apply(ctx, cfg, manifests); err != nil {
+		t.Fatalf("apply CRDs: %v", err)
+	}
+	objs, err := deploy.Decode(manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	for _, o := range objs {
+		if o.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+		plural, _, _ := unstructured.NestedString(o.Object, "spec", "names", "plural")
+		versions, _, _ := unstructured.NestedSlice(o.Object, "spec", "versions")
+		version, _, _ := unstructured.NestedString(versions[0].(map[string]any), "name")
+		gvr := schema.GroupVersionResource{Group: group, Version: version, Resource: plural}
+		WaitFor(t, 30*time.Second, gvr.String()+" to be served", func() bool {
+			_, err := dyn.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
+			return err == nil
+		})
+	}
 }

@@ -33,18 +33,7 @@ func installCRDs(t *testing.T, env *sandboxtest.Env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := deploy.Apply(context.Background(), env.RESTConfig, crds); err != nil {
-		t.Fatal(err)
-	}
-	// A new CRD is served a moment after it is created.
-	dyn := dynamic.NewForConfigOrDie(env.RESTConfig)
-	var lerr error
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if _, lerr = dyn.Resource(experiments).List(context.Background(), metav1.ListOptions{Limit: 1}); lerr == nil {
-			return
-		}
-	}
-	t.Fatalf("experiments are not served: %v", lerr)
+	sandboxtest.ApplyCRDs(t, env.RESTConfig, crds)
 }
 
 // valid is an experiment the API server accepts; each case breaks one field.
