@@ -34,10 +34,10 @@ var sandboxes = map[string]struct {
 	"memory-overcommit":   {"cat-mem", func(c *sandbox.Config) { c.RealNodes, c.IsolatedKwokNodes, c.SharedKwokNodes = 1, 0, 0 }},
 	"node-off-network":    {"cat-node", func(c *sandbox.Config) { c.IsolatedKwokNodes, c.SharedKwokNodes = 2, 0 }},
 	"priority-preemption": {"cat-prio", func(c *sandbox.Config) { c.IsolatedKwokNodes = 0 }},
-	// A real node for the leader-elected controller, an isolated node
-	// whose agent traces etcd, and Prometheus for the queries.
+	// A real node for the leader-elected controller, whose agent traces
+	// etcd on the same host, and Prometheus for the queries.
 	"etcd-slow-disk": {"cat-etcd", func(c *sandbox.Config) {
-		c.RealNodes, c.IsolatedKwokNodes, c.SharedKwokNodes, c.Prometheus = 1, 1, 0, true
+		c.RealNodes, c.IsolatedKwokNodes, c.SharedKwokNodes, c.Prometheus = 1, 0, 0, true
 	}},
 }
 
