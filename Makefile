@@ -125,7 +125,8 @@ test: deps-test tools build
 ## by default), each with the agent's own engine, ledger, watch and identity:
 ## acknowledgement and recovery p50/p99, the controller's CPU and memory, the
 ## API server's writes. bench-authz: a namespaced user's request latency with
-## 0, 1,000 and 5,000 nodes' identities in place. Both print their figures.
+## 0, 1,000 and 5,000 nodes' identities in place, namespaced as the controller
+## makes them and cluster-wide as they were. Both print their figures.
 FLEET_NODES ?= 1000
 bench-fanout: tools build
 	FAULTLINE_TEST_BIN_DIR=$(BIN) FAULTLINE_FLEET_NODES=$(FLEET_NODES) $(GO) test -run '^$$' -bench 'BenchmarkFanOut$$' -benchtime 1x -timeout 30m ./experiments/fleet/

@@ -492,13 +492,13 @@ func TestTheAgentsSharedAccountMayOnlyAskForItsNodesIdentity(t *testing.T) {
 	if !slices.Equal(sharedRoles, []string{"Role/faultline-agent-token"}) {
 		t.Errorf("the shared agent account is bound to %v, want only Role/faultline-agent-token", sharedRoles)
 	}
-	if !slices.Contains(agentArgs, "--node-identity=faultline-agents") {
-		t.Errorf("agent args %v: want --node-identity=faultline-agents", agentArgs)
+	if !slices.Contains(agentArgs, "--node-identity") || !slices.Contains(agentArgs, "--agent-namespace=faultline-agents") {
+		t.Errorf("agent args %v: want --node-identity --agent-namespace=faultline-agents", agentArgs)
 	}
 	if !slices.Contains(controllerArgs, "--agent-role=faultline-agent") || !slices.Contains(controllerArgs, "--agent-namespace=faultline-agents") {
 		t.Errorf("controller args %v: want --agent-role=faultline-agent --agent-namespace=faultline-agents", controllerArgs)
 	}
-	if !slices.Equal(policyResources, []string{"serviceaccounts/token", "clusterroles", "clusterrolebindings"}) {
+	if !slices.Equal(policyResources, []string{"serviceaccounts/token", "roles", "rolebindings", "clusterroles", "clusterrolebindings"}) {
 		t.Errorf("the policies match %v, want the agents' tokens and the controller's roles and bindings", policyResources)
 	}
 	if !slices.Equal(policyBindings, []string{"faultline-agent-own-node:Deny", "faultline-controller-agent-identities:Deny"}) {

@@ -266,23 +266,26 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 			name := v1alpha1.AgentIdentity(n.Name)
 			sandboxtest.WaitFor(t, time.Minute, "the identity of "+n.Name+"'s agent", func() bool {
 				_, e1 := cs.CoreV1().ServiceAccounts(ids).Get(ctx, name, metav1.GetOptions{})
-				_, e2 := cs.RbacV1().ClusterRoleBindings().Get(ctx, name, metav1.GetOptions{})
+				_, e2 := cs.RbacV1().RoleBindings(ids).Get(ctx, name, metav1.GetOptions{})
 				return e1 == nil && e2 == nil
 			})
-			role, err := cs.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{})
+			role, err := cs.RbacV1().Roles(ids).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, rule := range role.Rules {
 				if len(rule.ResourceNames) != 1 || rule.ResourceNames[0] != n.Name {
-					t.Errorf("ClusterRole %s: rule %v, want it limited to the FaultAssignment %s", name, rule, n.Name)
+					t.Errorf("Role %s/%s: rule %v, want it limited to the FaultAssignment %s", ids, name, rule, n.Name)
 				}
 			}
 			if len(role.OwnerReferences) != 1 || role.OwnerReferences[0].Name != "faultline-agent" {
-				t.Errorf("ClusterRole %s owners %v, want the chart's faultline-agent ClusterRole (uninstall takes it)", name, role.OwnerReferences)
+				t.Errorf("Role %s/%s owners %v, want the chart's faultline-agent ClusterRole (uninstall takes it)", ids, name, role.OwnerReferences)
+			}
+			if _, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("ClusterRoleBinding %s: %v, want none: a node's identity is bound in %s only", name, err, ids)
 			}
 		}
-		fa := authorizationv1.ResourceAttributes{Group: "faultline.dev", Resource: "faultassignments"}
+		fa := authorizationv1.ResourceAttributes{Group: "faultline.dev", Resource: "faultassignments", Namespace: ids}
 		with := func(a authorizationv1.ResourceAttributes, verb, name, sub string) authorizationv1.ResourceAttributes {
 			a.Verb, a.Name, a.Subresource = verb, name, sub
 			return a
@@ -361,7 +364,7 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 
 		// And with that token, for real: its own assignment and no other.
 		for _, node := range []string{"real-0", "kwok-0"} {
-			fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: node}, Spec: v1alpha1.FaultAssignmentSpec{NodeName: node}}
+			fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Namespace: ids, Name: node}, Spec: v1alpha1.FaultAssignmentSpec{NodeName: node}}
 			if err := c.Create(ctx, fa); err != nil && !apierrors.IsAlreadyExists(err) {
 				t.Fatal(err)
 			}
@@ -374,41 +377,42 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got v1alpha1.FaultAssignment
-		if err := ac.Get(ctx, client.ObjectKey{Name: "real-0"}, &got); err != nil {
+		if err := ac.Get(ctx, client.ObjectKey{Namespace: ids, Name: "real-0"}, &got); err != nil {
 			t.Errorf("real-0's identity reading real-0's FaultAssignment: %v, want allowed", err)
 		}
 		var list v1alpha1.FaultAssignmentList
-		if err := ac.List(ctx, &list, client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", "real-0")}); err != nil || len(list.Items) != 1 {
+		if err := ac.List(ctx, &list, client.InNamespace(ids), client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", "real-0")}); err != nil || len(list.Items) != 1 {
 			t.Errorf("real-0's identity listing its own by name (as its informer does): %v, %d item(s), want allowed, 1", err, len(list.Items))
 		}
-		if err := ac.Get(ctx, client.ObjectKey{Name: "kwok-0"}, &got); !apierrors.IsForbidden(err) {
+		if err := ac.Get(ctx, client.ObjectKey{Namespace: ids, Name: "kwok-0"}, &got); !apierrors.IsForbidden(err) {
 			t.Errorf("real-0's identity reading kwok-0's FaultAssignment: %v, want forbidden", err)
 		}
-		if err := ac.List(ctx, &list); !apierrors.IsForbidden(err) {
+		if err := ac.List(ctx, &list, client.InNamespace(ids)); !apierrors.IsForbidden(err) {
 			t.Errorf("real-0's identity listing every FaultAssignment: %v, want forbidden", err)
 		}
 		if _, err := kubernetes.NewForConfigOrDie(mine).CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 			t.Errorf("real-0's identity listing Secrets: %v, want forbidden", err)
 		}
 
-		// The controller may make cluster-wide roles and bindings, but the
-		// admission policy lets it make only identities' shapes: here RBAC
-		// alone would allow each (it holds every right these grant).
+		// The controller may make roles and bindings in the agents'
+		// namespace (and nowhere else), but the admission policy lets it
+		// make only identities' shapes: here RBAC alone would allow each
+		// (it holds every right these grant).
 		asCtrl := rest.CopyConfig(cfg)
 		asCtrl.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":faultline-controller", Groups: groups}
 		ccs := kubernetes.NewForConfigOrDie(asCtrl)
 		labelled := metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/managed-by": "faultline-controller"}}
 		evil := labelled.DeepCopy()
-		evil.Name = v1alpha1.AgentIdentity("real-0") + "-x"
+		evil.Name, evil.Namespace = v1alpha1.AgentIdentity("real-0")+"-x", ids
 		dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 		// Someone else's role of an identity's name, which the controller
 		// may not take over by adding its label.
-		foreign := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.AgentIdentity("foreign")}}
-		if _, err := cs.RbacV1().ClusterRoles().Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+		foreign := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ids, Name: v1alpha1.AgentIdentity("foreign")}}
+		if _, err := cs.RbacV1().Roles(ids).Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			_ = cs.RbacV1().ClusterRoles().Delete(context.Background(), foreign.Name, metav1.DeleteOptions{})
+			_ = cs.RbacV1().Roles(ids).Delete(context.Background(), foreign.Name, metav1.DeleteOptions{})
 		})
 		type attempt struct {
 			err  error
@@ -416,26 +420,26 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 		}
 		attempts := map[string]attempt{
 			"binding its own rights to another account": {func() error {
-				b := &rbacv1.ClusterRoleBinding{ObjectMeta: *evil, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "faultline-controller"},
+				b := &rbacv1.RoleBinding{ObjectMeta: *evil, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "faultline-controller"},
 					Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "default", Namespace: "default"}}}
-				_, err := ccs.RbacV1().ClusterRoleBindings().Create(ctx, b, dry)
+				_, err := ccs.RbacV1().RoleBindings(ids).Create(ctx, b, dry)
 				return err
-			}(), "may bind only its own ClusterRole to its node's ServiceAccount"},
+			}(), "may bind only its own Role to its node's ServiceAccount"},
 			"a role with more than an agent's rules": {func() error {
-				r := &rbacv1.ClusterRole{ObjectMeta: *evil, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}}}
-				_, err := ccs.RbacV1().ClusterRoles().Create(ctx, r, dry)
+				r := &rbacv1.Role{ObjectMeta: *evil, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}}}
+				_, err := ccs.RbacV1().Roles(ids).Create(ctx, r, dry)
 				return err
 			}(), "may hold only the agent's rules"},
-			"deleting a role that is not an identity (the chart's template)": {
-				ccs.RbacV1().ClusterRoles().Delete(ctx, "faultline-agent", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}),
+			"deleting a role that is not an identity (the chart's own, for the shared account)": {
+				ccs.RbacV1().Roles(ids).Delete(ctx, "faultline-agent-token", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}),
 				"may change only the agent identities it makes"},
 			"taking over someone else's role by adding its label": {func() error {
-				r, err := ccs.RbacV1().ClusterRoles().Get(ctx, foreign.Name, metav1.GetOptions{})
+				r, err := ccs.RbacV1().Roles(ids).Get(ctx, foreign.Name, metav1.GetOptions{})
 				if err != nil {
 					return err
 				}
 				r.Labels = labelled.Labels
-				_, err = ccs.RbacV1().ClusterRoles().Update(ctx, r, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+				_, err = ccs.RbacV1().Roles(ids).Update(ctx, r, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 				return err
 			}(), "may change only the agent identities it makes"},
 		}
@@ -464,15 +468,15 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 			t.Fatal(err)
 		}
 		sandboxtest.WaitFor(t, time.Minute, "the identity of ghost-0's agent", func() bool {
-			_, err := cs.RbacV1().ClusterRoles().Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
+			_, err := cs.RbacV1().Roles(ids).Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
 			return err == nil
 		})
 		if err := c.Delete(ctx, ghost); err != nil {
 			t.Fatal(err)
 		}
 		sandboxtest.WaitFor(t, time.Minute, "ghost-0's agent identity to go with the node", func() bool {
-			_, e1 := cs.RbacV1().ClusterRoles().Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
-			_, e2 := cs.RbacV1().ClusterRoleBindings().Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
+			_, e1 := cs.RbacV1().Roles(ids).Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
+			_, e2 := cs.RbacV1().RoleBindings(ids).Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
 			_, e3 := cs.CoreV1().ServiceAccounts(ids).Get(ctx, v1alpha1.AgentIdentity("ghost-0"), metav1.GetOptions{})
 			return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2) && apierrors.IsNotFound(e3)
 		})
@@ -723,8 +727,8 @@ faults:
 				return false
 			}
 			sas, e1 := cs.CoreV1().ServiceAccounts("faultline-agents").List(ctx, managed)
-			roles, e2 := cs.RbacV1().ClusterRoles().List(ctx, managed)
-			bindings, e3 := cs.RbacV1().ClusterRoleBindings().List(ctx, managed)
+			roles, e2 := cs.RbacV1().Roles("faultline-agents").List(ctx, managed)
+			bindings, e3 := cs.RbacV1().RoleBindings("faultline-agents").List(ctx, managed)
 			return e1 == nil && e2 == nil && e3 == nil && len(sas.Items)+len(roles.Items)+len(bindings.Items) == 0
 		})
 		t.Logf("uninstalled: %d objects gone, and every agent identity; CRDs kept", len(objs))

@@ -17,6 +17,7 @@ import (
 
 	"faultline.dev/faultline/charts"
 	"faultline.dev/faultline/deploy"
+	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 	"faultline.dev/faultline/sandbox/image"
 )
 
@@ -56,9 +57,13 @@ func (s *State) startFaultline(ctx context.Context, cs kubernetes.Interface) err
 	if !served {
 		return fmt.Errorf("faultline's CRDs are not served 30s after they were installed")
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: FaultlineNamespace}}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
+	// faultline's own, and the agents' (the nodes' FaultAssignments), as
+	// the chart makes them.
+	for _, name := range []string{FaultlineNamespace, v1alpha1.DefaultAgentNamespace} {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
 	}
 	bins, err := s.binDir()
 	if err != nil {

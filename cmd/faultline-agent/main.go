@@ -35,15 +35,17 @@ func main() {
 		os.Exit(memstress.StressorMain(os.Args[2:]))
 	}
 	var node, ledgerDir, metricsAddr, podsCgroup string
-	var identity string
+	var namespace string
+	var identity bool
 	flag.StringVar(&node, "node", os.Getenv("NODE_NAME"), "the node this agent serves (env NODE_NAME)")
 	flag.StringVar(&ledgerDir, "ledger-dir", "/var/lib/faultline/agent", "the on-node ledger's directory; it must survive the agent")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "where Prometheus metrics are served (0 disables)")
 	flag.StringVar(&podsCgroup, "pods-cgroup", "/kubepods", "the kubelet's pod cgroup (its cgroup root plus kubepods): node memory pressure is made under it, where the kubelet counts it;\n"+
 		"auto finds it from this agent's own cgroup when it runs in a pod (the chart's DaemonSet)")
-	flag.StringVar(&identity, "node-identity", "", "the namespace of the nodes' agent identities: act as this node's own ServiceAccount there (faultline-agent-NODE,\n"+
-		"made by the controller), whose token the DaemonSet's shared one may ask for; RBAC then lets this agent read its own\n"+
-		"node's FaultAssignment and no other. Empty: act with the credentials given (the sandbox's agent processes)")
+	flag.StringVar(&namespace, "agent-namespace", v1alpha1.DefaultAgentNamespace, "the namespace of the nodes' FaultAssignments and agent identities (the controller's --agent-namespace)")
+	flag.BoolVar(&identity, "node-identity", false, "act as this node's own ServiceAccount in --agent-namespace (faultline-agent-NODE, made by the controller), whose token\n"+
+		"the DaemonSet's shared one may ask for; RBAC then lets this agent read its own node's FaultAssignment and no other.\n"+
+		"Without it: act with the credentials given (the sandbox's agent processes)")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -125,7 +127,7 @@ func main() {
 	// manager (discovery fails): keep trying, while the deadline loop above
 	// goes on recovering faults by itself.
 	for {
-		err := nodeagent.Run(ctx, cfg, nodeagent.RunOptions{Node: node, IdentityNamespace: identity, Scheme: scheme, MetricsAddr: metricsAddr,
+		err := nodeagent.Run(ctx, cfg, nodeagent.RunOptions{Node: node, Namespace: namespace, Identity: identity, Scheme: scheme, MetricsAddr: metricsAddr,
 			Engine: engine, Poke: poke, Env: nodeagent.NodeEnv{LedgerDir: ledgerDir, PodsCgroup: podsCgroup}})
 		if ctx.Err() != nil {
 			return

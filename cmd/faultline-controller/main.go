@@ -35,11 +35,11 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that several replicas can run")
 	flag.DurationVar(&recoveryTimeout, "recovery-timeout", 10*time.Minute, "how long after the faults end to wait for nodes and workloads to recover before judging")
 	flag.DurationVar(&reportGrace, "report-grace", 30*time.Second, "how long past a deadline an agent may take to report its recovery")
-	flag.StringVar(&agentRole, "agent-role", "", "give each node's agent an identity of its own: a ServiceAccount "+v1alpha1.AgentIdentityPrefix+"NODE in --agent-namespace, bound to\n"+
-		"this ClusterRole's rules restricted to the node's own FaultAssignment (the chart passes its agent ClusterRole, which owns them,\n"+
-		"so uninstalling removes them); empty: none, for agents that run with their own credentials")
-	flag.StringVar(&agentNamespace, "agent-namespace", "faultline-agents", "the namespace of the agents' ServiceAccounts (--agent-role), which must hold nothing else:\n"+
-		"the agents' shared account may ask for tokens there")
+	flag.StringVar(&agentRole, "agent-role", "", "give each node's agent an identity of its own: a ServiceAccount "+v1alpha1.AgentIdentityPrefix+"NODE in --agent-namespace, and a Role\n"+
+		"there with this ClusterRole's rules restricted to the node's own FaultAssignment, bound to it (the chart passes its agent ClusterRole,\n"+
+		"which owns them, so uninstalling removes them); empty: none, for agents that run with their own credentials")
+	flag.StringVar(&agentNamespace, "agent-namespace", v1alpha1.DefaultAgentNamespace, "the namespace of the nodes' FaultAssignments and of the agents' identities (--agent-role), which must\n"+
+		"hold nothing else: the agents' shared account may ask for tokens there. It must exist; the agents' --agent-namespace must match")
 	flag.BoolVar(&drain, "drain", false, "do not run the controllers: abort every running experiment, wait until every fault is recovered\n"+
 		"(the agents report it), and exit 0; exit 1 naming what is left after --drain-timeout. The chart's pre-delete hook runs it,\n"+
 		"so that uninstalling never removes the agents while they hold a fault")

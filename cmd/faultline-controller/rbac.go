@@ -10,13 +10,14 @@ package main
 // FaultAssignments' status is the agents', but RBAC lets it grant each
 // agent only rights it holds itself (--agent-role).
 // +kubebuilder:rbac:groups=faultline.dev,resources=experiments/status;schedules/status;faultassignments/status,verbs=get;update;patch
-// Each node's agent identity (--agent-role): a ClusterRole with the agent's
-// rules for that node's FaultAssignment only, bound to a ServiceAccount of
-// the node (the chart's Role grants those, in the identities' namespace
-// only). RBAC refuses a role or binding that grants more than the
-// controller holds itself, and the chart's admission policy refuses any
-// that is not an identity's shape.
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;update;delete
+// Each node's agent identity (--agent-role): a Role with the agent's rules
+// for that node's FaultAssignment only, bound to a ServiceAccount of the
+// node. The chart's Role grants those in the agents' namespace only, not
+// here: the controller holds no cluster-wide right on roles or bindings.
+// RBAC refuses a role that grants more than the controller holds itself,
+// and the chart's admission policy refuses any that is not an identity's
+// shape. The template ClusterRole is read by name.
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=get
 // Owner references that block deletion need the owner's finalizers subresource.
 // +kubebuilder:rbac:groups=faultline.dev,resources=experiments/finalizers;schedules/finalizers,verbs=update
 

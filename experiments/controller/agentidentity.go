@@ -27,10 +27,17 @@ import (
 
 // AgentIdentityReconciler gives each node's agent an identity of its own,
 // since RBAC cannot tell apart the pods of one DaemonSet: a ServiceAccount,
-// and a ClusterRole with the Role template's rules restricted by
-// resourceNames to the node's one FaultAssignment, bound to it. The agent
-// asks for that ServiceAccount's token, which the chart's admission policy
-// grants only to the agent whose own token names that node.
+// and a Role with the template ClusterRole's rules restricted by
+// resourceNames to the node's one FaultAssignment, bound to it, all in the
+// agents' namespace beside the FaultAssignments. The agent asks for that
+// ServiceAccount's token, which the chart's admission policy grants only
+// to the agent whose own token names that node.
+//
+// Roles, not ClusterRoles: the RBAC authorizer walks every
+// ClusterRoleBinding for a request that no earlier binding allows, and
+// 5,000 per-node ones slowed every such request of the cluster (p99 +182 %,
+// experiments/fleet's BenchmarkAuthorizationWithNodeIdentities). A
+// RoleBinding is walked only for requests in its own namespace.
 //
 // Every identity is owned by the template ClusterRole, which the chart
 // installs: uninstalling it takes them all. A deleted node's goes at once.
@@ -39,8 +46,8 @@ type AgentIdentityReconciler struct {
 	// Reader reads past the cache, whose informers hold only the
 	// identities (by label), never the template.
 	Reader client.Reader
-	// Namespace holds the ServiceAccounts and nothing else: the agents'
-	// shared account may ask for tokens there only.
+	// Namespace holds the identities and the FaultAssignments, and nothing
+	// else: the agents' shared account may ask for tokens there only.
 	Namespace string
 	// Role is the template ClusterRole (the agent's rules from its RBAC
 	// markers), never bound itself.
@@ -55,14 +62,13 @@ const (
 )
 
 // IdentityCache limits the controller's informers of ServiceAccounts,
-// ClusterRoles and ClusterRoleBindings to the identities it made.
+// Roles and RoleBindings to the identities it made.
 func IdentityCache(namespace string) map[client.Object]cache.ByObject {
-	mine := labels.SelectorFromSet(labels.Set{labelManagedBy: managedByControl})
-	return map[client.Object]cache.ByObject{
-		&corev1.ServiceAccount{}:     {Label: mine, Namespaces: map[string]cache.Config{namespace: {}}},
-		&rbacv1.ClusterRole{}:        {Label: mine},
-		&rbacv1.ClusterRoleBinding{}: {Label: mine},
+	only := cache.ByObject{
+		Label:      labels.SelectorFromSet(labels.Set{labelManagedBy: managedByControl}),
+		Namespaces: map[string]cache.Config{namespace: {}},
 	}
+	return map[client.Object]cache.ByObject{&corev1.ServiceAccount{}: only, &rbacv1.Role{}: only, &rbacv1.RoleBinding{}: only}
 }
 
 // SetupWithManager watches Nodes coming and going (a node's status changes
@@ -80,8 +86,8 @@ func (r *AgentIdentityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).Named("agentidentity").
 		For(&corev1.Node{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
 		Watches(&corev1.ServiceAccount{}, toNode).
-		Watches(&rbacv1.ClusterRole{}, toNode).
-		Watches(&rbacv1.ClusterRoleBinding{}, toNode).
+		Watches(&rbacv1.Role{}, toNode).
+		Watches(&rbacv1.RoleBinding{}, toNode).
 		Complete(r)
 }
 
@@ -104,31 +110,38 @@ func (r *AgentIdentityReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.Reader.Get(ctx, client.ObjectKey{Name: r.Role}, &tmpl); err != nil {
 		return ctrl.Result{}, fmt.Errorf("--agent-role %s: %w", r.Role, err)
 	}
+	for _, obj := range AgentIdentityObjects(&tmpl, r.Namespace, node) {
+		if err := r.ensure(ctx, obj); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// AgentIdentityObjects are node's agent identity in namespace, owned by the
+// template ClusterRole tmpl: a Role, its RoleBinding and the ServiceAccount,
+// in the order to make them (the ServiceAccount last: once it exists its
+// agent gets a token, and the rights are there already).
+func AgentIdentityObjects(tmpl *rbacv1.ClusterRole, namespace, node string) []client.Object {
+	name := v1alpha1.AgentIdentity(node)
 	meta := func() metav1.ObjectMeta {
 		return metav1.ObjectMeta{
-			Name:   name,
+			Name: name, Namespace: namespace,
 			Labels: map[string]string{v1alpha1.LabelNode: node, labelManagedBy: managedByControl},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole", Name: tmpl.Name, UID: tmpl.UID,
 			}},
 		}
 	}
-	sa := &corev1.ServiceAccount{ObjectMeta: meta()}
-	sa.Namespace = r.Namespace
-	role := &rbacv1.ClusterRole{ObjectMeta: meta(), Rules: ownNodeRules(tmpl.Rules, node)}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: meta(),
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: r.Namespace}},
+	return []client.Object{
+		&rbacv1.Role{ObjectMeta: meta(), Rules: ownNodeRules(tmpl.Rules, node)},
+		&rbacv1.RoleBinding{
+			ObjectMeta: meta(),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: namespace}},
+		},
+		&corev1.ServiceAccount{ObjectMeta: meta()},
 	}
-	// The ServiceAccount last: once it exists its agent gets a token, and
-	// the rights are there already.
-	for _, obj := range []client.Object{role, binding, sa} {
-		if err := r.ensure(ctx, obj); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	return ctrl.Result{}, nil
 }
 
 // ownNodeRules are the template's rules for node's agent: each one limited
@@ -161,11 +174,11 @@ func (r *AgentIdentityReconciler) ensure(ctx context.Context, obj client.Object)
 	}
 	same := equality.Semantic.DeepEqual(cur.GetLabels(), obj.GetLabels()) && equality.Semantic.DeepEqual(cur.GetOwnerReferences(), obj.GetOwnerReferences())
 	switch c := cur.(type) {
-	case *rbacv1.ClusterRole:
-		same = same && equality.Semantic.DeepEqual(c.Rules, obj.(*rbacv1.ClusterRole).Rules)
-		c.Rules = obj.(*rbacv1.ClusterRole).Rules
-	case *rbacv1.ClusterRoleBinding:
-		if c.RoleRef != obj.(*rbacv1.ClusterRoleBinding).RoleRef {
+	case *rbacv1.Role:
+		same = same && equality.Semantic.DeepEqual(c.Rules, obj.(*rbacv1.Role).Rules)
+		c.Rules = obj.(*rbacv1.Role).Rules
+	case *rbacv1.RoleBinding:
+		if c.RoleRef != obj.(*rbacv1.RoleBinding).RoleRef {
 			// A binding's role cannot change: make it again.
 			pre := metav1.Preconditions{UID: &c.UID}
 			if err := r.Delete(ctx, c, client.Preconditions(pre)); client.IgnoreNotFound(err) != nil {
@@ -173,8 +186,8 @@ func (r *AgentIdentityReconciler) ensure(ctx context.Context, obj client.Object)
 			}
 			return r.Create(ctx, obj)
 		}
-		same = same && equality.Semantic.DeepEqual(c.Subjects, obj.(*rbacv1.ClusterRoleBinding).Subjects)
-		c.Subjects = obj.(*rbacv1.ClusterRoleBinding).Subjects
+		same = same && equality.Semantic.DeepEqual(c.Subjects, obj.(*rbacv1.RoleBinding).Subjects)
+		c.Subjects = obj.(*rbacv1.RoleBinding).Subjects
 	}
 	if same {
 		return nil
@@ -187,8 +200,8 @@ func (r *AgentIdentityReconciler) ensure(ctx context.Context, obj client.Object)
 // remove deletes a gone node's identity: only what this controller made.
 func (r *AgentIdentityReconciler) remove(ctx context.Context, name string) error {
 	for _, obj := range []client.Object{
-		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}},
-		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Namespace}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Namespace}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Namespace}},
 	} {
 		err := r.Reader.Get(ctx, client.ObjectKeyFromObject(obj), obj)

@@ -37,8 +37,8 @@ func TestEachNodesAgentGetsAnIdentityForItsOwnAssignmentOnly(t *testing.T) {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
 	ours := func(foreign bool) []client.Object {
 		return []client.Object{
-			&rbacv1.ClusterRole{ObjectMeta: identityMeta("faultline-agent-n1", "", foreign)},
-			&rbacv1.ClusterRoleBinding{ObjectMeta: identityMeta("faultline-agent-n1", "", foreign), RoleRef: rbacv1.RoleRef{Kind: "ClusterRole", Name: "cluster-admin"}},
+			&rbacv1.Role{ObjectMeta: identityMeta("faultline-agent-n1", "faultline-agents", foreign)},
+			&rbacv1.RoleBinding{ObjectMeta: identityMeta("faultline-agent-n1", "faultline-agents", foreign), RoleRef: rbacv1.RoleRef{Kind: "ClusterRole", Name: "cluster-admin"}},
 			&corev1.ServiceAccount{ObjectMeta: identityMeta("faultline-agent-n1", "faultline-agents", foreign)},
 		}
 	}
@@ -49,7 +49,7 @@ func TestEachNodesAgentGetsAnIdentityForItsOwnAssignmentOnly(t *testing.T) {
 		// kept: the objects are left as they were (someone else's)
 		kept bool
 	}{
-		"a node gets a ServiceAccount and a ClusterRole of the template's rules, for its assignment only": {
+		"a node gets a ServiceAccount and a Role of the template's rules, for its assignment only, and no cluster-wide binding": {
 			objects: []client.Object{node, agentTemplate("get", "list", "watch")}, wantVerbs: []string{"get", "list", "watch"},
 		},
 		"an identity changed by hand (its rules, its binding's role) is made right again": {
@@ -77,12 +77,13 @@ func TestEachNodesAgentGetsAnIdentityForItsOwnAssignmentOnly(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.wantErr)
 			}
 			var sa corev1.ServiceAccount
-			var role rbacv1.ClusterRole
-			var binding rbacv1.ClusterRoleBinding
-			errs := []error{
-				c.Get(ctx, client.ObjectKey{Namespace: "faultline-agents", Name: "faultline-agent-n1"}, &sa),
-				c.Get(ctx, client.ObjectKey{Name: "faultline-agent-n1"}, &role),
-				c.Get(ctx, client.ObjectKey{Name: "faultline-agent-n1"}, &binding),
+			var role rbacv1.Role
+			var binding rbacv1.RoleBinding
+			key := client.ObjectKey{Namespace: "faultline-agents", Name: "faultline-agent-n1"}
+			errs := []error{c.Get(ctx, key, &sa), c.Get(ctx, key, &role), c.Get(ctx, key, &binding)}
+			var cluster rbacv1.ClusterRoleBindingList
+			if err := c.List(ctx, &cluster); err != nil || len(cluster.Items) != 0 {
+				t.Errorf("cluster-wide bindings %v (%v), want none: the authorizer walks them for every request", cluster.Items, err)
 			}
 			if tc.kept {
 				for _, err := range errs {
@@ -119,7 +120,7 @@ func TestEachNodesAgentGetsAnIdentityForItsOwnAssignmentOnly(t *testing.T) {
 			if got := role.Rules[0].Verbs; len(got) != len(tc.wantVerbs) || got[0] != tc.wantVerbs[0] {
 				t.Errorf("verbs %v, want %v", got, tc.wantVerbs)
 			}
-			if binding.RoleRef.Name != "faultline-agent-n1" || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != "faultline-agents" {
+			if binding.RoleRef.Kind != "Role" || binding.RoleRef.Name != "faultline-agent-n1" || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != "faultline-agents" {
 				t.Errorf("binding %v -> %v, want the node's role to its ServiceAccount", binding.Subjects, binding.RoleRef)
 			}
 			for _, o := range []client.Object{&sa, &role, &binding} {

@@ -18,9 +18,9 @@ import (
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
 
-// A node has one FaultAssignment, named after it, that holds the faults of
-// every experiment placed there: RBAC can then give each node's agent its
-// own by name and no other. The controller sees only an experiment's share
+// A node has one FaultAssignment, named after it in the agents' namespace,
+// that holds the faults of every experiment placed there: RBAC can then
+// give each node's agent its own by name and no other. The controller sees only an experiment's share
 // of it (a view) and writes only that share back, by read-modify-write on
 // the API server's current copy, so that two experiments on one node never
 // undo each other.
@@ -31,12 +31,12 @@ const maxNodeFaults = 1024
 // assignments returns a view of each FaultAssignment that holds faults of
 // exp: the object with only exp's faults in its spec and status.
 func (r *ExperimentReconciler) assignments(ctx context.Context, exp *v1alpha1.Experiment) ([]v1alpha1.FaultAssignment, error) {
-	return assignmentsIn(ctx, r.Client, exp)
+	return assignmentsIn(ctx, r.Client, r.AgentNamespace, exp)
 }
 
-func assignmentsIn(ctx context.Context, c client.Reader, exp *v1alpha1.Experiment) ([]v1alpha1.FaultAssignment, error) {
+func assignmentsIn(ctx context.Context, c client.Reader, ns string, exp *v1alpha1.Experiment) ([]v1alpha1.FaultAssignment, error) {
 	var list v1alpha1.FaultAssignmentList
-	if err := c.List(ctx, &list); err != nil {
+	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		return nil, err
 	}
 	var out []v1alpha1.FaultAssignment
@@ -144,13 +144,13 @@ func (r *ExperimentReconciler) editAssignment(ctx context.Context, node string, 
 		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
 	}, func() error {
 		fa := &v1alpha1.FaultAssignment{}
-		err := r.Reader.Get(ctx, client.ObjectKey{Name: node}, fa)
+		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.AgentNamespace, Name: node}, fa)
 		exists := err == nil
 		if err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
 		if !exists {
-			fa = &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: node, Labels: map[string]string{v1alpha1.LabelNode: node}}}
+			fa = &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Namespace: r.AgentNamespace, Name: node, Labels: map[string]string{v1alpha1.LabelNode: node}}}
 			fa.Spec.NodeName = node
 		}
 		before := fa.Spec.DeepCopy()
@@ -217,7 +217,7 @@ func (r *ExperimentReconciler) recoverAll(ctx context.Context, exp *v1alpha1.Exp
 // a fault that is no longer assigned.
 func (r *ExperimentReconciler) deleteAssignments(ctx context.Context, exp *v1alpha1.Experiment) error {
 	// From the API server: the cache may not have a fault placed just now.
-	fas, err := assignmentsIn(ctx, r.Reader, exp)
+	fas, err := assignmentsIn(ctx, r.Reader, r.AgentNamespace, exp)
 	if err != nil {
 		return err
 	}
@@ -232,27 +232,4 @@ func (r *ExperimentReconciler) deleteAssignments(ctx context.Context, exp *v1alp
 	}
 	r.Analysis.Forget(client.ObjectKeyFromObject(exp))
 	return nil
-}
-
-// SweepOldAssignments deletes the FaultAssignments of before one per node
-// (one per experiment and node, named otherwise): no agent reads them any
-// more, since each reads only the one named after its node, and the new
-// agent has already recovered their faults as no longer assigned.
-func SweepOldAssignments(ctx context.Context, reader client.Reader, c client.Writer) ([]string, error) {
-	var list v1alpha1.FaultAssignmentList
-	if err := reader.List(ctx, &list); err != nil {
-		return nil, err
-	}
-	var gone []string
-	for i := range list.Items {
-		fa := &list.Items[i]
-		if fa.Name == fa.Spec.NodeName {
-			continue
-		}
-		if err := c.Delete(ctx, fa); client.IgnoreNotFound(err) != nil {
-			return gone, err
-		}
-		gone = append(gone, fa.Name)
-	}
-	return gone, nil
 }

@@ -23,7 +23,7 @@ func assignedExperiment(name string) *v1alpha1.Experiment {
 // nodeAssignment builds node's FaultAssignment holding the given faults,
 // each "EXPERIMENT/ID", reported Injected.
 func nodeAssignment(node string, faults ...[2]string) *v1alpha1.FaultAssignment {
-	fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: node}, Spec: v1alpha1.FaultAssignmentSpec{NodeName: node}}
+	fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Namespace: v1alpha1.DefaultAgentNamespace, Name: node}, Spec: v1alpha1.FaultAssignmentSpec{NodeName: node}}
 	for _, f := range faults {
 		e := assignedExperiment(f[0])
 		fa.Spec.Faults = append(fa.Spec.Faults, v1alpha1.AssignedFault{ID: f[1], Fault: "f", Type: v1alpha1.FaultMemoryPressure, Target: node,
@@ -131,15 +131,15 @@ func TestOneFaultAssignmentPerNodeHoldsEveryExperimentsFaults(t *testing.T) {
 				b = b.WithObjects(tc.existing)
 			}
 			c := b.Build()
-			r := &ExperimentReconciler{Client: c, Reader: c, Analysis: NewAnalysis()}
+			r := &ExperimentReconciler{Client: c, Reader: c, Analysis: NewAnalysis(), AgentNamespace: v1alpha1.DefaultAgentNamespace}
 			ctx := context.Background()
 			var before v1alpha1.FaultAssignment
-			_ = c.Get(ctx, client.ObjectKey{Name: "n1"}, &before)
+			_ = c.Get(ctx, client.ObjectKey{Namespace: v1alpha1.DefaultAgentNamespace, Name: "n1"}, &before)
 			if err := tc.act(ctx, r); err != nil {
 				t.Fatal(err)
 			}
 			var fa v1alpha1.FaultAssignment
-			err := c.Get(ctx, client.ObjectKey{Name: "n1"}, &fa)
+			err := c.Get(ctx, client.ObjectKey{Namespace: v1alpha1.DefaultAgentNamespace, Name: "n1"}, &fa)
 			if tc.want == nil {
 				if !apierrors.IsNotFound(err) {
 					t.Fatalf("want no FaultAssignment n1, got %v (err %v)", fa.Spec.Faults, err)
@@ -187,24 +187,6 @@ func TestAnExperimentSeesOnlyItsShareOfANodesAssignment(t *testing.T) {
 	reqs := experimentsOf(fa)
 	if len(reqs) != 2 || reqs[0].Name != "a" || reqs[1].Name != "b" || reqs[0].Namespace != "dept" {
 		t.Errorf("experiments woken: %v, want dept/a and dept/b once each", reqs)
-	}
-}
-
-func TestAssignmentsOfTheOldShapeAreSweptAndTheNodesKept(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	old := nodeAssignment("n1", [2]string{"a", "a1"})
-	old.Name = "squeeze-0a1b2c3d4e5f"
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(old, nodeAssignment("n2", [2]string{"b", "b1"})).Build()
-	gone, err := SweepOldAssignments(context.Background(), c, c)
-	if err != nil || len(gone) != 1 || gone[0] != old.Name {
-		t.Fatalf("swept %v (%v), want only %s", gone, err, old.Name)
-	}
-	var list v1alpha1.FaultAssignmentList
-	if err := c.List(context.Background(), &list); err != nil || len(list.Items) != 1 || list.Items[0].Name != "n2" {
-		t.Fatalf("left %v (%v), want only n2's", list.Items, err)
 	}
 }
 

@@ -165,7 +165,7 @@ func (l leftovers) howToClear() string {
 		by = " (the latest at " + latest.UTC().Format(time.RFC3339) + ")"
 	}
 	return "Nothing was uninstalled: the agents are still there and recover each fault by its deadline" + by + ".\n" +
-		"See them with: kubectl get faultassignments -o wide; kubectl get experiments -A\n" +
+		"See them with: kubectl get faultassignments -A -o wide; kubectl get experiments -A\n" +
 		"Then run helm uninstall again. To remove faultline now anyway: helm uninstall --no-hooks.\n" +
 		"Without agents, a network loss still ends at its deadline (the kernel's timeout; its empty table\n" +
 		"stays in the node's network namespace until an agent returns), a memory stressor dies with its\n" +

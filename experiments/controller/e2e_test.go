@@ -369,7 +369,7 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 	t.Run("an agent killed with -9 and never restarted: the kernel ends its 60 s loss at the deadline, measured by probes", func(t *testing.T) {
 		start(t, "agent-gone", 60*time.Second)
 		var fa v1alpha1.FaultAssignment
-		if err := c.Get(ctx, client.ObjectKey{Name: node}, &fa); err != nil || len(fa.Spec.Faults) != 1 {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: v1alpha1.DefaultAgentNamespace, Name: node}, &fa); err != nil || len(fa.Spec.Faults) != 1 {
 			t.Fatalf("%s's FaultAssignment: %v, %+v", node, err, fa.Spec.Faults)
 		}
 		deadline := fa.Spec.Faults[0].Deadline.Time

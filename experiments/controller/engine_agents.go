@@ -132,7 +132,7 @@ func (e agentEngine) Finish(ctx context.Context, exp *v1alpha1.Experiment) (engi
 // the assignments from the API server: a cache that lags must not miss a
 // fault that is still on a node.
 func (e agentEngine) Stop(ctx context.Context, exp *v1alpha1.Experiment, _ string) (engineState, error) {
-	fas, err := assignmentsIn(ctx, e.r.Reader, exp)
+	fas, err := assignmentsIn(ctx, e.r.Reader, e.r.AgentNamespace, exp)
 	if err != nil {
 		return engineState{}, err
 	}

@@ -47,6 +47,8 @@ type ExperimentReconciler struct {
 	// Namespace is faultline's own; its pods are never targets by default
 	// and the kill switch lives there.
 	Namespace string
+	// AgentNamespace holds the nodes' FaultAssignments.
+	AgentNamespace string
 	// Analysis watches the cluster for the analyzers.
 	Analysis *Analysis
 	Metrics  *Metrics

@@ -22,7 +22,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"faultline.dev/faultline/analyzers/evictions"
 	"faultline.dev/faultline/analyzers/prometheus"
@@ -38,13 +37,23 @@ type Options struct {
 	RecoveryTimeout time.Duration
 	// ReportGrace is how long past a deadline an agent may take to report.
 	ReportGrace time.Duration
+	// AgentNamespace holds the nodes' FaultAssignments (and their agents'
+	// identities); v1alpha1.DefaultAgentNamespace when empty.
+	AgentNamespace string
 	// AgentRole, when set, gives each node's agent an identity of its own
 	// in AgentNamespace.
-	AgentRole, AgentNamespace string
+	AgentRole string
 	// Metrics is where the controllers' metrics go.
 	Metrics promclient.Registerer
 	// Clock is the controllers'; the real one when nil.
 	Clock clock.Clock
+}
+
+func (o Options) agentNamespace() string {
+	if o.AgentNamespace == "" {
+		return v1alpha1.DefaultAgentNamespace
+	}
+	return o.AgentNamespace
 }
 
 // NewScheme holds every kind the controller reads or writes: Chaos Mesh's
@@ -63,9 +72,12 @@ func NewScheme() (*runtime.Scheme, error) {
 // CacheOptions keep of pods only what the analyzers read, since the
 // eviction analyzer watches every one, and add the agents' identities.
 func CacheOptions(opts Options) cache.Options {
-	byObject := map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: evictions.Strip}}
+	byObject := map[client.Object]cache.ByObject{
+		&corev1.Pod{}:               {Transform: evictions.Strip},
+		&v1alpha1.FaultAssignment{}: {Namespaces: map[string]cache.Config{opts.agentNamespace(): {}}},
+	}
 	if opts.AgentRole != "" {
-		maps.Copy(byObject, IdentityCache(opts.AgentNamespace))
+		maps.Copy(byObject, IdentityCache(opts.agentNamespace()))
 	}
 	return cache.Options{ByObject: byObject}
 }
@@ -96,7 +108,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, opts Options
 	}
 	r := &ExperimentReconciler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("faultline-controller"), //nolint:staticcheck // the new recorder is not on the Manager interface yet
-		Clock: opts.Clock, Namespace: opts.Namespace, Analysis: analysis, Metrics: NewMetrics(opts.Metrics),
+		Clock: opts.Clock, Namespace: opts.Namespace, AgentNamespace: opts.agentNamespace(), Analysis: analysis, Metrics: NewMetrics(opts.Metrics),
 		RecoveryTimeout: opts.RecoveryTimeout, ReportGrace: opts.ReportGrace, Discovery: disc,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
@@ -110,23 +122,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, opts Options
 		return err
 	}
 	if opts.AgentRole != "" {
-		ir := &AgentIdentityReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.AgentNamespace, Role: opts.AgentRole}
+		ir := &AgentIdentityReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.agentNamespace(), Role: opts.AgentRole}
 		if err := ir.SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}
-	// Once, as the leader: an upgrade from one FaultAssignment per
-	// experiment and node leaves the old ones, which nothing reads.
-	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		gone, err := SweepOldAssignments(ctx, mgr.GetAPIReader(), mgr.GetClient())
-		switch {
-		case err != nil:
-			ctrl.LoggerFrom(ctx).Error(err, "sweeping FaultAssignments of the old shape")
-		case len(gone) > 0:
-			ctrl.LoggerFrom(ctx).Info("deleted FaultAssignments of the old shape (one per experiment and node)", "names", gone)
-		}
-		return nil
-	}))
+	return nil
 }
 
 // syncInformers asks for every informer the controller reads now, so that

@@ -29,10 +29,12 @@ import (
 type Options struct {
 	// Nodes are the Node objects the agents serve.
 	Nodes []string
-	// IdentityNamespace, when set, is where the controller makes each
-	// node's ServiceAccount; every agent acts as its own (as the chart's
-	// agents do). Empty: every agent uses cfg's credentials.
-	IdentityNamespace string
+	// Namespace holds the FaultAssignments (and the identities).
+	Namespace string
+	// Identity: every agent acts as its node's own ServiceAccount, which
+	// the controller makes in Namespace (as the chart's agents do). False:
+	// every agent uses cfg's credentials.
+	Identity bool
 	// Dir holds one ledger directory per node.
 	Dir string
 	// OnError receives what an agent could not do (retried).
@@ -82,7 +84,7 @@ func Start(ctx context.Context, cfg *rest.Config, o Options) (*Fleet, error) {
 			// As faultline-agent: keep trying while the identity is not
 			// made yet or the API server does not answer.
 			for ctx.Err() == nil {
-				err := nodeagent.Run(ctx, cfg, nodeagent.RunOptions{Node: node, IdentityNamespace: o.IdentityNamespace, Scheme: scheme,
+				err := nodeagent.Run(ctx, cfg, nodeagent.RunOptions{Node: node, Namespace: o.Namespace, Identity: o.Identity, Scheme: scheme,
 					MetricsAddr: "0", Engine: engine, Poke: poke, Env: nodeagent.NodeEnv{LedgerDir: filepath.Join(o.Dir, node)}})
 				if ctx.Err() != nil {
 					return

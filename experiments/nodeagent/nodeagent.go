@@ -58,6 +58,8 @@ type NodeEnv struct {
 // faults and reports their state back. Any event reconciles the whole node.
 type Reconciler struct {
 	client.Client
+	// Namespace holds the node's FaultAssignment.
+	Namespace string
 	// Node is this node's name, and its FaultAssignment's.
 	Node string
 	Env  NodeEnv
@@ -79,7 +81,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// Retries build the controller again in the same process.
 	opts := controller.Options{SkipNameValidation: ptr.To(true)}
 	start := make(chan event.GenericEvent, 1)
-	start <- event.GenericEvent{Object: &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: r.Node}}}
+	start <- event.GenericEvent{Object: &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.Node}}}
 	return ctrl.NewControllerManagedBy(mgr).Named("faultassignment").For(&v1alpha1.FaultAssignment{}).
 		WatchesRawSource(source.Channel(start, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).Complete(r)
@@ -88,7 +90,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	var list v1alpha1.FaultAssignmentList
 	// No assignment at all is no fault: the engine recovers what it holds.
-	if err := r.List(ctx, &list); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(r.Namespace)); err != nil {
 		return ctrl.Result{}, err
 	}
 	var desired []agent.Desired

@@ -104,7 +104,7 @@ func TestAnAgentWritesItsStatusOnlyWhenItChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	injected := time.Date(2026, 12, 7, 12, 0, 0, 123456789, time.UTC)
-	fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Name: "node-a", Generation: 1}, Spec: v1alpha1.FaultAssignmentSpec{
+	fa := &v1alpha1.FaultAssignment{ObjectMeta: metav1.ObjectMeta{Namespace: v1alpha1.DefaultAgentNamespace, Name: "node-a", Generation: 1}, Spec: v1alpha1.FaultAssignmentSpec{
 		NodeName: "node-a", Faults: []v1alpha1.AssignedFault{{ID: "f1", Type: v1alpha1.FaultNetworkLoss, Deadline: metav1.NewTime(injected.Add(time.Minute))}}}}
 	writes := 0
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(fa).WithStatusSubresource(fa).WithInterceptorFuncs(interceptor.Funcs{
@@ -121,11 +121,11 @@ func TestAnAgentWritesItsStatusOnlyWhenItChanges(t *testing.T) {
 	if err := l.Put(ledger.Entry{ID: "f1", Type: string(v1alpha1.FaultNetworkLoss), State: ledger.Injected, InjectedAt: &injected, Deadline: injected.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	r := &Reconciler{Client: c, Node: "node-a", Engine: &agent.Engine{Ledger: l, Clock: clock.RealClock{}}, unresolved: map[string]string{}}
+	r := &Reconciler{Client: c, Namespace: v1alpha1.DefaultAgentNamespace, Node: "node-a", Engine: &agent.Engine{Ledger: l, Clock: clock.RealClock{}}, unresolved: map[string]string{}}
 	ctx := context.Background()
 	for pass := range 3 {
 		var got v1alpha1.FaultAssignment
-		if err := c.Get(ctx, client.ObjectKey{Name: "node-a"}, &got); err != nil {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: v1alpha1.DefaultAgentNamespace, Name: "node-a"}, &got); err != nil {
 			t.Fatal(err)
 		}
 		if err := r.report(ctx, &got); err != nil {

@@ -18,10 +18,12 @@ import (
 // RunOptions are one node's agent, as faultline-agent runs it.
 type RunOptions struct {
 	Node string
-	// IdentityNamespace, when set, makes the agent act as its node's own
-	// ServiceAccount there (see Identity); empty: with cfg's credentials.
-	IdentityNamespace string
-	Scheme            *runtime.Scheme
+	// Namespace holds the node's FaultAssignment (and its identity).
+	Namespace string
+	// Identity makes the agent act as its node's own ServiceAccount in
+	// Namespace (see Identity); false: with cfg's credentials.
+	Identity bool
+	Scheme   *runtime.Scheme
 	// MetricsAddr serves the manager's metrics; "0" serves none.
 	MetricsAddr string
 	Engine      *agent.Engine
@@ -32,9 +34,9 @@ type RunOptions struct {
 // Run watches the node's FaultAssignment and reconciles it until ctx ends
 // or the API server cannot be reached at start.
 func Run(ctx context.Context, cfg *rest.Config, o RunOptions) error {
-	if o.IdentityNamespace != "" {
+	if o.Identity {
 		var err error
-		if cfg, err = Identity(cfg, o.IdentityNamespace, o.Node); err != nil {
+		if cfg, err = Identity(cfg, o.Namespace, o.Node); err != nil {
 			return err
 		}
 	}
@@ -44,12 +46,14 @@ func Run(ctx context.Context, cfg *rest.Config, o RunOptions) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  o.Scheme,
 		Metrics: metricsserver.Options{BindAddress: o.MetricsAddr},
-		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.FaultAssignment{}: {Field: mine}}},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&v1alpha1.FaultAssignment{}: {Field: mine, Namespaces: map[string]cache.Config{o.Namespace: {}}},
+		}},
 	})
 	if err != nil {
 		return err
 	}
-	r := &Reconciler{Client: mgr.GetClient(), Node: o.Node, Env: o.Env, Engine: o.Engine, Poke: o.Poke}
+	r := &Reconciler{Client: mgr.GetClient(), Namespace: o.Namespace, Node: o.Node, Env: o.Env, Engine: o.Engine, Poke: o.Poke}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -6,12 +6,19 @@ import (
 )
 
 // AgentIdentityPrefix begins the name of each node's agent identity: the
-// ServiceAccount (in the identities' own namespace), ClusterRole and
-// ClusterRoleBinding that let the agent of that node read its own
-// FaultAssignment and no other. The controller makes them; the agent asks
-// for a token of its node's ServiceAccount, which an admission policy
-// grants only to the agent running on that node.
+// ServiceAccount, Role and RoleBinding (in the agents' namespace) that let
+// the agent of that node read its own FaultAssignment and no other. The
+// controller makes them; the agent asks for a token of its node's
+// ServiceAccount, which an admission policy grants only to the agent
+// running on that node.
 const AgentIdentityPrefix = "faultline-agent-"
+
+// DefaultAgentNamespace holds the nodes' FaultAssignments and their agents'
+// identities, and nothing else. Namespaced, not cluster-wide: the per-node
+// RoleBindings there are walked by the RBAC authorizer only for requests in
+// that namespace, where thousands of per-node ClusterRoleBindings slowed
+// every request of the cluster that no earlier binding allowed.
+const DefaultAgentNamespace = "faultline-agents"
 
 // AgentIdentity names the identity of node's agent.
 func AgentIdentity(node string) string { return AgentIdentityPrefix + node }
@@ -180,11 +187,12 @@ type AssignedFaultStatus struct {
 }
 
 // FaultAssignment is what one node's faultline agent must do and until
-// when: one per node, named after it. faultline's controller manages it;
-// people read it to see what a node is holding.
+// when: one per node, named after it, in the agents' namespace
+// (faultline-agents by default). faultline's controller manages it; people
+// read it to see what a node is holding.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=fa,categories=faultline
+// +kubebuilder:resource:scope=Namespaced,shortName=fa,categories=faultline
 // +kubebuilder:validation:XValidation:rule="self.metadata.name == self.spec.nodeName",message="spec.nodeName: must be the assignment's own name (one FaultAssignment per node, named after it)"
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeName`
 // +kubebuilder:printcolumn:name="Faults",type=string,JSONPath=`.spec.faults[*].id`,priority=1
