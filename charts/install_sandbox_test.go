@@ -431,7 +431,7 @@ func TestTheChartInstallsRunsAVerdictAndUninstallsClean(t *testing.T) {
 				return err
 			}(), "may hold only the agent's rules"},
 			"deleting a role that is not an identity (the chart's own, for the shared account)": {
-				ccs.RbacV1().Roles(ids).Delete(ctx, "faultline-agent-token", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}),
+				ccs.RbacV1().Roles(ids).Delete(ctx, "faultline-agents-token", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}),
 				"may change only the agent identities it makes"},
 			"taking over someone else's role by adding its label": {func() error {
 				r, err := ccs.RbacV1().Roles(ids).Get(ctx, foreign.Name, metav1.GetOptions{})

@@ -10,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -73,6 +76,44 @@ func Apply(ctx context.Context, cfg *rest.Config, manifests []byte) error {
 		}
 		if _, err := ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
 			return fmt.Errorf("apply %s %s: %w", gvk.Kind, obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// WaitServed waits until the API server serves every resource that the
+// CustomResourceDefinitions of manifests define (a list answers), or
+// timeout passes: a CRD is served a moment after it is created, and a
+// client that starts before finds no such kind.
+func WaitServed(ctx context.Context, cfg *rest.Config, manifests []byte, timeout time.Duration) error {
+	objs, err := Decode(manifests)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, o := range objs {
+		if o.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+		plural, _, _ := unstructured.NestedString(o.Object, "spec", "names", "plural")
+		versions, _, _ := unstructured.NestedSlice(o.Object, "spec", "versions")
+		if len(versions) == 0 {
+			return fmt.Errorf("CustomResourceDefinition %s has no version", o.GetName())
+		}
+		version, _, _ := unstructured.NestedString(versions[0].(map[string]any), "name")
+		gvr := schema.GroupVersionResource{Group: group, Version: version, Resource: plural}
+		err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			_, err := dyn.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
+			return err == nil, nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s is not served %s after its CRD was applied", gvr, timeout)
 		}
 	}
 	return nil

@@ -44,18 +44,10 @@ func (s *State) startFaultline(ctx context.Context, cs kubernetes.Interface) err
 	if err := deploy.Apply(ctx, cfg, crds); err != nil {
 		return fmt.Errorf("install faultline's CRDs: %w", err)
 	}
-	// A new CRD is served a moment after it is created; the controller
-	// must not start before (its informers would find no such kind).
-	served := false
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		rl, err := cs.Discovery().ServerResourcesForGroupVersion("faultline.dev/v1alpha1")
-		if err == nil && len(rl.APIResources) >= 2 {
-			served = true
-			break
-		}
-	}
-	if !served {
-		return fmt.Errorf("faultline's CRDs are not served 30s after they were installed")
+	// The controller must not start before every kind is served (its
+	// informers would find no such kind).
+	if err := deploy.WaitServed(ctx, cfg, crds, 30*time.Second); err != nil {
+		return fmt.Errorf("faultline's CRDs: %w", err)
 	}
 	// faultline's own, and the agents' (the nodes' FaultAssignments), as
 	// the chart makes them.

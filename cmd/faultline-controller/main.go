@@ -68,7 +68,7 @@ func main() {
 	if drain {
 		c, err := client.New(cfg, client.Options{Scheme: scheme})
 		if err == nil {
-			err = controller.Drain(ctrl.SetupSignalHandler(), c, controller.DrainOptions{Timeout: drainTimeout, Out: os.Stdout})
+			err = controller.Drain(ctrl.SetupSignalHandler(), c, controller.DrainOptions{Timeout: drainTimeout, Out: os.Stdout, AgentNamespace: agentNamespace})
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "drain:", err)

@@ -161,7 +161,12 @@ func (r *ExperimentReconciler) editAssignment(ctx context.Context, node string, 
 		case !exists && len(fa.Spec.Faults) == 0:
 			return nil
 		case !exists:
-			return r.Create(ctx, fa)
+			err := r.Create(ctx, fa)
+			if apierrors.IsNotFound(err) {
+				// The namespace itself: no agent could read it anyway.
+				return fmt.Errorf("the agents' namespace %s does not exist: are faultline's agents installed (chart value agent.enabled, controller flag --agent-namespace)? %w", r.AgentNamespace, err)
+			}
+			return err
 		case len(fa.Spec.Faults) == 0:
 			// Only if nobody changed it since it was read: a fault placed
 			// in between is a conflict, and the retry keeps it.

@@ -26,6 +26,9 @@ type DrainOptions struct {
 	// Out receives the progress lines and, on a timeout, what is left.
 	Out   io.Writer
 	Clock clock.Clock
+	// AgentNamespace holds the FaultAssignments whose faults the agents
+	// report; v1alpha1.DefaultAgentNamespace when empty.
+	AgentNamespace string
 }
 
 // ErrDrainTimeout is returned, wrapped with what is left, when faults are
@@ -43,6 +46,9 @@ func Drain(ctx context.Context, c client.Client, o DrainOptions) error {
 	}
 	if o.Interval <= 0 {
 		o.Interval = 2 * time.Second
+	}
+	if o.AgentNamespace == "" {
+		o.AgentNamespace = v1alpha1.DefaultAgentNamespace
 	}
 	start := o.Clock.Now()
 	var exps v1alpha1.ExperimentList
@@ -62,7 +68,7 @@ func Drain(ctx context.Context, c client.Client, o DrainOptions) error {
 	}
 	fmt.Fprintf(o.Out, "faultline: aborted %d running experiment(s); waiting up to %s for every fault to be recovered\n", aborted, o.Timeout)
 	for {
-		left, err := faultsLeft(ctx, c)
+		left, err := faultsLeft(ctx, c, o.AgentNamespace)
 		if err != nil {
 			return err
 		}
@@ -95,7 +101,7 @@ type leftover struct {
 type leftovers []leftover
 
 // faultsLeft lists what still stands between now and the agents' removal.
-func faultsLeft(ctx context.Context, c client.Client) (leftovers, error) {
+func faultsLeft(ctx context.Context, c client.Client, agentNamespace string) (leftovers, error) {
 	var exps v1alpha1.ExperimentList
 	if err := c.List(ctx, &exps); err != nil {
 		return nil, fmt.Errorf("list experiments: %w", err)
@@ -107,7 +113,7 @@ func faultsLeft(ctx context.Context, c client.Client) (leftovers, error) {
 		}
 	}
 	var fas v1alpha1.FaultAssignmentList
-	if err := c.List(ctx, &fas); err != nil {
+	if err := c.List(ctx, &fas, client.InNamespace(agentNamespace)); err != nil {
 		return nil, fmt.Errorf("list fault assignments: %w", err)
 	}
 	for _, fa := range fas.Items {

@@ -43,7 +43,7 @@ func TestARolloutsActionIsDoneOnceOnThePodsItChose(t *testing.T) {
 	}
 	c := fake.NewClientBuilder().WithScheme(chaosScheme(t)).WithObjects(exp, pod("web-old-1", true), pod("web-old-2", true)).
 		WithStatusSubresource(&v1alpha1.Experiment{}, &v1alpha1.FaultAssignment{}).Build()
-	r := &ExperimentReconciler{Client: c, Reader: c, Clock: clocktesting.NewFakeClock(t0.Add(20 * time.Second))}
+	r := &ExperimentReconciler{Client: c, Reader: c, Clock: clocktesting.NewFakeClock(t0.Add(20 * time.Second)), AgentNamespace: v1alpha1.DefaultAgentNamespace}
 	ctx := context.Background()
 	newRS := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-new", UID: "web-new"}}
 	oldRS := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-old", UID: "web-old"}}

@@ -72,10 +72,11 @@ func NewScheme() (*runtime.Scheme, error) {
 // CacheOptions keep of pods only what the analyzers read, since the
 // eviction analyzer watches every one, and add the agents' identities.
 func CacheOptions(opts Options) cache.Options {
-	byObject := map[client.Object]cache.ByObject{
-		&corev1.Pod{}:               {Transform: evictions.Strip},
-		&v1alpha1.FaultAssignment{}: {Namespaces: map[string]cache.Config{opts.agentNamespace(): {}}},
-	}
+	// FaultAssignments are not narrowed to their namespace here: that
+	// needs their kind served when the manager is made, before
+	// syncInformers' retries, and a controller started beside a fresh CRD
+	// would exit. Only the agents' namespace holds any.
+	byObject := map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: evictions.Strip}}
 	if opts.AgentRole != "" {
 		maps.Copy(byObject, IdentityCache(opts.agentNamespace()))
 	}

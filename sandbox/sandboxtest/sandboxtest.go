@@ -23,10 +23,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -348,23 +344,7 @@ func ApplyCRDs(t testing.TB, cfg *rest.Config, manifests []byte) {
 	if err := deploy.Apply(ctx, cfg, manifests); err != nil {
 		t.Fatalf("apply CRDs: %v", err)
 	}
-	objs, err := deploy.Decode(manifests)
-	if err != nil {
+	if err := deploy.WaitServed(ctx, cfg, manifests, 30*time.Second); err != nil {
 		t.Fatal(err)
-	}
-	dyn := dynamic.NewForConfigOrDie(cfg)
-	for _, o := range objs {
-		if o.GetKind() != "CustomResourceDefinition" {
-			continue
-		}
-		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
-		plural, _, _ := unstructured.NestedString(o.Object, "spec", "names", "plural")
-		versions, _, _ := unstructured.NestedSlice(o.Object, "spec", "versions")
-		version, _, _ := unstructured.NestedString(versions[0].(map[string]any), "name")
-		gvr := schema.GroupVersionResource{Group: group, Version: version, Resource: plural}
-		WaitFor(t, 30*time.Second, gvr.String()+" to be served", func() bool {
-			_, err := dyn.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
-			return err == nil
-		})
 	}
 }
