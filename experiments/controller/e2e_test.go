@@ -169,6 +169,25 @@ func TestANodeCutFromTheAPIServerForNinetySeconds(t *testing.T) {
 	if env.State.Config.Timings != sandbox.TimingsFast {
 		t.Fatalf("needs fast timings, the sandbox has %s", env.State.Config.Timings)
 	}
+	// A test before may have cut the node too (the Schedule tests do): its
+	// taints go a moment after its claim, and would count here.
+	sandboxtest.WaitFor(t, 2*time.Minute, node+" Ready with no unreachable taint", func() bool {
+		var n corev1.Node
+		if c.Get(ctx, client.ObjectKey{Name: node}, &n) != nil {
+			return false
+		}
+		for _, taint := range n.Spec.Taints {
+			if taint.Key == corev1.TaintNodeUnreachable {
+				return false
+			}
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				return cond.Status == corev1.ConditionTrue
+			}
+		}
+		return false
+	})
 	// A Deployment whose pods live on the node.
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "partition-e2e"}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
