@@ -83,7 +83,7 @@ build_kubernetes() {
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  build "kube $K8S_VERSION (${links[*]})" 420 \
+  build "kube $K8S_VERSION (${links[*]})" 300 \
     bash -c "cd '$here/kubernetes' && CGO_ENABLED=0 go build -trimpath -ldflags '$ldflags' -o '$dir/kube' ."
   for b in "${links[@]}"; do ln -sfn kube "$dir/$b"; done
   mark kube "${links[@]}"
@@ -98,7 +98,7 @@ build_etcd() {
 
 build_kwok() {
   have kwok && return
-  build "kwok $KWOK_VERSION" 180 \
+  build "kwok $KWOK_VERSION" 120 \
     env GOBIN="$dir" CGO_ENABLED=0 GOFLAGS=-trimpath go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   mark kwok
 }
@@ -111,7 +111,7 @@ build_chaos_mesh() {
   local cm_version api_version
   cm_version=$(cd "$here/chaosmesh" && go list -m -f '{{.Version}}' github.com/chaos-mesh/chaos-mesh)
   if [ ! -x "$dir/chaos-controller-manager" ] || [ "$(cat "$dir/.chaos-controller-manager.ok" 2>/dev/null)" != "$cm_version" ]; then
-    build "Chaos Mesh's controller manager $cm_version" 450 \
+    build "Chaos Mesh's controller manager $cm_version" 240 \
       bash -c "cd '$here/chaosmesh' && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o '$dir/' github.com/chaos-mesh/chaos-mesh/cmd/chaos-controller-manager"
     echo "$cm_version" > "$dir/.chaos-controller-manager.ok"
   fi
