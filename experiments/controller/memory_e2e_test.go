@@ -97,8 +97,14 @@ func assertNoStressorsLeft(t *testing.T, env *sandboxtest.Env) {
 			t.Errorf("state of memory faults left on %s: %v", n.Name, dirs)
 		}
 	}
-	// The nodes' cgroup roots, named after the sandbox.
-	roots, _ := filepath.Glob("/sys/fs/cgroup/memory/faultline-" + env.State.Config.Name + "-*")
+	// This sandbox's nodes' cgroup roots, named after the sandbox and the
+	// node: a glob on the sandbox's name alone would take in the roots of
+	// sandboxes named after it (test-cat-mem, whose memory faults run
+	// beside these tests).
+	var roots []string
+	for _, n := range env.State.Nodes {
+		roots = append(roots, "/sys/fs/cgroup/memory/faultline-"+env.State.Config.Name+"-"+n.Name)
+	}
 	var cgroups []string
 	for _, root := range roots {
 		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
