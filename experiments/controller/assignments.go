@@ -19,11 +19,11 @@ import (
 )
 
 // A node has one FaultAssignment, named after it in the agents' namespace,
-// that holds the faults of every experiment placed there: RBAC can then
-// give each node's agent its own by name and no other. The controller sees only an experiment's share
-// of it (a view) and writes only that share back, by read-modify-write on
-// the API server's current copy, so that two experiments on one node never
-// undo each other.
+// that holds the faults of every experiment placed there: RBAC can then give
+// each node's agent its own by name and no other. The controller sees only
+// an experiment's share of it (a view) and writes only that share back, by
+// read-modify-write on the API server's current copy, so that two
+// experiments on one node never undo each other.
 
 // maxNodeFaults is the CRD's bound on one node's faults (MaxItems).
 const maxNodeFaults = 1024
