@@ -166,8 +166,20 @@ func TestMeasureHasTheWindowsThatEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if got := api.queries(builtins[0].promQL("31s")); len(got) != 1 || !got[0].Equal(t0.Add(30200*time.Millisecond)) {
-		t.Errorf("baseline's walFsyncP99 asked at %v, want once at its end, over 30.2 s rounded up", got)
+	// Over each window exactly: a range reaching back before the window's
+	// start would count the fault's last observations in the recovery.
+	for _, w := range []struct {
+		name string
+		rng  string
+		end  time.Duration
+	}{
+		{"baseline", "30200ms", 30200 * time.Millisecond},
+		{"fault", "60100ms", 90300 * time.Millisecond},
+		{"recovery", "30000ms", 120300 * time.Millisecond},
+	} {
+		if got := api.queries(builtins[0].promQL(w.rng)); len(got) != 1 || !got[0].Equal(t0.Add(w.end)) {
+			t.Errorf("%s's walFsyncP99 asked over [%s] at %v, want once at its end, %v", w.name, w.rng, got, t0.Add(w.end))
+		}
 	}
 	got := a.Measure(clk.Now())
 	sameValues(t, got["baseline"].(map[string]any), map[string]any{

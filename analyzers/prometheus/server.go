@@ -33,15 +33,14 @@ func (s *server) mark(_ context.Context, b Boundary, at time.Time) {
 	s.at[b] = at
 }
 
-// window queries each built-in over the window rounded up to whole
-// seconds. increase() extrapolates to the window's edges, so counts can be
-// fractional.
+// window queries each built-in over exactly the window, to the
+// millisecond. increase() extrapolates to the window's edges, so counts can
+// be fractional.
 func (s *server) window(ctx context.Context, from, to Boundary) (map[string]any, error) {
 	s.mu.Lock()
 	start, end := s.at[from], s.at[to]
 	s.mu.Unlock()
-	secs := max((end.Sub(start)+time.Second-1)/time.Second, 1)
-	rng := fmt.Sprintf("%ds", secs)
+	rng := promRange(start, end)
 	out := map[string]any{}
 	var errs []error
 	for _, b := range builtins {
@@ -54,6 +53,15 @@ func (s *server) window(ctx context.Context, from, to Boundary) (map[string]any,
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// promRange is the window from start to end as a PromQL range, in whole
+// milliseconds and never longer than the window. Rounded up to whole
+// seconds, a recovery window reached up to a second into the fault: one
+// scrape in five fell there, and the last slowed fsyncs then counted as
+// the recovery's.
+func promRange(start, end time.Time) string {
+	return fmt.Sprintf("%dms", max(end.Sub(start).Milliseconds(), 1))
 }
 
 // scalar runs a query whose answer is one sample; NaN when there is none
