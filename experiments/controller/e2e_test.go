@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/sampling"
 	"faultline.dev/faultline/injectors/netloss"
 	"faultline.dev/faultline/internal/nettest"
 	"faultline.dev/faultline/sandbox"
@@ -505,6 +506,21 @@ func TestCrashesAndDeletionsLeaveNoFaultBehind(t *testing.T) {
 	assertNoFaultTables(t, env)
 }
 
+// seeded is what the choice picks of the targets, in order, as the
+// controller lists them: their names, sorted.
+func seeded(t *testing.T, c sampling.Choice, targets ...string) string {
+	t.Helper()
+	idx, _, err := c.Indices(len(targets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, i := range idx {
+		out = append(out, targets[i])
+	}
+	return strings.Join(out, ", ")
+}
+
 func TestSafetyRulesRefuseOrCapTargets(t *testing.T) {
 	sandboxtest.Parallel(t, sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
@@ -552,9 +568,13 @@ spec:
 		"kube-system is refused unless explicitly allowed": {
 			doc: podsExp("system", "kube-system", ""), wantCode: 2, want: []string{`"kube-system" is a system namespace`, "allowSystemNamespaces"},
 		},
-		"the blast radius caps the targets (dry run)": {
+		"the blast radius caps the targets, chosen at random (dry run)": {
 			doc: podsExp("capped", "safety-open", "  dryRun: true\n  safety: {maxTargets: 2}\n"), wantCode: 0,
-			want: []string{"blast radius: 2 of 4 matching targets kept", "dry run: would inject 1 fault(s) into safety-open/p0, safety-open/p1"},
+			want: []string{"blast radius: 2 of 4 matching targets kept", "2 target(s) chosen at random (mode all, seed ", "dry run: would inject 1 fault(s) into safety-open/p"},
+		},
+		"a mode and a seed choose the same targets as the seed's replay (dry run)": {
+			doc: strings.Replace(podsExp("seeded", "safety-open", "  dryRun: true\n"), "labelSelectors: {app: x}}", "labelSelectors: {app: x}}, mode: fixed, value: 2, seed: 11", 1), wantCode: 0,
+			want: []string{"2 target(s) chosen at random (mode fixed, seed 11)", "dry run: would inject 1 fault(s) into " + seeded(t, sampling.Choice{Mode: v1alpha1.TargetModeFixed, Value: 2, Seed: 11}, "safety-open/p0", "safety-open/p1", "safety-open/p2", "safety-open/p3")},
 		},
 		"a percentage bound caps them too": {
 			doc: podsExp("pct", "safety-open", "  dryRun: true\n  safety: {maxTargetPercent: 25}\n"), wantCode: 0, want: []string{"1 of 4 matching targets kept"},

@@ -154,6 +154,14 @@ func (r *ExperimentReconciler) resolveTargetsOf(ctx context.Context, exp *v1alph
 	for _, t := range targets {
 		exp.Status.Targets = append(exp.Status.Targets, t.String())
 	}
+	if seed := exp.Status.TargetSeed; seed != nil {
+		mode := exp.Spec.Targets.Mode
+		if mode == "" {
+			mode = v1alpha1.TargetModeAll
+		}
+		r.note(exp, false, v1alpha1.ReasonTargetsChosen, "%d target(s) chosen at random (mode %s, seed %d): status.targets lists them; spec.targets.seed: %d chooses them again from the same candidates",
+			len(targets), mode, *seed, *seed)
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/sampling"
 )
 
 // target is one thing a fault acts on.
@@ -31,9 +32,11 @@ type SafetyError struct{ msg string }
 
 func (e *SafetyError) Error() string { return e.msg }
 
-// resolveTargets lists the experiment's targets and applies the safety
-// rules: opted-in namespaces only, no system namespaces unless allowed, and
-// the blast-radius caps. It returns the targets and what it decided.
+// resolveTargets lists the experiment's targets, applies the safety rules
+// (opted-in namespaces only, no system namespaces unless allowed, the
+// blast-radius caps) and chooses among them by spec.targets.mode. It
+// returns the targets and what it decided; a random choice's seed goes to
+// the status.
 func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1.Experiment) ([]target, []string, error) {
 	var out []target
 	var candidates int
@@ -50,6 +53,8 @@ func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1
 	if len(out) == 0 {
 		return nil, nil, &SafetyError{"spec.targets: matches nothing; check the names, selectors and namespaces"}
 	}
+	// In one order whatever the API server's: a seed replays a choice
+	// over the same candidates.
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	limit := len(out)
 	s := exp.Spec.SafetyRules()
@@ -64,12 +69,36 @@ func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1
 	if limit == 0 {
 		return nil, nil, &SafetyError{fmt.Sprintf("spec.safety: the blast-radius bounds allow no target out of %d (maxTargetPercent %d%% of %d candidates)", len(out), deref(s.MaxTargetPercent), candidates)}
 	}
-	var notes []string
-	if limit < len(out) {
-		notes = append(notes, fmt.Sprintf("blast radius: %d of %d matching targets kept (spec.safety)", limit, len(out)))
-		out = out[:limit]
+	ts := exp.Spec.Targets
+	choice := sampling.Choice{Mode: ts.Mode, Value: deref(ts.Value), Limit: limit}
+	drawn := exp.Status.TargetSeed
+	exp.Status.TargetSeed = nil
+	if choice.Random(len(out)) {
+		// The spec's seed replays a choice; a seed drawn on an earlier
+		// pass is kept, so that a retried plan chooses the same targets.
+		switch {
+		case ts.Seed != nil:
+			choice.Seed = *ts.Seed
+		case drawn != nil:
+			choice.Seed = *drawn
+		default:
+			choice.Seed = sampling.NewSeed()
+		}
+		exp.Status.TargetSeed = &choice.Seed
 	}
-	return out, notes, nil
+	idx, asked, err := choice.Indices(len(out))
+	if err != nil {
+		return nil, nil, err
+	}
+	var notes []string
+	if asked > limit {
+		notes = append(notes, fmt.Sprintf("blast radius: %d of %d matching targets kept (spec.safety)", limit, asked))
+	}
+	chosen := make([]target, len(idx))
+	for i, j := range idx {
+		chosen[i] = out[j]
+	}
+	return chosen, notes, nil
 }
 
 // nodeTargets are the nodes named or selected, and how many nodes the

@@ -168,3 +168,14 @@ func timeline(e *v1alpha1.Experiment) string {
 	}
 	return b.String()
 }
+
+// choosing sets how the experiment chooses among its targets; a nil seed
+// leaves the controller to draw one.
+func choosing(mode v1alpha1.TargetMode, value int32, seed *int64) option {
+	return func(e *v1alpha1.Experiment) {
+		e.Spec.Targets.Mode, e.Spec.Targets.Seed = mode, seed
+		if value != 0 {
+			e.Spec.Targets.Value = &value
+		}
+	}
+}

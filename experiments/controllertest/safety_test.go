@@ -29,6 +29,10 @@ func TestTheSafetyRulesDecideWhatAnExperimentMayTouch(t *testing.T) {
 		wantPhase   v1alpha1.Phase
 		wantReason  string
 		wantMessage []string
+		// wantTargets, when set, is how many targets the status lists;
+		// wantSeed, whether it records the seed they were chosen with.
+		wantTargets int
+		wantSeed    bool
 	}{
 		"a namespace without the opt-in label is refused, saying how to opt in": {
 			exp: experiment("default", onPods(closed)), wantPhase: v1alpha1.PhaseError, wantReason: v1alpha1.ReasonRefused,
@@ -46,13 +50,17 @@ func TestTheSafetyRulesDecideWhatAnExperimentMayTouch(t *testing.T) {
 			exp:       experiment("default", onPods(open), func(e *v1alpha1.Experiment) { e.Spec.Targets.Pods.LabelSelectors = map[string]string{"app": "nothing"} }),
 			wantPhase: v1alpha1.PhaseError, wantReason: v1alpha1.ReasonRefused, wantMessage: []string{"spec.targets: matches nothing"},
 		},
-		"maxTargets keeps the first targets and says so (dry run)": {
+		"maxTargets keeps that many of the targets, chosen at random, and records the seed (dry run)": {
 			exp: experiment("default", onPods(open), dryRun(), safety(v1alpha1.Safety{MaxTargets: ptr.To[int32](2)})), wantPhase: v1alpha1.PhasePassed,
-			wantMessage: []string{"dry run: would inject 1 fault(s) into " + open + "/web-0, " + open + "/web-1"},
+			wantMessage: []string{"dry run: would inject 1 fault(s) into " + open + "/web-"}, wantTargets: 2, wantSeed: true,
 		},
 		"maxTargetPercent caps them as a share of the candidates (dry run)": {
 			exp: experiment("default", onPods(open), dryRun(), safety(v1alpha1.Safety{MaxTargetPercent: ptr.To[int32](25)})), wantPhase: v1alpha1.PhasePassed,
-			wantMessage: []string{"would inject 1 fault(s) into " + open + "/web-0"},
+			wantMessage: []string{"would inject 1 fault(s) into " + open + "/web-"}, wantTargets: 1, wantSeed: true,
+		},
+		"every target, when the bounds allow them all, records no seed (dry run)": {
+			exp: experiment("default", onPods(open), dryRun(), safety(v1alpha1.Safety{MaxTargets: ptr.To[int32](4)})), wantPhase: v1alpha1.PhasePassed,
+			wantMessage: []string{"into " + open + "/web-0, " + open + "/web-1, " + open + "/web-2, " + open + "/web-3"}, wantTargets: 4,
 		},
 		"a share that allows no target is refused": {
 			exp: experiment("default", onPods(open), dryRun(), safety(v1alpha1.Safety{MaxTargetPercent: ptr.To[int32](1)})), wantPhase: v1alpha1.PhaseError, wantReason: v1alpha1.ReasonRefused,
@@ -67,7 +75,7 @@ func TestTheSafetyRulesDecideWhatAnExperimentMayTouch(t *testing.T) {
 		},
 		"a memory size above a container's limit is refused, naming pushPastLimit": {
 			exp: experiment("default", onPods(open), memory("1Gi"), safety(v1alpha1.Safety{MaxTargets: ptr.To[int32](1)})), wantPhase: v1alpha1.PhaseError, wantReason: v1alpha1.ReasonInvalid,
-			wantMessage: []string{"memoryPressure.size: 1Gi is above the memory limit of container web", "pushPastLimit"},
+			wantMessage: []string{"memoryPressure.size: 1Gi is above the memory limit of container web", "pushPastLimit"}, wantSeed: true,
 		},
 	}
 	for name, tc := range tests {
@@ -88,6 +96,12 @@ func TestTheSafetyRulesDecideWhatAnExperimentMayTouch(t *testing.T) {
 				if r == nil || r.Status != metav1.ConditionFalse || r.Reason != tc.wantReason {
 					t.Errorf("Ready %+v, want False with reason %s", r, tc.wantReason)
 				}
+			}
+			if tc.wantTargets != 0 && len(e.Status.Targets) != tc.wantTargets {
+				t.Errorf("targets %v, want %d", e.Status.Targets, tc.wantTargets)
+			}
+			if got := e.Status.TargetSeed != nil; got != tc.wantSeed {
+				t.Errorf("status.targetSeed %v, want one: %v", ptr.Deref(e.Status.TargetSeed, -1), tc.wantSeed)
 			}
 			if len(e.Finalizers) != 1 {
 				t.Errorf("finalizers %v: the finalizer goes on before the plan", e.Finalizers)

@@ -29,6 +29,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
@@ -239,6 +241,14 @@ func BenchmarkFanOut(b *testing.B) {
 	if err := c.Create(ctx, &role); err != nil {
 		b.Fatal(err)
 	}
+	// The simulated agents' caches log through controller-runtime, which
+	// otherwise prints a stack for a logger never set: to a file, as the
+	// controller's.
+	agentLogs, err := os.Create(filepath.Join(b.TempDir(), "agents.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctrllog.SetLogger(zap.New(zap.WriteTo(agentLogs)))
 	nodes := make([]string, n)
 	start := time.Now()
 	if err := parallel(n, func(i int) error {

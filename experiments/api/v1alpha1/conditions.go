@@ -50,6 +50,7 @@ const (
 	ReasonEngineUnavailable  = "EngineUnavailable"  // Warning: spec.engine cannot run in this cluster
 	ReasonBlastRadius        = "BlastRadius"        // Warning: the safety rules left targets out
 	ReasonDryRun             = "DryRun"             // a dry run's targets
+	ReasonTargetsChosen      = "TargetsChosen"      // some of the matching targets chosen at random, with the seed
 	ReasonTrafficStarted     = "TrafficStarted"     // the prober started, its baseline first
 	ReasonInjecting          = "Injecting"          // the faults are handed over
 	ReasonRunning            = "Running"            // every fault is in place

@@ -113,8 +113,13 @@ type ExperimentSpec struct {
 	DryRun bool `json:"dryRun,omitempty"`
 }
 
-// Targets selects pods, nodes or one Deployment.
+// Targets selects pods, nodes or one Deployment, and which of the
+// matching pods or nodes the faults act on.
 // +kubebuilder:validation:XValidation:rule="(has(self.pods) ? 1 : 0) + (has(self.nodes) ? 1 : 0) + (has(self.deployment) ? 1 : 0) == 1",message="targets: set exactly one of pods, nodes or deployment"
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || !(self.mode in ['fixed', 'fixed-percent', 'random-max-percent']) || has(self.value)",message="targets.value: modes fixed, fixed-percent and random-max-percent need a value (a count for fixed, a percent for the others)",fieldPath=".value"
+// +kubebuilder:validation:XValidation:rule="!has(self.value) || (has(self.mode) && self.mode in ['fixed', 'fixed-percent', 'random-max-percent'])",message="targets.value: only modes fixed, fixed-percent and random-max-percent take a value; one and all take none",fieldPath=".value"
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || !(self.mode in ['fixed-percent', 'random-max-percent']) || !has(self.value) || self.value <= 100",message="targets.value: a percent, from 1 to 100, for modes fixed-percent and random-max-percent",fieldPath=".value"
+// +kubebuilder:validation:XValidation:rule="!has(self.deployment) || (!has(self.mode) && !has(self.seed))",message="targets.mode: a Deployment target is the whole Deployment; mode and seed choose among pods or nodes",fieldPath=".mode"
 type Targets struct {
 	// Pods, in Chaos Mesh's selector shape. Their namespaces must carry the
 	// label faultline.dev/chaos=enabled.
@@ -131,7 +136,52 @@ type Targets struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Deployment string `json:"deployment,omitempty"`
+
+	// Mode chooses which of the matching pods or nodes the faults act on,
+	// at random, as Chaos Mesh's selector modes do: one; fixed, value of
+	// them; fixed-percent, value percent of them (rounded down, at least
+	// one); random-max-percent, a random share from one target up to value
+	// percent; all, the default. spec.safety caps the choice.
+	// +optional
+	Mode TargetMode `json:"mode,omitempty"`
+
+	// Value is the mode's figure: a count of targets for fixed, a percent
+	// (1 to 100) for fixed-percent and random-max-percent.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	Value *int32 `json:"value,omitempty"`
+
+	// Seed replays a choice: the same seed over the same matching targets
+	// chooses the same ones. Without it a seed is drawn, and
+	// status.targetSeed records it.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=9007199254740991
+	Seed *int64 `json:"seed,omitempty"`
 }
+
+// TargetMode is how many of the matching pods or nodes the faults act on,
+// chosen at random.
+// +kubebuilder:validation:Enum=one;fixed;fixed-percent;random-max-percent;all
+type TargetMode string
+
+const (
+	// TargetModeOne acts on one target.
+	TargetModeOne TargetMode = "one"
+	// TargetModeFixed acts on value targets.
+	TargetModeFixed TargetMode = "fixed"
+	// TargetModeFixedPercent acts on value percent of the targets.
+	TargetModeFixedPercent TargetMode = "fixed-percent"
+	// TargetModeRandomMaxPercent acts on a random share of the targets,
+	// up to value percent.
+	TargetModeRandomMaxPercent TargetMode = "random-max-percent"
+	// TargetModeAll acts on every target.
+	TargetModeAll TargetMode = "all"
+)
+
+// MaxSeed is the highest seed: 2^53-1, which every JSON reader, a
+// browser's included, keeps exact.
+const MaxSeed = 1<<53 - 1
 
 // NodeTargets selects nodes by name or by labels.
 // +kubebuilder:validation:XValidation:rule="has(self.names) != has(self.selector)",message="targets.nodes: set exactly one of names or selector"
@@ -837,6 +887,12 @@ type ExperimentStatus struct {
 	// +optional
 	Targets []string `json:"targets,omitempty"`
 
+	// TargetSeed is the seed the targets were chosen with, when they are
+	// some of those that matched: give it as spec.targets.seed to choose
+	// the same ones again from the same candidates.
+	// +optional
+	TargetSeed *int64 `json:"targetSeed,omitempty"`
+
 	// Workloads whose pods ran on the targets when the faults began, as
 	// NAMESPACE/DEPLOYMENT; recovery waits until they are Available.
 	// +optional
@@ -1068,6 +1124,7 @@ type ObjectiveResult struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Seed",type=integer,JSONPath=`.status.targetSeed`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
 type Experiment struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -338,6 +338,11 @@ func (in *ExperimentStatus) DeepCopyInto(out *ExperimentStatus) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.TargetSeed != nil {
+		in, out := &in.TargetSeed, &out.TargetSeed
+		*out = new(int64)
+		**out = **in
+	}
 	if in.Workloads != nil {
 		in, out := &in.Workloads, &out.Workloads
 		*out = make([]string, len(*in))
@@ -1289,6 +1294,16 @@ func (in *Targets) DeepCopyInto(out *Targets) {
 		in, out := &in.Nodes, &out.Nodes
 		*out = new(NodeTargets)
 		(*in).DeepCopyInto(*out)
+	}
+	if in.Value != nil {
+		in, out := &in.Value, &out.Value
+		*out = new(int32)
+		**out = **in
+	}
+	if in.Seed != nil {
+		in, out := &in.Seed, &out.Seed
+		*out = new(int64)
+		**out = **in
 	}
 }
 
