@@ -281,14 +281,15 @@ func TestUnderChaosMeshARolloutsActionIsAPodChaosOnThePodsOfItsPoint(t *testing.
 	newRS := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "dept", Name: "web-new", UID: "web-new"}}
 	oldRS := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "dept", Name: "web-old", UID: "web-old"}}
 	tests := map[string]struct {
-		action   v1alpha1.RolloutAction
+		action v1alpha1.RolloutAction
+		// wantPods are the names the chosen pods start with.
 		wantPods []string
 		wantKill cm.PodChaosAction
 	}{
 		"delete of the new pod is a pod-kill of exactly it, with the pods' grace period": {action: v1alpha1.RolloutAction{Pods: "New", Method: "Delete"},
 			wantPods: []string{"web-new-1"}, wantKill: cm.PodKillAction},
-		"SIGKILL to two old pods is a container-kill of those two": {action: v1alpha1.RolloutAction{Pods: "Old", Count: 2, Signal: "SIGKILL"},
-			wantPods: []string{"web-old-1", "web-old-2"}, wantKill: cm.ContainerKillAction},
+		"SIGKILL to two old pods of three is a container-kill of the two chosen": {action: v1alpha1.RolloutAction{Pods: "Old", Count: 2, Signal: "SIGKILL"},
+			wantPods: []string{"web-old-", "web-old-"}, wantKill: cm.ContainerKillAction},
 	}
 	ctx := context.Background()
 	for name, tc := range tests {
@@ -315,8 +316,19 @@ func TestUnderChaosMeshARolloutsActionIsAPodChaosOnThePodsOfItsPoint(t *testing.
 			if err := c.Get(ctx, client.ObjectKey{Namespace: "dept", Name: "roll-kill"}, &pc); err != nil {
 				t.Fatalf("no PodChaos: %v; records %+v", err, exp.Status.Records)
 			}
-			if got := pc.Spec.Selector.Pods["dept"]; strings.Join(got, ",") != strings.Join(tc.wantPods, ",") || pc.Spec.Action != tc.wantKill {
-				t.Errorf("PodChaos on %v with %s, want %v with %s", got, pc.Spec.Action, tc.wantPods, tc.wantKill)
+			// Exactly the pods chosen, at random among the candidates.
+			got := pc.Spec.Selector.Pods["dept"]
+			var chosen []string
+			for _, key := range rec.Chosen {
+				chosen = append(chosen, strings.TrimPrefix(key, "dept/"))
+			}
+			if strings.Join(got, ",") != strings.Join(chosen, ",") || len(got) != len(tc.wantPods) || pc.Spec.Action != tc.wantKill {
+				t.Errorf("PodChaos on %v with %s, want the %d chosen (%v) with %s", got, pc.Spec.Action, len(tc.wantPods), chosen, tc.wantKill)
+			}
+			for i := range got {
+				if i < len(tc.wantPods) && !strings.HasPrefix(got[i], tc.wantPods[i]) {
+					t.Errorf("pod %s, want one of %s*", got[i], tc.wantPods[i])
+				}
 			}
 			if tc.wantKill == cm.PodKillAction && pc.Spec.GracePeriod != grace {
 				t.Errorf("grace period %d, want the pods' %d", pc.Spec.GracePeriod, grace)

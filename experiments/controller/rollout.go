@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
+	"faultline.dev/faultline/experiments/sampling"
 )
 
 // The Rollout fault is driven by the controller itself, since its point is
@@ -498,7 +499,11 @@ func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment
 	if a.Method == "Delete" {
 		how = "delete"
 	}
-	r.note(exp, false, v1alpha1.ReasonRolloutPointReached, "fault %s: point reached (%s); %s %d %s pod(s): %v", f.Name, rec.Progress, how, len(rec.Chosen), whichPods(a), rec.Chosen)
+	seed := ""
+	if exp.Status.TargetSeed != nil {
+		seed = fmt.Sprintf(", chosen at random (seed %d)", *exp.Status.TargetSeed)
+	}
+	r.note(exp, false, v1alpha1.ReasonRolloutPointReached, "fault %s: point reached (%s); %s %d %s pod(s)%s: %v", f.Name, rec.Progress, how, len(rec.Chosen), whichPods(a), seed, rec.Chosen)
 	return nil
 }
 
@@ -536,9 +541,20 @@ func (r *ExperimentReconciler) choose(ctx context.Context, exp *v1alpha1.Experim
 		}
 		chosen = append(chosen, p.Namespace+"/"+p.Name)
 	}
+	// At random among the Ready pods, as targets are chosen; the seed in
+	// the status replays it.
 	sort.Strings(chosen)
-	if count := int(max(a.Count, 1)); len(chosen) > count {
-		chosen = chosen[:count]
+	if count := max(a.Count, 1); len(chosen) > int(count) {
+		c := sampling.Choice{Mode: v1alpha1.TargetModeFixed, Value: count, Seed: r.targetSeed(exp)}
+		idx, _, err := c.Indices(len(chosen))
+		if err != nil {
+			return nil, err
+		}
+		some := make([]string, len(idx))
+		for i, j := range idx {
+			some[i] = chosen[j]
+		}
+		chosen = some
 	}
 	now := r.Clock.Now()
 	if len(chosen) > 0 {

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
@@ -71,20 +72,10 @@ func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1
 	}
 	ts := exp.Spec.Targets
 	choice := sampling.Choice{Mode: ts.Mode, Value: deref(ts.Value), Limit: limit}
-	drawn := exp.Status.TargetSeed
-	exp.Status.TargetSeed = nil
 	if choice.Random(len(out)) {
-		// The spec's seed replays a choice; a seed drawn on an earlier
-		// pass is kept, so that a retried plan chooses the same targets.
-		switch {
-		case ts.Seed != nil:
-			choice.Seed = *ts.Seed
-		case drawn != nil:
-			choice.Seed = *drawn
-		default:
-			choice.Seed = sampling.NewSeed()
-		}
-		exp.Status.TargetSeed = &choice.Seed
+		choice.Seed = r.targetSeed(exp)
+	} else {
+		exp.Status.TargetSeed = nil // the choice is every target
 	}
 	idx, asked, err := choice.Indices(len(out))
 	if err != nil {
@@ -237,4 +228,17 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// targetSeed is the seed of the experiment's random choices, recorded in
+// the status: the spec's, which replays a choice, or one drawn on an
+// earlier pass, so that a retried pass chooses the same, or a new one.
+func (r *ExperimentReconciler) targetSeed(exp *v1alpha1.Experiment) int64 {
+	switch {
+	case exp.Spec.Targets.Seed != nil:
+		exp.Status.TargetSeed = ptr.To(*exp.Spec.Targets.Seed)
+	case exp.Status.TargetSeed == nil:
+		exp.Status.TargetSeed = ptr.To(sampling.NewSeed())
+	}
+	return *exp.Status.TargetSeed
 }

@@ -119,7 +119,7 @@ type ExperimentSpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.mode) || !(self.mode in ['fixed', 'fixed-percent', 'random-max-percent']) || has(self.value)",message="targets.value: modes fixed, fixed-percent and random-max-percent need a value (a count for fixed, a percent for the others)",fieldPath=".value"
 // +kubebuilder:validation:XValidation:rule="!has(self.value) || (has(self.mode) && self.mode in ['fixed', 'fixed-percent', 'random-max-percent'])",message="targets.value: only modes fixed, fixed-percent and random-max-percent take a value; one and all take none",fieldPath=".value"
 // +kubebuilder:validation:XValidation:rule="!has(self.mode) || !(self.mode in ['fixed-percent', 'random-max-percent']) || !has(self.value) || self.value <= 100",message="targets.value: a percent, from 1 to 100, for modes fixed-percent and random-max-percent",fieldPath=".value"
-// +kubebuilder:validation:XValidation:rule="!has(self.deployment) || (!has(self.mode) && !has(self.seed))",message="targets.mode: a Deployment target is the whole Deployment; mode and seed choose among pods or nodes",fieldPath=".mode"
+// +kubebuilder:validation:XValidation:rule="!has(self.deployment) || !has(self.mode)",message="targets.mode: a Deployment target is the whole Deployment; its Rollout action's count says how many of its pods, chosen at random (by seed, when given)",fieldPath=".mode"
 type Targets struct {
 	// Pods, in Chaos Mesh's selector shape. Their namespaces must carry the
 	// label faultline.dev/chaos=enabled.
@@ -152,6 +152,7 @@ type Targets struct {
 	Value *int32 `json:"value,omitempty"`
 
 	// Seed replays a choice: the same seed over the same matching targets
+	// (or, for a Deployment, the same Ready pods at a Rollout's point)
 	// chooses the same ones. Without it a seed is drawn, and
 	// status.targetSeed records it.
 	// +optional
@@ -887,9 +888,10 @@ type ExperimentStatus struct {
 	// +optional
 	Targets []string `json:"targets,omitempty"`
 
-	// TargetSeed is the seed the targets were chosen with, when they are
-	// some of those that matched: give it as spec.targets.seed to choose
-	// the same ones again from the same candidates.
+	// TargetSeed is the seed the targets (or a Rollout's pods) were chosen
+	// with, when they are some of those that matched: give it as
+	// spec.targets.seed to choose the same ones again from the same
+	// candidates.
 	// +optional
 	TargetSeed *int64 `json:"targetSeed,omitempty"`
 

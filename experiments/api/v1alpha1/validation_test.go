@@ -167,6 +167,7 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 		"an unknown mode is refused":                             {from: "targets: {nodes: {names: [isolated-0]}}", to: "targets: {nodes: {names: [isolated-0]}, mode: half}", want: []string{"targets.mode", "Unsupported value", "fixed-percent"}},
 		"a negative seed is refused":                             {from: "targets: {nodes: {names: [isolated-0]}}", to: "targets: {nodes: {names: [isolated-0]}, seed: -1}", want: []string{"targets.seed", "greater than or equal to 0"}},
 		"a mode on a Deployment target is refused":               {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {deployment: demo-app, mode: one}", want: []string{"targets.mode: a Deployment target is the whole Deployment"}},
+		"a seed on a Deployment target is accepted":              {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {deployment: demo-app, seed: 5}"},
 		"a surge of nodes is refused":                            {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {nodes: {names: [real-0]}}", and: "type: Rollout\n    duration: 60s\n" + surgeRollout, with: "type: Surge\n    duration: 60s\n    surge: {replicas: 3}\n", want: []string{"targets.deployment: required by Rollout and Surge faults"}},
 		"an unknown signal is refused":                           {rollout: true, from: "signal: SIGTERM", to: "signal: SIGHUP", want: []string{"signal", "Unsupported value"}},
 		"a valid experiment is accepted":                         {},
