@@ -460,7 +460,11 @@ func describe(w io.Writer, exp *v1alpha1.Experiment, events ...corev1.Event) {
 		return t.Format("15:04:05")
 	}
 	for _, r := range st.Records {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Fault, r.Target, r.Node, ts(r.InjectedAt), ts(r.RecoveredAt), r.Action, r.Error)
+		fault := r.Fault
+		if r.Round > 0 {
+			fault += fmt.Sprintf(" #%d", r.Round)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", fault, r.Target, r.Node, ts(r.InjectedAt), ts(r.RecoveredAt), r.Action, r.Error)
 	}
 	for _, ro := range st.Rollouts {
 		fmt.Fprintf(tw, "\nRollout of %s (fault %s):\n  triggered\t%s\n  started\t%s (new %s, old %s)\n  point\t%s\n  stalled\t%s\n  completed\t%s\n  progress\t%s\n",

@@ -105,14 +105,30 @@ func Object(exp *v1alpha1.Experiment, fault v1alpha1.Fault, t Targets) (client.O
 		if fault.Rollout == nil {
 			return nil, missing
 		}
-		spec, err := podChaos(fault.Rollout, t, p.Child("rollout"))
+		spec, err := podChaos(fault.Rollout.EffectiveAction(), t, p.Child("rollout", "action"))
+		if err != nil {
+			return nil, err
+		}
+		spec.PodSelector, spec.Duration = sel, &d
+		return &cm.PodChaos{TypeMeta: typeMeta(cm.KindPodChaos), ObjectMeta: meta, Spec: spec}, nil
+	case v1alpha1.FaultPodKill:
+		k := fault.PodKill
+		if k == nil {
+			return nil, missing
+		}
+		method := "Delete"
+		if k.Method == "Signal" {
+			method = "Signal"
+		}
+		a := v1alpha1.RolloutAction{Method: method, Signal: k.EffectiveSignal(), Container: k.Container, GracePeriodSeconds: k.GracePeriodSeconds}
+		spec, err := podChaos(a, t, p.Child("podKill"))
 		if err != nil {
 			return nil, err
 		}
 		spec.PodSelector, spec.Duration = sel, &d
 		return &cm.PodChaos{TypeMeta: typeMeta(cm.KindPodChaos), ObjectMeta: meta, Spec: spec}, nil
 	}
-	return nil, field.NotSupported(p.Child("type"), fault.Type, []v1alpha1.FaultType{v1alpha1.FaultNetworkLoss, v1alpha1.FaultRollout, v1alpha1.FaultDiskLatency, v1alpha1.FaultMemoryPressure})
+	return nil, field.NotSupported(p.Child("type"), fault.Type, []v1alpha1.FaultType{v1alpha1.FaultNetworkLoss, v1alpha1.FaultRollout, v1alpha1.FaultDiskLatency, v1alpha1.FaultMemoryPressure, v1alpha1.FaultPodKill})
 }
 
 // networkChaos is a partition for a loss of 100% toward peers (it drops
@@ -229,20 +245,20 @@ func stressChaos(m *v1alpha1.MemoryPressure, p *field.Path) (cm.StressChaosSpec,
 	}, nil
 }
 
-// podChaos is the Rollout's action on the pods chosen at its point:
-// Delete is a pod-kill with the grace period (the kubelet sends SIGTERM,
-// then SIGKILL), and the signal SIGKILL a container-kill, which the
-// container runtime delivers. faultline itself still starts or waits for
-// the rollout and picks the pods.
-func podChaos(r *v1alpha1.Rollout, t Targets, p *field.Path) (cm.PodChaosSpec, error) {
-	a, dep := r.EffectiveAction(), t.Deployment
+// podChaos is a Rollout's action on the pods chosen at its point, or a
+// PodKill's, at p: Delete is a pod-kill with the grace period (the kubelet
+// sends SIGTERM, then SIGKILL), and the signal SIGKILL a container-kill,
+// which the container runtime delivers. faultline itself still starts or
+// waits for the rollout and picks the pods.
+func podChaos(a v1alpha1.RolloutAction, t Targets, p *field.Path) (cm.PodChaosSpec, error) {
+	dep := t.Deployment
 	if a.Method == "Delete" {
 		spec := cm.PodChaosSpec{Action: cm.PodKillAction}
 		switch {
 		case a.GracePeriodSeconds != nil:
 			spec.GracePeriod = *a.GracePeriodSeconds
 		case dep == nil:
-			return spec, field.Required(p.Child("action", "gracePeriodSeconds"), "the pods' own grace period is not known (Targets.Deployment is empty); give gracePeriodSeconds")
+			return spec, field.Required(p.Child("gracePeriodSeconds"), "the pods' own grace period is not known under engine chaos-mesh without a Deployment target (Chaos Mesh reads none); give gracePeriodSeconds")
 		case dep.Spec.Template.Spec.TerminationGracePeriodSeconds != nil:
 			spec.GracePeriod = *dep.Spec.Template.Spec.TerminationGracePeriodSeconds
 		default:
@@ -251,12 +267,12 @@ func podChaos(r *v1alpha1.Rollout, t Targets, p *field.Path) (cm.PodChaosSpec, e
 		return spec, nil
 	}
 	if a.Signal != "SIGKILL" {
-		return cm.PodChaosSpec{}, field.Invalid(p.Child("action", "signal"), a.Signal, "under engine chaos-mesh, method Delete or signal SIGKILL")
+		return cm.PodChaosSpec{}, field.Invalid(p.Child("signal"), a.Signal, "under engine chaos-mesh, method Delete or signal SIGKILL")
 	}
 	name := a.Container
 	if name == "" {
 		if dep == nil || len(dep.Spec.Template.Spec.Containers) == 0 {
-			return cm.PodChaosSpec{}, field.Required(p.Child("action", "container"), "the first container is not known (Targets.Deployment is empty); name the container")
+			return cm.PodChaosSpec{}, field.Required(p.Child("container"), "the first container is not known under engine chaos-mesh without a Deployment target; name the container")
 		}
 		name = dep.Spec.Template.Spec.Containers[0].Name
 	}

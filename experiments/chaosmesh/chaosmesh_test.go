@@ -82,6 +82,10 @@ func rollout(name string, a v1alpha1.RolloutAction) option {
 	})
 }
 
+func podKill(name string, k v1alpha1.PodKill) option {
+	return fault(name, time.Minute, func(f *v1alpha1.Fault) { f.Type, f.PodKill = v1alpha1.FaultPodKill, &k })
+}
+
 func surge(name string) option {
 	return fault(name, time.Minute, func(f *v1alpha1.Fault) { f.Type, f.Surge = v1alpha1.FaultSurge, &v1alpha1.Surge{Replicas: 3} })
 }
@@ -153,6 +157,12 @@ func TestObjectTranslatesEachFaultGolden(t *testing.T) {
 		"a rollout that sends SIGKILL becomes a container-kill of the first container": {
 			experiment("roll-kill", onDeployment("web"), rollout("sigkill", v1alpha1.RolloutAction{Pods: "Old", Count: 1, Method: "Signal", Signal: "SIGKILL"})),
 			oldWebPods, "rollout-sigkill.golden.yaml"},
+		"a pod kill through the API with a grace period becomes a pod-kill of the chosen pods": {
+			experiment("kill", onPods(), podKill("kill", v1alpha1.PodKill{Method: "Delete", GracePeriodSeconds: func() *int64 { g := int64(5); return &g }()})),
+			webPods, "pod-kill-delete.golden.yaml"},
+		"a pod kill by SIGKILL becomes a container-kill of the container named": {
+			experiment("crash", onPods(), podKill("crash", v1alpha1.PodKill{Method: "Signal", Container: "web"})),
+			webPods, "pod-kill-sigkill.golden.yaml"},
 		"a long experiment name is cut to a DNS label, with a hash of the whole": {
 			experiment("a-very-long-experiment-name-that-a-scheduler-made.with-a-slot-2026-01-01t00", onPods(), networkLoss("lossy", v1alpha1.NetworkLoss{LossPercent: 30, Direction: "egress"})),
 			webPods, "long-name.golden.yaml"},
@@ -264,10 +274,19 @@ func TestObjectRefusesWhatChaosMeshCannotExpressNamingTheField(t *testing.T) {
 			[]string{"spec.faults[0].rollout.action", "Chaos Mesh cannot send SIGTERM"}},
 		"a container-kill needs the container or the Deployment": {
 			experiment("roll", onDeployment("web"), rollout("sigkill", v1alpha1.RolloutAction{Signal: "SIGKILL"})), Targets{Pods: oldWebPods.Pods},
-			[]string{"spec.faults[0].rollout.action.container", "Targets.Deployment"}},
+			[]string{"spec.faults[0].rollout.action.container", "without a Deployment target"}},
 		"a pod-kill needs a grace period or the Deployment": {
 			experiment("roll", onDeployment("web"), rollout("kill", v1alpha1.RolloutAction{Method: "Delete"})), Targets{Pods: oldWebPods.Pods},
-			[]string{"spec.faults[0].rollout.action.gracePeriodSeconds", "Targets.Deployment"}},
+			[]string{"spec.faults[0].rollout.action.gracePeriodSeconds", "without a Deployment target"}},
+		"a pod kill through the API needs its grace period": {
+			experiment("kill", onPods(), podKill("kill", v1alpha1.PodKill{Method: "Delete"})), webPods,
+			[]string{"spec.faults[0].podKill.gracePeriodSeconds", "give gracePeriodSeconds"}},
+		"a pod kill by SIGTERM cannot be sent to a container": {
+			experiment("kill", onPods(), podKill("kill", v1alpha1.PodKill{Method: "Signal", Signal: "SIGTERM", Container: "web"})), webPods,
+			[]string{"spec.faults[0].podKill", "signal SIGKILL"}},
+		"a pod kill every interval is refused": {
+			experiment("kill", onPods(), podKill("kill", v1alpha1.PodKill{Method: "Delete", GracePeriodSeconds: func() *int64 { g := int64(0); return &g }(), Interval: &metav1.Duration{Duration: 10 * time.Second}})), webPods,
+			[]string{"spec.faults[0].podKill", "kills once per object"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -61,7 +61,7 @@ func (e chaosMeshEngine) Start(_ context.Context, exp *v1alpha1.Experiment, _ *f
 }
 
 // Act is one PodChaos on the chosen pods: Chaos Mesh acts, not faultline.
-func (e chaosMeshEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, pods []*corev1.Pod, end time.Time) error {
+func (e chaosMeshEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, _ podAction, pods []*corev1.Pod, end time.Time) error {
 	return e.r.actChaosMesh(ctx, exp, f, pods, end)
 }
 
@@ -113,7 +113,7 @@ func chaosKind(t v1alpha1.FaultType) string {
 		return cm.KindIOChaos
 	case v1alpha1.FaultMemoryPressure:
 		return cm.KindStressChaos
-	case v1alpha1.FaultRollout:
+	case v1alpha1.FaultRollout, v1alpha1.FaultPodKill:
 		return cm.KindPodChaos
 	}
 	return ""
@@ -253,23 +253,30 @@ func (r *ExperimentReconciler) rolloutChaosTargets(ctx context.Context, exp *v1a
 	return chaosmesh.Targets{Pods: map[string][]string{exp.Namespace: pods}, Deployment: &d}, nil
 }
 
-// actChaosMesh is a Rollout fault's action at its point under engine
-// chaos-mesh: a PodChaos on the chosen pods, for what is left of the
-// fault (Chaos Mesh kills once, at creation).
+// actChaosMesh is a Rollout fault's action at its point, or a PodKill's
+// round, under engine chaos-mesh: a PodChaos on the chosen pods, for what
+// is left of the fault (Chaos Mesh kills once, at creation).
 func (r *ExperimentReconciler) actChaosMesh(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, chosen []*corev1.Pod, end time.Time) error {
 	i := slices.IndexFunc(exp.Spec.Faults, func(x v1alpha1.Fault) bool { return x.Name == f.Name })
 	rec := r.record(exp, f.Name, chaosTarget(exp, f), "")
 	if !r.Clock.Now().Before(end) {
 		// A PodChaos of 0s would race its own deletion against the kill.
-		return r.failChaos(exp, f, rec, "the rollout reached its point after the fault's end: no PodChaos created")
+		return r.failChaos(exp, f, rec, "the point came after the fault's end: no PodChaos created")
 	}
 	names := make([]string, 0, len(chosen))
 	for _, p := range chosen {
 		names = append(names, p.Name)
 	}
-	t, err := r.rolloutChaosTargets(ctx, exp, names)
-	if err != nil {
-		return err
+	t := chaosmesh.Targets{Pods: map[string][]string{}}
+	if exp.Spec.Targets.Deployment != "" {
+		var err error
+		if t, err = r.rolloutChaosTargets(ctx, exp, names); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range chosen {
+			t.Pods[p.Namespace] = append(t.Pods[p.Namespace], p.Name)
+		}
 	}
 	return r.createChaosFor(ctx, exp, f, i, rec, end, &t)
 }
@@ -412,8 +419,9 @@ func (r *ExperimentReconciler) driveChaosMesh(ctx context.Context, exp *v1alpha1
 		case !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err):
 			errs = append(errs, fmt.Errorf("fault %s: read %s: %w", f.Name, rec.Target, err))
 		case rec.Error != "":
-		case rec.Action == "" && f.Type == v1alpha1.FaultRollout:
-			// Created by the rollout's point (actChaosMesh).
+		case rec.Action == "" && actsAtAPoint(f):
+			// Created at the rollout's point or the kill's round
+			// (actChaosMesh).
 		case rec.Action == "":
 			errs = append(errs, r.createChaos(ctx, exp, f, i, rec, end))
 		case rec.RecoveredAt == nil && rec.Effect != chaosGoneEarly:
@@ -453,7 +461,7 @@ func (r *ExperimentReconciler) createChaosFor(ctx context.Context, exp *v1alpha1
 		ff.Duration.Duration = left
 	}
 	lateBy := now.Sub(end.Add(-f.Duration.Duration)).Round(100 * time.Millisecond)
-	if f.Type == v1alpha1.FaultRollout {
+	if actsAtAPoint(f) {
 		// Its point comes when the rollout gets there, not at a start.
 		late = false
 	}
@@ -492,8 +500,15 @@ func (r *ExperimentReconciler) createChaosFor(ctx context.Context, exp *v1alpha1
 		return fmt.Errorf("fault %s: create %s: %w", f.Name, rec.Target, err)
 	}
 	rec.Action = fmt.Sprintf("create %s with duration %s", rec.Target, ff.Duration.Duration)
-	if f.Type == v1alpha1.FaultRollout {
-		rec.Action += fmt.Sprintf(" at the rollout's point, on pods %v", t.Pods[exp.Namespace])
+	if actsAtAPoint(f) {
+		var pods []string
+		for ns, names := range t.Pods {
+			for _, n := range names {
+				pods = append(pods, ns+"/"+n)
+			}
+		}
+		sort.Strings(pods)
+		rec.Action += fmt.Sprintf(" at its point, on pods %v", pods)
 	} else if late {
 		rec.Action += fmt.Sprintf(" (created %s after the fault's start, shortened from %s)", lateBy, f.Duration.Duration)
 	}

@@ -52,6 +52,7 @@ var drivers = map[v1alpha1.FaultType]Driver{
 	v1alpha1.FaultMemoryPressure: memoryDriver{},
 	v1alpha1.FaultRollout:        rolloutDriver{},
 	v1alpha1.FaultSurge:          surgeDriver{},
+	v1alpha1.FaultPodKill:        podKillDriver{},
 }
 
 // driversOf are the drivers of the families the experiment uses, in the

@@ -23,9 +23,9 @@ type Engine interface {
 	// Start hands the planned faults over, from the experiment's start
 	// time, with one record per fault and target.
 	Start(ctx context.Context, exp *v1alpha1.Experiment, p *faultPlan) error
-	// Act carries out a Rollout fault's action on the pods chosen at its
-	// point, until end.
-	Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, pods []*corev1.Pod, end time.Time) error
+	// Act does a to the pods chosen at a Rollout's point or in a PodKill's
+	// round, until end.
+	Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, a podAction, pods []*corev1.Pod, end time.Time) error
 	// Drive moves the engine's faults along, once a pass while the
 	// experiment holds.
 	Drive(ctx context.Context, exp *v1alpha1.Experiment) error
@@ -66,4 +66,30 @@ func (r *ExperimentReconciler) engineFor(exp *v1alpha1.Experiment) Engine {
 		return e(r)
 	}
 	return engines[v1alpha1.EngineFaultline](r)
+}
+
+// podAction is what is done to each pod that a Rollout's point or a
+// PodKill's round chose.
+type podAction struct {
+	// del deletes the pod through the API, with grace (nil: the pod's
+	// own); otherwise signal goes to container's main process (the first
+	// container when empty) through the node's agent.
+	del       bool
+	grace     *int64
+	signal    string
+	container string
+	// containerField names container in the spec, for errors.
+	containerField string
+	// round of a PodKill, from 1; 0 for a Rollout.
+	round int32
+}
+
+// actedAtAPoint is a driver whose faults act through Engine.Act when their
+// point or round comes, not from their start.
+type actedAtAPoint interface{ actsThroughEngine() }
+
+// actsAtAPoint reports whether f's family acts through Engine.Act.
+func actsAtAPoint(f *v1alpha1.Fault) bool {
+	_, ok := drivers[f.Type].(actedAtAPoint)
+	return ok
 }

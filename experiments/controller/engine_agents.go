@@ -54,21 +54,21 @@ func (e agentEngine) Start(ctx context.Context, exp *v1alpha1.Experiment, p *fau
 
 // Act deletes the chosen pods through the API, or has each pod's node's
 // agent signal its container's main process.
-func (e agentEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, pods []*corev1.Pod, end time.Time) error {
-	a := f.Rollout.EffectiveAction()
+func (e agentEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, a podAction, pods []*corev1.Pod, end time.Time) error {
 	now := e.r.Clock.Now()
 	for _, p := range pods {
 		target := p.Namespace + "/" + p.Name
-		// One record per fault and pod, found again by an action retried
-		// after a lost status write.
-		rec := e.r.record(exp, f.Name, target, p.Spec.NodeName)
-		if a.Method == "Delete" {
-			*rec = e.deletePod(ctx, f, p, a.GracePeriodSeconds, now)
+		// One record per fault, pod and round, found again by an action
+		// retried after a lost status write.
+		rec := e.r.recordRound(exp, f.Name, target, a.round, p.Spec.NodeName)
+		if a.del {
+			*rec = e.deletePod(ctx, f, p, a.grace, now)
+			rec.Round = a.round
 			continue
 		}
-		ci, err := containerIndex(&p.Spec, a.Container)
+		ci, err := containerIndex(&p.Spec, a.container)
 		if err != nil {
-			return fmt.Errorf("spec.faults[%s].rollout.action.container: %w", f.Name, err)
+			return fmt.Errorf("%s: %w", a.containerField, err)
 		}
 		cname := p.Spec.Containers[ci].Name
 		cid, _ := containerID(p, cname)
@@ -76,13 +76,17 @@ func (e agentEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alp
 			rec.Error = "container " + cname + " has no ID yet"
 			continue
 		}
+		id := target
+		if a.round > 1 {
+			id = fmt.Sprintf("%s#%d", target, a.round)
+		}
 		af := v1alpha1.AssignedFault{
 			// The pods were chosen, and the choice written, before the
 			// action: a retry after a lost status write finds its own
 			// earlier assignment.
-			ID: faultID(exp, f.Name, target), Fault: f.Name, Type: f.Type, Target: target, PodUID: p.UID,
+			ID: faultID(exp, f.Name, id), Fault: f.Name, Type: f.Type, Target: target, PodUID: p.UID, Round: a.round,
 			StartAt: metav1.NewTime(now), Deadline: metav1.NewTime(end),
-			Signal: &v1alpha1.ContainerSignal{ContainerID: cid, Container: cname, Signal: a.Signal},
+			Signal: &v1alpha1.ContainerSignal{ContainerID: cid, Container: cname, Signal: a.signal},
 		}
 		placed, err := e.r.addAssignedFault(ctx, exp, p.Spec.NodeName, af)
 		if err != nil {

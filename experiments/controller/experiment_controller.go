@@ -314,14 +314,18 @@ func (r *ExperimentReconciler) syncRecords(ctx context.Context, exp *v1alpha1.Ex
 	// shows (it lags behind the write) is acknowledged by no one. Records
 	// with an action are the controller's own (a pod deleted through the
 	// API), and those with an error were never assigned.
-	assigned := map[[2]string]bool{}
+	type key struct {
+		fault, target string
+		round         int32
+	}
+	assigned := map[key]bool{}
 	for _, fa := range fas {
 		for _, af := range fa.Spec.Faults {
-			assigned[[2]string{af.Fault, af.Target}] = true
+			assigned[key{af.Fault, af.Target, af.Round}] = true
 		}
 	}
 	for _, rec := range exp.Status.Records {
-		if rec.Node != "" && rec.Action == "" && rec.Error == "" && !assigned[[2]string{rec.Fault, rec.Target}] {
+		if rec.Node != "" && rec.Action == "" && rec.Error == "" && !assigned[key{rec.Fault, rec.Target, rec.Round}] {
 			allAcknowledged = false
 		}
 	}
@@ -336,7 +340,7 @@ func (r *ExperimentReconciler) syncRecords(ctx context.Context, exp *v1alpha1.Ex
 	for _, fa := range fas {
 		for _, af := range fa.Spec.Faults {
 			s, reported := status[af.ID]
-			rec := r.record(exp, af.Fault, af.Target, fa.Spec.NodeName)
+			rec := r.recordRound(exp, af.Fault, af.Target, af.Round, fa.Spec.NodeName)
 			if reported {
 				r.applyReport(ctx, exp, rec, af, s, fa.Spec.NodeName)
 			}
@@ -416,12 +420,18 @@ func recordRank(rec *v1alpha1.InjectionRecord) int {
 }
 
 func (r *ExperimentReconciler) record(exp *v1alpha1.Experiment, fault, target, node string) *v1alpha1.InjectionRecord {
+	return r.recordRound(exp, fault, target, 0, node)
+}
+
+// recordRound is record for one round of a fault that acts again every
+// interval: a pod killed in two rounds has two records.
+func (r *ExperimentReconciler) recordRound(exp *v1alpha1.Experiment, fault, target string, round int32, node string) *v1alpha1.InjectionRecord {
 	for i := range exp.Status.Records {
-		if rec := &exp.Status.Records[i]; rec.Fault == fault && rec.Target == target {
+		if rec := &exp.Status.Records[i]; rec.Fault == fault && rec.Target == target && rec.Round == round {
 			return rec
 		}
 	}
-	exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: fault, Target: target, Node: node})
+	exp.Status.Records = append(exp.Status.Records, v1alpha1.InjectionRecord{Fault: fault, Target: target, Node: node, Round: round})
 	return &exp.Status.Records[len(exp.Status.Records)-1]
 }
 

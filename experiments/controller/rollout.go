@@ -55,6 +55,9 @@ func (r *ExperimentReconciler) resolveDeployment(ctx context.Context, exp *v1alp
 // acts on the pods it chose.
 type rolloutDriver struct{ nothingToDo }
 
+// A Rollout's action waits for its point.
+func (rolloutDriver) actsThroughEngine() {}
+
 // Plan bounds the pods each action takes by the blast radius.
 func (rolloutDriver) Plan(_ context.Context, _ *ExperimentReconciler, exp *v1alpha1.Experiment, p *faultPlan) error {
 	replicas := ptr.Deref(p.deployment.Spec.Replicas, 1)
@@ -489,10 +492,12 @@ func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment
 			pods = append(pods, &p)
 		}
 	}
-	if err := r.engineFor(exp).Act(ctx, exp, f, pods, end); err != nil {
+	a := f.Rollout.EffectiveAction()
+	act := podAction{del: a.Method == "Delete", grace: a.GracePeriodSeconds, signal: a.Signal, container: a.Container,
+		containerField: fmt.Sprintf("spec.faults[%s].rollout.action.container", f.Name)}
+	if err := r.engineFor(exp).Act(ctx, exp, f, act, pods, end); err != nil {
 		return err
 	}
-	a := f.Rollout.EffectiveAction()
 	t := metav1.NewTime(r.Clock.Now())
 	rec.PointAt = &t
 	how := "signal " + a.Signal

@@ -39,6 +39,13 @@ func (e *SafetyError) Error() string { return e.msg }
 // returns the targets and what it decided; a random choice's seed goes to
 // the status.
 func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1.Experiment) ([]target, []string, error) {
+	return r.chooseTargets(ctx, exp, 1)
+}
+
+// chooseTargets is resolveTargets for a round of a fault that acts again
+// every interval (PodKill), from 1: each round chooses among the targets
+// that match then, from the experiment's seed and the round.
+func (r *ExperimentReconciler) chooseTargets(ctx context.Context, exp *v1alpha1.Experiment, round int32) ([]target, []string, error) {
 	var out []target
 	var candidates int
 	var err error
@@ -72,9 +79,12 @@ func (r *ExperimentReconciler) resolveTargets(ctx context.Context, exp *v1alpha1
 	}
 	ts := exp.Spec.Targets
 	choice := sampling.Choice{Mode: ts.Mode, Value: deref(ts.Value), Limit: limit}
-	if choice.Random(len(out)) {
-		choice.Seed = r.targetSeed(exp)
-	} else {
+	switch {
+	case choice.Random(len(out)):
+		// Any other function of the round would do: the rounds differ, and
+		// a seed replays all of them.
+		choice.Seed = r.targetSeed(exp) + int64(round-1)
+	case round == 1:
 		exp.Status.TargetSeed = nil // the choice is every target
 	}
 	idx, asked, err := choice.Indices(len(out))

@@ -41,6 +41,7 @@ import (
 var Factories = map[string]injectors.Factory{
 	string(v1alpha1.FaultNetworkLoss):    netloss.New,
 	string(v1alpha1.FaultRollout):        signal.New,
+	string(v1alpha1.FaultPodKill):        signal.New,
 	string(v1alpha1.FaultDiskLatency):    disklatency.New,
 	string(v1alpha1.FaultMemoryPressure): memstress.New,
 }
@@ -244,7 +245,7 @@ func desiredFor(f v1alpha1.AssignedFault, now time.Time, known func(id string) (
 			return d, err
 		}
 		d.Params = b
-	case v1alpha1.FaultRollout:
+	case v1alpha1.FaultRollout, v1alpha1.FaultPodKill:
 		s := f.Signal
 		if s == nil {
 			return d, fmt.Errorf("fault %s: signal missing", f.ID)

@@ -108,7 +108,7 @@ window.addEventListener("load", function () {
 {{range charts .}}{{template "chart" .}}{{end}}
 {{if .Records}}<h3>Records</h3>
 <table><tr><th>Fault</th><th>Target</th><th>Node</th><th>Injected</th><th>Recovered</th><th>Effect</th><th>Error</th></tr>
-{{range .Records}}<tr><td>{{.Fault}}</td><td>{{.Target}}</td><td>{{.Node}}</td><td>{{clockp .Injected}}</td><td>{{clockp .Recovered}}</td><td>{{.Action}} {{.Effect}}</td><td>{{.Error}}</td></tr>
+{{range .Records}}<tr><td>{{.Fault}}{{if .Round}} #{{.Round}}{{end}}</td><td>{{.Target}}</td><td>{{.Node}}</td><td>{{clockp .Injected}}</td><td>{{clockp .Recovered}}</td><td>{{.Action}} {{.Effect}}</td><td>{{.Error}}</td></tr>
 {{end}}</table>{{end}}
 {{if .Evictions}}<h3>Evictions</h3>
 <table><tr><th>Time</th><th>Pod</th><th>Node</th><th>Reason</th><th>QoS</th><th>Priority</th><th>PDB violated</th></tr>

@@ -177,7 +177,9 @@ type FsyncWindow struct {
 
 // Record is one fault on one target.
 type Record struct {
-	Fault     string     `json:"fault"`
+	Fault string `json:"fault"`
+	// Round of a fault that acts again every interval (PodKill), from 1.
+	Round     int32      `json:"round,omitempty"`
 	Target    string     `json:"target"`
 	Node      string     `json:"node,omitempty"`
 	Action    string     `json:"action,omitempty"`
@@ -264,7 +266,7 @@ func FromExperiment(exp *v1alpha1.Experiment) *Report {
 		r.Fsync = append(r.Fsync, fw)
 	}
 	for _, rec := range st.Records {
-		r.Records = append(r.Records, Record{Fault: rec.Fault, Target: rec.Target, Node: rec.Node, Action: rec.Action,
+		r.Records = append(r.Records, Record{Fault: rec.Fault, Round: rec.Round, Target: rec.Target, Node: rec.Node, Action: rec.Action,
 			Injected: tp(rec.InjectedAt), Recovered: tp(rec.RecoveredAt), Effect: rec.Effect, Error: rec.Error})
 	}
 	r.End = end(r)

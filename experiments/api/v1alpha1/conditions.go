@@ -51,6 +51,7 @@ const (
 	ReasonBlastRadius        = "BlastRadius"        // Warning: the safety rules left targets out
 	ReasonDryRun             = "DryRun"             // a dry run's targets
 	ReasonTargetsChosen      = "TargetsChosen"      // some of the matching targets chosen at random, with the seed
+	ReasonPodsKilled         = "PodsKilled"         // a PodKill round: which pods, how
 	ReasonTrafficStarted     = "TrafficStarted"     // the prober started, its baseline first
 	ReasonInjecting          = "Injecting"          // the faults are handed over
 	ReasonRunning            = "Running"            // every fault is in place

@@ -8,6 +8,8 @@ import (
 
 // ExperimentSpec is what to break, for how long, and what must still hold.
 // +kubebuilder:validation:XValidation:rule="self.faults.all(f, (f.type != 'Rollout' && f.type != 'Surge') || has(self.targets.deployment))",message="targets.deployment: required by Rollout and Surge faults",fieldPath=".targets"
+// +kubebuilder:validation:XValidation:rule="self.faults.all(f, f.type != 'PodKill' || has(self.targets.pods))",message="targets.pods: required by PodKill faults (they kill pods; target the pods of a Deployment by their labels)",fieldPath=".targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.podKill) || (!has(f.podKill.interval) && (f.podKill.method == 'Delete' || (has(f.podKill.signal) && f.podKill.signal == 'SIGKILL') || !has(f.podKill.signal))))",message="podKill: under engine chaos-mesh, one round (no interval: Chaos Mesh kills once per object) and method Delete (a pod-kill) or signal SIGKILL (a container-kill)",fieldPath=".faults"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout' || f.type == 'Surge')",message="targets.deployment: only for Rollout and Surge faults; the others need targets.pods or targets.nodes",fieldPath=".targets.deployment"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' || has(f.diskLatency.process))",message="diskLatency.process: required for node targets (the process to slow on each node)",fieldPath=".faults"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'MemoryPressure' || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel",fieldPath=".faults"
@@ -213,7 +215,7 @@ const (
 var Engines = []Engine{EngineFaultline, EngineChaosMesh}
 
 // FaultType names a fault family.
-// +kubebuilder:validation:Enum=NetworkLoss;Rollout;DiskLatency;MemoryPressure;Surge
+// +kubebuilder:validation:Enum=NetworkLoss;Rollout;DiskLatency;MemoryPressure;Surge;PodKill
 type FaultType string
 
 const (
@@ -231,10 +233,13 @@ const (
 	// FaultSurge scales a Deployment up for the fault's duration: a burst
 	// of pods that, with a high PriorityClass, preempts others.
 	FaultSurge FaultType = "Surge"
+	// FaultPodKill kills target pods, through the API or as a crash of a
+	// container, once or every interval.
+	FaultPodKill FaultType = "PodKill"
 )
 
 // FaultTypes are the fault families, in the order the docs give them.
-var FaultTypes = []FaultType{FaultNetworkLoss, FaultRollout, FaultDiskLatency, FaultMemoryPressure, FaultSurge}
+var FaultTypes = []FaultType{FaultNetworkLoss, FaultRollout, FaultDiskLatency, FaultMemoryPressure, FaultSurge, FaultPodKill}
 
 // MaxFaultDuration is the longest a single fault may last.
 const MaxFaultDuration = "24h"
@@ -250,6 +255,9 @@ const MaxFaultDuration = "24h"
 // +kubebuilder:validation:XValidation:rule="self.type == 'MemoryPressure' || !has(self.memoryPressure)",message="memoryPressure: only for type MemoryPressure",fieldPath=".memoryPressure"
 // +kubebuilder:validation:XValidation:rule="self.type != 'Surge' || has(self.surge)",message="surge: required when type is Surge",fieldPath=".surge"
 // +kubebuilder:validation:XValidation:rule="self.type == 'Surge' || !has(self.surge)",message="surge: only for type Surge",fieldPath=".surge"
+// +kubebuilder:validation:XValidation:rule="self.type != 'PodKill' || has(self.podKill)",message="podKill: required when type is PodKill",fieldPath=".podKill"
+// +kubebuilder:validation:XValidation:rule="self.type == 'PodKill' || !has(self.podKill)",message="podKill: only for type PodKill",fieldPath=".podKill"
+// +kubebuilder:validation:XValidation:rule="!has(self.podKill) || !has(self.podKill.interval) || duration(self.podKill.interval) <= duration(self.duration)",message="podKill.interval: must be at most the fault's duration (the first kill is at its start)",fieldPath=".podKill.interval"
 // +kubebuilder:validation:XValidation:rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('24h')",message="duration: must be more than 0s and at most 24h",fieldPath=".duration"
 // +kubebuilder:validation:XValidation:rule="!has(self.startAfter) || (duration(self.startAfter) >= duration('0s') && duration(self.startAfter) <= duration('24h'))",message="startAfter: must be between 0s and 24h",fieldPath=".startAfter"
 type Fault struct {
@@ -297,6 +305,57 @@ type Fault struct {
 	// is kept in the Deployment's faultline.dev/surge annotation.
 	// +optional
 	Surge *Surge `json:"surge,omitempty"`
+
+	// PodKill parameters, for type PodKill: the target pods are killed at
+	// the fault's start, and again every interval when one is given, each
+	// time chosen anew (targets.mode) among the pods that match then.
+	// +optional
+	PodKill *PodKill `json:"podKill,omitempty"`
+}
+
+// PodKill kills pods, or one container of each.
+// +kubebuilder:validation:XValidation:rule="self.method == 'Delete' || !has(self.gracePeriodSeconds)",message="podKill.gracePeriodSeconds: only with method Delete (method Signal sends its signal at once, with no grace)",fieldPath=".gracePeriodSeconds"
+// +kubebuilder:validation:XValidation:rule="self.method == 'Signal' || !has(self.signal)",message="podKill.signal: only with method Signal (method Delete leaves the signals to the kubelet)",fieldPath=".signal"
+// +kubebuilder:validation:XValidation:rule="self.method == 'Signal' || !has(self.container)",message="podKill.container: only with method Signal (method Delete deletes the whole pod)",fieldPath=".container"
+// +kubebuilder:validation:XValidation:rule="!has(self.interval) || (duration(self.interval) >= duration('1s') && duration(self.interval) <= duration('24h'))",message="podKill.interval: must be between 1s and 24h",fieldPath=".interval"
+type PodKill struct {
+	// Method: Delete deletes each pod through the API with the grace
+	// period (the kubelet runs preStop, then SIGTERM, and its controller
+	// makes a new pod); Signal sends the signal to the container's main
+	// process through the node's agent, as a crash (the pod stays, the
+	// container restarts).
+	// +optional
+	// +kubebuilder:default=Delete
+	// +kubebuilder:validation:Enum=Delete;Signal
+	Method string `json:"method,omitempty"`
+	// GracePeriodSeconds for method Delete; the pod's own when unset.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3600
+	GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
+	// Signal for method Signal: SIGKILL (the default), a crash; SIGTERM,
+	// as a stop from outside.
+	// +optional
+	// +kubebuilder:validation:Enum=SIGTERM;SIGKILL
+	Signal string `json:"signal,omitempty"`
+	// Container whose main process method Signal signals; the first when
+	// empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Container string `json:"container,omitempty"`
+	// Interval kills again every interval for the fault's duration, as
+	// kube-monkey and chaoskube do: each round chooses among the pods that
+	// match then (those a controller made anew included).
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+}
+
+// EffectiveSignal is the signal method Signal sends.
+func (k *PodKill) EffectiveSignal() string {
+	if k.Signal == "" {
+		return "SIGKILL"
+	}
+	return k.Signal
 }
 
 // Surge scales the target Deployment up to replicas for the fault's
@@ -926,6 +985,10 @@ type ExperimentStatus struct {
 	// +optional
 	Rollouts []RolloutRecord `json:"rollouts,omitempty"`
 
+	// PodKills are the rounds of the PodKill faults.
+	// +optional
+	PodKills []PodKillRecord `json:"podKills,omitempty"`
+
 	// Measurements by name, as the objectives see them.
 	// +optional
 	Measurements map[string]string `json:"measurements,omitempty"`
@@ -962,6 +1025,27 @@ type TrafficBucket struct {
 	// the highest second's over a period of several.
 	// +optional
 	LatencyP99 string `json:"latencyP99,omitempty"`
+}
+
+// PodKillRecord is where one PodKill fault is in its rounds.
+type PodKillRecord struct {
+	// Fault's name in the spec.
+	Fault string `json:"fault"`
+	// Round is the last round begun, from 1; each kill's record carries
+	// its round.
+	Round int32 `json:"round"`
+	// Chosen are the pods (NAMESPACE/NAME) of that round, written before
+	// they are killed, so that a round retried after a lost status write
+	// kills the same pods.
+	// +optional
+	Chosen []string `json:"chosen,omitempty"`
+	// Done says the round's kills were made.
+	// +optional
+	Done bool `json:"done,omitempty"`
+	// Skipped counts rounds that came while the controller could not act
+	// (it was down): the next round kills once, not once per missed round.
+	// +optional
+	Skipped int32 `json:"skipped,omitempty"`
 }
 
 // RolloutRecord is what one Rollout fault saw of its Deployment's
@@ -1079,6 +1163,9 @@ type InjectionRecord struct {
 	Target string `json:"target"`
 	// Node whose agent carried the fault.
 	Node string `json:"node,omitempty"`
+	// Round of a fault that acts again every interval (PodKill), from 1.
+	// +optional
+	Round int32 `json:"round,omitempty"`
 	// Action taken on the target, such as "SIGTERM to the main process of
 	// container app" or "delete with grace 0s".
 	// +optional

@@ -79,6 +79,10 @@ type AssignedFault struct {
 	Target string `json:"target"`
 	// +optional
 	PodUID types.UID `json:"podUID,omitempty"`
+	// Round of a fault that acts again every interval (PodKill), from 1:
+	// its record's.
+	// +optional
+	Round int32 `json:"round,omitempty"`
 
 	// StartAt is when to inject.
 	StartAt metav1.Time `json:"startAt"`

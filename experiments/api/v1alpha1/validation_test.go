@@ -93,6 +93,20 @@ spec:
       percent: 100
 `
 
+// validKill is a pod kill experiment the API server accepts.
+const validKill = `
+apiVersion: faultline.dev/v1alpha1
+kind: Experiment
+metadata: {name: kill, namespace: default}
+spec:
+  targets: {pods: {namespaces: [demo], labelSelectors: {app: demo-app}}, mode: fixed-percent, value: 50}
+  faults:
+  - name: kill
+    type: PodKill
+    duration: 45s
+    podKill: {method: Delete, gracePeriodSeconds: 5, interval: 10s}
+`
+
 // validMemory is a memory pressure experiment the API server accepts.
 const validMemory = `
 apiVersion: faultline.dev/v1alpha1
@@ -119,6 +133,7 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 		rollout   bool   // start from validRollout instead of valid
 		disk      bool   // start from validDisk
 		memory    bool   // start from validMemory
+		kill      bool   // start from validKill
 		from, to  string // a replacement in the valid experiment
 		and, with string // a second one
 		want      []string
@@ -168,6 +183,18 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 		"a negative seed is refused":                             {from: "targets: {nodes: {names: [isolated-0]}}", to: "targets: {nodes: {names: [isolated-0]}, seed: -1}", want: []string{"targets.seed", "greater than or equal to 0"}},
 		"a mode on a Deployment target is refused":               {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {deployment: demo-app, mode: one}", want: []string{"targets.mode: a Deployment target is the whole Deployment"}},
 		"a seed on a Deployment target is accepted":              {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {deployment: demo-app, seed: 5}"},
+		"a valid pod kill is accepted":                           {kill: true},
+		"a pod kill by signal is accepted":                       {kill: true, from: "{method: Delete, gracePeriodSeconds: 5, interval: 10s}", to: "{method: Signal, signal: SIGTERM, container: app}"},
+		"a pod kill without its parameters is refused":           {kill: true, from: "    podKill: {method: Delete, gracePeriodSeconds: 5, interval: 10s}\n", to: "", want: []string{"podKill: required when type is PodKill"}},
+		"a grace period with method Signal is refused":           {kill: true, from: "method: Delete", to: "method: Signal", want: []string{"podKill.gracePeriodSeconds: only with method Delete"}},
+		"a signal with method Delete is refused":                 {kill: true, from: "interval: 10s", to: "interval: 10s, signal: SIGKILL", want: []string{"podKill.signal: only with method Signal"}},
+		"an interval longer than the duration is refused":        {kill: true, from: "interval: 10s", to: "interval: 50s", want: []string{"podKill.interval: must be at most the fault's duration"}},
+		"an interval under a second is refused":                  {kill: true, from: "interval: 10s", to: "interval: 500ms", want: []string{"podKill.interval: must be between 1s and 24h"}},
+		"an unknown kill method is refused":                      {kill: true, from: "method: Delete", to: "method: Evict", want: []string{"podKill.method", "Unsupported value"}},
+		"a pod kill of nodes is refused":                         {kill: true, from: "targets: {pods: {namespaces: [demo], labelSelectors: {app: demo-app}}, mode: fixed-percent, value: 50}", to: "targets: {nodes: {names: [real-0]}}", want: []string{"targets.pods: required by PodKill faults"}},
+		"a pod kill every interval under chaos-mesh is refused":  {kill: true, from: "  faults:\n", to: "  engine: chaos-mesh\n  faults:\n", want: []string{"podKill: under engine chaos-mesh, one round"}},
+		"a SIGTERM pod kill under chaos-mesh is refused":         {kill: true, from: "  faults:\n", to: "  engine: chaos-mesh\n  faults:\n", and: "{method: Delete, gracePeriodSeconds: 5, interval: 10s}", with: "{method: Signal, signal: SIGTERM, container: app}", want: []string{"podKill: under engine chaos-mesh, one round"}},
+		"a one-round pod kill under chaos-mesh is accepted":      {kill: true, from: "  faults:\n", to: "  engine: chaos-mesh\n  faults:\n", and: ", interval: 10s", with: ""},
 		"a surge of nodes is refused":                            {rollout: true, from: "targets: {deployment: demo-app}", to: "targets: {nodes: {names: [real-0]}}", and: "type: Rollout\n    duration: 60s\n" + surgeRollout, with: "type: Surge\n    duration: 60s\n    surge: {replicas: 3}\n", want: []string{"targets.deployment: required by Rollout and Surge faults"}},
 		"an unknown signal is refused":                           {rollout: true, from: "signal: SIGTERM", to: "signal: SIGHUP", want: []string{"signal", "Unsupported value"}},
 		"a valid experiment is accepted":                         {},
@@ -203,6 +230,9 @@ func TestTheAPIServerRejectsBadExperimentsNamingTheField(t *testing.T) {
 			}
 			if tc.memory {
 				doc = validMemory
+			}
+			if tc.kill {
+				doc = validKill
 			}
 			if tc.from != "" {
 				if !strings.Contains(doc, tc.from) {
