@@ -239,7 +239,7 @@ func transient(err error) bool {
 func (r *ExperimentReconciler) chaosRecords(exp *v1alpha1.Experiment) {
 	exp.Status.Records = nil
 	for i := range exp.Spec.Faults {
-		r.record(exp, exp.Spec.Faults[i].Name, chaosTarget(exp, &exp.Spec.Faults[i]), "")
+		r.record(exp, exp.Spec.Faults[i].Name, chaosTarget(exp, &exp.Spec.Faults[i]))
 	}
 }
 
@@ -258,7 +258,7 @@ func (r *ExperimentReconciler) rolloutChaosTargets(ctx context.Context, exp *v1a
 // is left of the fault (Chaos Mesh kills once, at creation).
 func (r *ExperimentReconciler) actChaosMesh(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, chosen []*corev1.Pod, end time.Time) error {
 	i := slices.IndexFunc(exp.Spec.Faults, func(x v1alpha1.Fault) bool { return x.Name == f.Name })
-	rec := r.record(exp, f.Name, chaosTarget(exp, f), "")
+	rec := r.record(exp, f.Name, chaosTarget(exp, f))
 	if !r.Clock.Now().Before(end) {
 		// A PodChaos of 0s would race its own deletion against the kill.
 		return r.failChaos(exp, f, rec, "the point came after the fault's end: no PodChaos created")
@@ -396,7 +396,7 @@ func (r *ExperimentReconciler) driveChaosMesh(ctx context.Context, exp *v1alpha1
 		if start.IsZero() || now.Before(start) {
 			continue
 		}
-		rec := r.record(exp, f.Name, chaosTarget(exp, f), "")
+		rec := r.record(exp, f.Name, chaosTarget(exp, f))
 		if !now.Before(end) {
 			errs = append(errs, r.deleteChaos(ctx, exp, f, rec, "the fault's deadline"))
 			continue
@@ -651,7 +651,7 @@ func (r *ExperimentReconciler) endChaosMesh(ctx context.Context, exp *v1alpha1.E
 				}
 			}
 			if f != nil {
-				r.chaosEffect(exp, f, r.record(exp, f.Name, chaosTarget(exp, f), ""), o)
+				r.chaosEffect(exp, f, r.record(exp, f.Name, chaosTarget(exp, f)), o)
 			}
 			if o.GetDeletionTimestamp() != nil {
 				continue

@@ -419,8 +419,10 @@ func recordRank(rec *v1alpha1.InjectionRecord) int {
 	return 0
 }
 
-func (r *ExperimentReconciler) record(exp *v1alpha1.Experiment, fault, target, node string) *v1alpha1.InjectionRecord {
-	return r.recordRound(exp, fault, target, 0, node)
+// record is the fault's record on target, made on first use: for what the
+// controller does itself (an object it creates, a pod it deletes).
+func (r *ExperimentReconciler) record(exp *v1alpha1.Experiment, fault, target string) *v1alpha1.InjectionRecord {
+	return r.recordRound(exp, fault, target, 0, "")
 }
 
 // recordRound is record for one round of a fault that acts again every

@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
 
@@ -102,19 +98,9 @@ func (r *ExperimentReconciler) podKillRound(ctx context.Context, exp *v1alpha1.E
 		rec = podKillRecord(exp, f)
 	}
 	k := f.PodKill
-	var pods []*corev1.Pod
-	for _, key := range rec.Chosen {
-		ns, name := splitKey(key)
-		var p corev1.Pod
-		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &p)
-		switch {
-		case apierrors.IsNotFound(err):
-			r.recordRound(exp, f.Name, key, due, "").Superseded = "its pod was deleted between the choice and the kill: nothing was left to kill"
-		case err != nil:
-			return err
-		default:
-			pods = append(pods, &p)
-		}
+	pods, err := r.chosenPods(ctx, exp, f, rec.Chosen, due)
+	if err != nil {
+		return err
 	}
 	act := podAction{del: k.Method != "Signal", grace: k.GracePeriodSeconds, signal: k.EffectiveSignal(), container: k.Container,
 		containerField: fmt.Sprintf("spec.faults[%s].podKill.container", f.Name), round: due}

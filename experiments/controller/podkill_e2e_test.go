@@ -12,7 +12,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,7 +27,6 @@ func TestAPodKillSignalsTheMainProcessOnceOrDeletesThePodThroughTheAPI(t *testin
 	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node("real-0")), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
-	cs := kubernetes.NewForConfigOrDie(env.RESTConfig)
 	ctx := context.Background()
 	ns := "podkill-" + rand.String(5)
 	deployVariant(t, env, c, "hardened", ns)
@@ -58,21 +56,7 @@ spec:
 		if exp.Status.TargetSeed == nil {
 			t.Error("one pod of three chosen at random, and no seed recorded")
 		}
-		pod := strings.TrimPrefix(rec.Target, ns+"/")
-		var p corev1.Pod
-		sandboxtest.WaitFor(t, time.Minute, "the signalled container to restart after its drain", func() bool {
-			return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod}, &p) == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 1
-		})
-		if n := p.Status.ContainerStatuses[0].RestartCount; n != 1 {
-			t.Errorf("restart count %d, want 1", n)
-		}
-		logs, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "web", Previous: true}).DoRaw(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := strings.Count(string(logs), "received terminated"); n != 1 {
-			t.Errorf("the main process logged %d SIGTERMs, want exactly 1:\n%s", n, logs)
-		}
+		signalledOnce(t, env, c, rec.Target)
 		sandboxtest.WaitFor(t, 30*time.Second, "the signal to be taken off its node", func() bool {
 			left, err := assignedFaults(ctx, c, ofExperiment(exp.UID))
 			return err == nil && len(left) == 0

@@ -478,19 +478,9 @@ func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment
 		}
 		exp.ResourceVersion = written.ResourceVersion
 	}
-	var pods []*corev1.Pod
-	for _, key := range rec.Chosen {
-		ns, name := splitKey(key)
-		var p corev1.Pod
-		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &p)
-		switch {
-		case apierrors.IsNotFound(err):
-			r.record(exp, f.Name, key, "").Superseded = "its pod was deleted between the point and the action: nothing was left to act on"
-		case err != nil:
-			return err
-		default:
-			pods = append(pods, &p)
-		}
+	pods, err := r.chosenPods(ctx, exp, f, rec.Chosen, 0)
+	if err != nil {
+		return err
 	}
 	a := f.Rollout.EffectiveAction()
 	act := podAction{del: a.Method == "Delete", grace: a.GracePeriodSeconds, signal: a.Signal, container: a.Container,
@@ -590,4 +580,25 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// chosenPods reads the pods chosen for an action (a Rollout's point, a
+// PodKill's round) as they are now. One deleted since the choice has
+// nothing left to act on: its record says so, and it is left out.
+func (r *ExperimentReconciler) chosenPods(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, chosen []string, round int32) ([]*corev1.Pod, error) {
+	var pods []*corev1.Pod
+	for _, key := range chosen {
+		ns, name := splitKey(key)
+		var p corev1.Pod
+		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &p)
+		switch {
+		case apierrors.IsNotFound(err):
+			r.recordRound(exp, f.Name, key, round, "").Superseded = "its pod was deleted between the choice and the action: nothing was left to act on"
+		case err != nil:
+			return nil, err
+		default:
+			pods = append(pods, &p)
+		}
+	}
+	return pods, nil
 }

@@ -169,7 +169,6 @@ func TestTheSignalReachesTheContainersMainProcessOnceThroughAnAgentKill(t *testi
 	sandboxtest.Parallel(t, sandboxtest.Alone(sandboxtest.Node("real-0")), sandboxtest.Shared(sandboxtest.ControlPlane))
 	env := sandboxtest.Get(t)
 	c := kube(t, env)
-	cs := kubernetes.NewForConfigOrDie(env.RESTConfig)
 	ctx := context.Background()
 	ns := "rollout-signal-" + rand.String(5)
 	// The hardened app drains for 12 s after SIGTERM, and logs every signal
@@ -219,7 +218,22 @@ spec:
 	if rec.InjectedAt == nil || rec.RecoveredAt == nil || rec.Error != "" || !strings.Contains(rec.Action, "SIGTERM to the main process of container web (containerd://") {
 		t.Errorf("record %+v, want the SIGTERM delivered and the fault recovered", rec)
 	}
-	pod := strings.TrimPrefix(rec.Target, ns+"/")
+	signalledOnce(t, env, c, rec.Target)
+	// Nothing is left: the assignments go with the verdict.
+	sandboxtest.WaitFor(t, 30*time.Second, "the faults to be taken off their node", func() bool {
+		left, err := assignedFaults(ctx, c, ofExperiment(exp.UID))
+		return err == nil && len(left) == 0
+	})
+	_ = c.Delete(ctx, &exp)
+}
+
+// signalledOnce checks that the hardened app's container in the pod
+// (NAMESPACE/NAME) got exactly one SIGTERM: it logs every signal, drains
+// for 12 s, exits, and is restarted once.
+func signalledOnce(t *testing.T, env *sandboxtest.Env, c client.Client, target string) {
+	t.Helper()
+	ctx := context.Background()
+	ns, pod, _ := strings.Cut(target, "/")
 	var p corev1.Pod
 	sandboxtest.WaitFor(t, time.Minute, "the signalled container to restart after its drain", func() bool {
 		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod}, &p) == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 1
@@ -227,6 +241,7 @@ spec:
 	if n := p.Status.ContainerStatuses[0].RestartCount; n != 1 {
 		t.Errorf("restart count %d, want 1", n)
 	}
+	cs := kubernetes.NewForConfigOrDie(env.RESTConfig)
 	logs, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "web", Previous: true}).DoRaw(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -234,12 +249,6 @@ spec:
 	if n := strings.Count(string(logs), "received terminated"); n != 1 {
 		t.Errorf("the main process logged %d SIGTERMs, want exactly 1:\n%s", n, logs)
 	}
-	// Nothing is left: the assignments go with the verdict.
-	sandboxtest.WaitFor(t, 30*time.Second, "the faults to be taken off their node", func() bool {
-		left, err := assignedFaults(ctx, c, ofExperiment(exp.UID))
-		return err == nil && len(left) == 0
-	})
-	_ = c.Delete(ctx, &exp)
 }
 
 func TestARolloutOfAMissingDeploymentIsRefusedNamingTheField(t *testing.T) {

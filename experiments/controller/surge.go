@@ -112,7 +112,7 @@ func (r *ExperimentReconciler) driveSurges(ctx context.Context, exp *v1alpha1.Ex
 			if start.IsZero() || now.Before(start) || ending == now.Before(end) {
 				continue
 			}
-			rec := r.record(exp, f.Name, surgeTarget(exp), "")
+			rec := r.record(exp, f.Name, surgeTarget(exp))
 			switch {
 			case rec.RecoveredAt != nil || rec.Error != "":
 			case ending:
@@ -277,7 +277,7 @@ func (r *ExperimentReconciler) pendingWhy(ctx context.Context, d *appsv1.Deploym
 // unless someone changed the count meanwhile: then theirs stands and only
 // the mark goes. Done when no mark of this fault is left.
 func (r *ExperimentReconciler) endSurge(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault) error {
-	rec := r.record(exp, f.Name, surgeTarget(exp), "")
+	rec := r.record(exp, f.Name, surgeTarget(exp))
 	done := func(msg string, warning bool) {
 		if rec.RecoveredAt == nil && rec.InjectedAt != nil {
 			t := r.now()

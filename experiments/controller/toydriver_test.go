@@ -68,7 +68,7 @@ func toyLabelPod(ctx context.Context, r *ExperimentReconciler, exp *v1alpha1.Exp
 		return client.IgnoreNotFound(err)
 	}
 	base := p.DeepCopy()
-	rec := r.record(exp, f.Name, target, "")
+	rec := r.record(exp, f.Name, target)
 	now := r.now()
 	if on {
 		if p.Labels == nil {
