@@ -280,7 +280,10 @@ func TestObjectRefusesWhatChaosMeshCannotExpressNamingTheField(t *testing.T) {
 			[]string{"spec.faults[0].rollout.action.gracePeriodSeconds", "without a Deployment target"}},
 		"a pod kill through the API needs its grace period": {
 			experiment("kill", onPods(), podKill("kill", v1alpha1.PodKill{Method: "Delete"})), webPods,
-			[]string{"spec.faults[0].podKill.gracePeriodSeconds", "give gracePeriodSeconds"}},
+			[]string{"spec.faults[0].podKill", "method Delete with gracePeriodSeconds"}},
+		"a pod kill by SIGKILL needs its container": {
+			experiment("kill", onPods(), podKill("kill", v1alpha1.PodKill{Method: "Signal"})), webPods,
+			[]string{"spec.faults[0].podKill", "method Signal with container"}},
 		"a pod kill by SIGTERM cannot be sent to a container": {
 			experiment("kill", onPods(), podKill("kill", v1alpha1.PodKill{Method: "Signal", Signal: "SIGTERM", Container: "web"})), webPods,
 			[]string{"spec.faults[0].podKill", "signal SIGKILL"}},

@@ -76,6 +76,11 @@ func (e agentEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alp
 			rec.Error = "container " + cname + " has no ID yet"
 			continue
 		}
+		if !containerRunning(p, cname) {
+			// Crash-looping, or exited: its last ID names no process.
+			rec.Superseded = "container " + cname + " was not running when its turn came: nothing to signal"
+			continue
+		}
 		id := target
 		if a.round > 1 {
 			id = fmt.Sprintf("%s#%d", target, a.round)
@@ -101,6 +106,10 @@ func (e agentEngine) Act(ctx context.Context, exp *v1alpha1.Experiment, f *v1alp
 // the pod's own: the kubelet then sends SIGTERM itself.
 func (e agentEngine) deletePod(ctx context.Context, f *v1alpha1.Fault, p *corev1.Pod, grace *int64, now time.Time) v1alpha1.InjectionRecord {
 	opts := &client.DeleteOptions{}
+	if p.UID != "" {
+		// The pod read, not one made anew under its name since.
+		opts.Preconditions = &metav1.Preconditions{UID: &p.UID}
+	}
 	how := "the pod's own grace period"
 	if grace != nil {
 		opts.GracePeriodSeconds = grace
@@ -219,4 +228,15 @@ func (r *ExperimentReconciler) addAssignedFault(ctx context.Context, exp *v1alph
 		return append(mine, af)
 	})
 	return placed, err
+}
+
+// containerRunning reports whether the pod's status says the container
+// runs.
+func containerRunning(p *corev1.Pod, name string) bool {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == name {
+			return cs.State.Running != nil
+		}
+	}
+	return false
 }

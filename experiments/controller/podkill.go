@@ -6,6 +6,11 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
 
@@ -78,18 +83,21 @@ func (r *ExperimentReconciler) podKillRound(ctx context.Context, exp *v1alpha1.E
 	if rec.Round > due || (rec.Round == due && rec.Done) {
 		return nil
 	}
-	if rec.Round < due {
+	// The round was chosen, and the choice written, by an earlier pass
+	// whose later write was lost: its kills may be made already.
+	retry := rec.Round == due
+	if !retry {
 		// Rounds that came and went while no controller acted are not
 		// made up for: one kill now, and the count of those missed.
 		missed := due - rec.Round - 1
 		if rec.Round > 0 && !rec.Done {
 			missed++
 		}
-		chosen, err := r.podKillChoice(ctx, exp, f, due)
+		chosen, uids, err := r.podKillChoice(ctx, exp, f, due)
 		if err != nil {
 			return err
 		}
-		rec.Round, rec.Chosen, rec.Done, rec.Skipped = due, chosen, false, rec.Skipped+missed
+		rec.Round, rec.Chosen, rec.ChosenUIDs, rec.Done, rec.Skipped = due, chosen, uids, false, rec.Skipped+missed
 		written := exp.DeepCopy()
 		if err := r.Status().Update(ctx, written); err != nil {
 			return fmt.Errorf("write the choice of round %d: %w", due, err)
@@ -98,9 +106,15 @@ func (r *ExperimentReconciler) podKillRound(ctx context.Context, exp *v1alpha1.E
 		rec = podKillRecord(exp, f)
 	}
 	k := f.PodKill
-	pods, err := r.chosenPods(ctx, exp, f, rec.Chosen, due)
+	pods, err := r.chosenPods(ctx, exp, f, rec.Chosen, rec.ChosenUIDs, due, retry)
 	if err != nil {
 		return err
+	}
+	if len(pods) == 0 {
+		// Nothing left to act on (each pod's record says why): under
+		// Chaos Mesh an object of no pods would be refused.
+		rec.Done = true
+		return nil
 	}
 	act := podAction{del: k.Method != "Signal", grace: k.GracePeriodSeconds, signal: k.EffectiveSignal(), container: k.Container,
 		containerField: fmt.Sprintf("spec.faults[%s].podKill.container", f.Name), round: due}
@@ -116,27 +130,43 @@ func (r *ExperimentReconciler) podKillRound(ctx context.Context, exp *v1alpha1.E
 	return nil
 }
 
-// podKillChoice is round's pods: the plan's targets for the first, and
-// for the next ones a new choice among the pods that match then.
-func (r *ExperimentReconciler) podKillChoice(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, round int32) ([]string, error) {
+// podKillChoice is round's pods, with their UIDs: the plan's targets for
+// the first, and for the next ones a new choice among the pods that match
+// then.
+func (r *ExperimentReconciler) podKillChoice(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, round int32) ([]string, []types.UID, error) {
+	var pods []*corev1.Pod
 	if round == 1 {
-		return append([]string(nil), exp.Status.Targets...), nil
+		for _, key := range exp.Status.Targets {
+			ns, name := splitKey(key)
+			var p corev1.Pod
+			switch err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &p); {
+			case apierrors.IsNotFound(err):
+				p.Namespace, p.Name = ns, name // gone since the plan: said when read again
+			case err != nil:
+				return nil, nil, err
+			}
+			pods = append(pods, &p)
+		}
+	} else {
+		targets, _, err := r.chooseTargets(ctx, exp, round)
+		var safety *SafetyError
+		switch {
+		case errors.As(err, &safety):
+			// Nothing matches now (every pod gone, or the bounds allow
+			// none): an empty round, said in the timeline, not an error
+			// that stops the experiment.
+			r.note(exp, true, v1alpha1.ReasonPodsKilled, "fault %s: round %d: no pod to kill: %s", f.Name, round, safety.Error())
+			return []string{}, nil, nil
+		case err != nil:
+			return nil, nil, err
+		}
+		for _, t := range targets {
+			pods = append(pods, t.pod)
+		}
 	}
-	targets, _, err := r.chooseTargets(ctx, exp, round)
-	var safety *SafetyError
-	switch {
-	case errors.As(err, &safety):
-		// Nothing matches now (every pod gone, or the bounds allow none):
-		// an empty round, said in the timeline, not an error that stops
-		// the experiment.
-		r.note(exp, true, v1alpha1.ReasonPodsKilled, "fault %s: round %d: no pod to kill: %s", f.Name, round, safety.Error())
-		return []string{}, nil
-	case err != nil:
-		return nil, err
+	keys, uids := make([]string, 0, len(pods)), make([]types.UID, 0, len(pods))
+	for _, p := range pods {
+		keys, uids = append(keys, p.Namespace+"/"+p.Name), append(uids, p.UID)
 	}
-	out := make([]string, 0, len(targets))
-	for _, t := range targets {
-		out = append(out, t.String())
-	}
-	return out, nil
+	return keys, uids, nil
 }

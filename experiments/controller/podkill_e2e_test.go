@@ -30,7 +30,7 @@ func TestAPodKillSignalsTheMainProcessOnceOrDeletesThePodThroughTheAPI(t *testin
 	ctx := context.Background()
 	ns := "podkill-" + rand.String(5)
 	deployVariant(t, env, c, "hardened", ns)
-	kill := func(name, targets, podKill string) string {
+	kill := func(name, targets, duration, podKill string) string {
 		return fmt.Sprintf(`apiVersion: faultline.dev/v1alpha1
 kind: Experiment
 metadata: {name: %s, namespace: %s}
@@ -39,13 +39,13 @@ spec:
   faults:
   - name: kill
     type: PodKill
-    duration: 20s
+    duration: %s
     podKill: %s
-`, name, ns, ns, targets, podKill)
+`, name, ns, ns, targets, duration, podKill)
 	}
 
 	t.Run("SIGTERM by Signal reaches the main process exactly once", func(t *testing.T) {
-		exp, code, out := runExperiment(t, env, c, kill("signal", "mode: one", "{method: Signal, signal: SIGTERM, container: web}"))
+		exp, code, out := runExperiment(t, env, c, kill("signal", "mode: one", "20s", "{method: Signal, signal: SIGTERM, container: web}"))
 		if code != 0 || len(exp.Status.Records) != 1 {
 			t.Fatalf("exit %d, records %+v; want 0 and one record:\n%s", code, exp.Status.Records, out)
 		}
@@ -69,7 +69,7 @@ spec:
 		if err := c.List(ctx, &before, client.InNamespace(ns)); err != nil {
 			t.Fatal(err)
 		}
-		exp, code, out := runExperiment(t, env, c, kill("delete", "mode: fixed, value: 1, seed: 42", "{method: Delete, gracePeriodSeconds: 1}"))
+		exp, code, out := runExperiment(t, env, c, kill("delete", "mode: fixed, value: 1, seed: 42", "20s", "{method: Delete, gracePeriodSeconds: 1}"))
 		if code != 0 || len(exp.Status.Records) != 1 || ptr.Deref(exp.Status.TargetSeed, -1) != 42 {
 			t.Fatalf("exit %d, records %+v, seed %v; want 0, one record and seed 42:\n%s", code, exp.Status.Records, exp.Status.TargetSeed, out)
 		}
@@ -94,6 +94,24 @@ spec:
 			var d appsv1.Deployment
 			return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, &d) == nil && d.Status.AvailableReplicas == 3
 		})
+		_ = c.Delete(ctx, exp)
+	})
+
+	t.Run("every 10 s for 45 s kills 4 or 5 times, each among the pods there are then", func(t *testing.T) {
+		exp, code, out := runExperiment(t, env, c, kill("interval", "mode: one", "45s", "{method: Delete, gracePeriodSeconds: 1, interval: 10s}"))
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		rounds, pods := map[int32]bool{}, map[string]bool{}
+		for _, rec := range exp.Status.Records {
+			if rec.InjectedAt == nil || rec.Error != "" || rec.Action != "delete through the API with grace 1s" || rounds[rec.Round] || pods[rec.Target] {
+				t.Errorf("record %+v: want one kill per round, each of a pod not killed before", rec)
+			}
+			rounds[rec.Round], pods[rec.Target] = true, true
+		}
+		if n := len(rounds); n < 4 || n > 5 || len(exp.Status.PodKills) != 1 || int(exp.Status.PodKills[0].Round) != n {
+			t.Errorf("%d kills in rounds %v (status %+v), want 4 or 5, one per round", n, rounds, exp.Status.PodKills)
+		}
 		_ = c.Delete(ctx, exp)
 	})
 }

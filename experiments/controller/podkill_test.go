@@ -38,7 +38,7 @@ func newPodKillWorld(t *testing.T, n int) *podKillWorld {
 			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: fmt.Sprintf("web-%d", i), UID: types.UID(fmt.Sprintf("uid-%d", i)), Labels: map[string]string{"app": "web"}},
 			Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "web"}}},
 			Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
-				ContainerStatuses: []corev1.ContainerStatus{{Name: "web", ContainerID: fmt.Sprintf("containerd://c%d", i)}}},
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "web", ContainerID: fmt.Sprintf("containerd://c%d", i), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}},
 		})
 	}
 	w := &podKillWorld{
@@ -198,5 +198,65 @@ func TestAPodKillBySignalGoesToTheNodesAgentOncePerPodAndRound(t *testing.T) {
 	}
 	if w.pods(t) != 2 {
 		t.Error("a signal deleted a pod")
+	}
+}
+
+// A round whose kills were made but whose status write was lost is done
+// again from the choice written before them: the pods it killed are not
+// superseded, and no other pod is killed in their place. A pod made anew
+// under a chosen name (a StatefulSet's) is not the one chosen.
+func TestARoundRetriedAfterALostWriteKillsNoOtherPod(t *testing.T) {
+	w := newPodKillWorld(t, 4)
+	key := w.experiment(t, time.Minute, v1alpha1.PodKill{Method: "Delete", GracePeriodSeconds: ptr.To[int64](0)},
+		func(t *v1alpha1.Targets) { t.Mode, t.Value = v1alpha1.TargetModeFixed, ptr.To[int32](2) })
+	ctx := context.Background()
+	var exp v1alpha1.Experiment
+	if err := w.c.Get(ctx, key, &exp); err != nil {
+		t.Fatal(err)
+	}
+	start := metav1.NewTime(w.clock.Now())
+	exp.Status.StartTime = &start
+	exp.Status.Targets = []string{"shop/web-1", "shop/web-2"}
+	if err := w.c.Status().Update(ctx, &exp); err != nil {
+		t.Fatal(err)
+	}
+	f := &exp.Spec.Faults[0]
+	end := start.Add(time.Minute)
+	if err := w.r.podKillRound(ctx, &exp, f, 1, end); err != nil {
+		t.Fatal(err)
+	}
+	if w.pods(t) != 2 || len(exp.Status.Records) != 2 {
+		t.Fatalf("%d pods left, records %+v: want web-1 and web-2 killed", w.pods(t), exp.Status.Records)
+	}
+	// The write after the kills is lost: the next pass reads the choice,
+	// written before them, and nothing else.
+	var again v1alpha1.Experiment
+	if err := w.c.Get(ctx, key, &again); err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Status.Records) != 0 || len(again.Status.PodKills) != 1 || again.Status.PodKills[0].Done {
+		t.Fatalf("stored status %+v: want the choice only", again.Status)
+	}
+	// A pod made anew under one of the chosen names.
+	if err := w.c.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-2", UID: "uid-new", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{NodeName: "node-a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.r.podKillRound(ctx, &again, &again.Spec.Faults[0], 1, end); err != nil {
+		t.Fatal(err)
+	}
+	if w.pods(t) != 3 {
+		t.Errorf("%d pods, want 3: web-0, web-3 and the new web-2 untouched", w.pods(t))
+	}
+	if len(again.Status.Records) != 2 || !again.Status.PodKills[0].Done {
+		t.Fatalf("records %+v, round %+v", again.Status.Records, again.Status.PodKills)
+	}
+	for _, rec := range again.Status.Records {
+		if rec.Superseded != "" || !strings.HasPrefix(rec.Action, "gone before this pass") || rec.InjectedAt == nil {
+			t.Errorf("record %+v: want the kill counted as the earlier pass's", rec)
+		}
+	}
+	if missed := (podKillDriver{}).Missed(&again); len(missed) != 0 {
+		t.Errorf("missed %v: the round's kills were made", missed)
 	}
 }

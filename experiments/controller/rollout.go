@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -478,7 +479,7 @@ func (r *ExperimentReconciler) act(ctx context.Context, exp *v1alpha1.Experiment
 		}
 		exp.ResourceVersion = written.ResourceVersion
 	}
-	pods, err := r.chosenPods(ctx, exp, f, rec.Chosen, 0)
+	pods, err := r.chosenPods(ctx, exp, f, rec.Chosen, nil, 0, false)
 	if err != nil {
 		return err
 	}
@@ -540,7 +541,7 @@ func (r *ExperimentReconciler) choose(ctx context.Context, exp *v1alpha1.Experim
 	// the status replays it.
 	sort.Strings(chosen)
 	if count := max(a.Count, 1); len(chosen) > int(count) {
-		c := sampling.Choice{Mode: v1alpha1.TargetModeFixed, Value: count, Seed: r.targetSeed(exp)}
+		c := sampling.Choice{Mode: v1alpha1.TargetModeFixed, Value: count, Seed: r.targetSeed(exp), Salt: "rollout " + f.Name}
 		idx, _, err := c.Indices(len(chosen))
 		if err != nil {
 			return nil, err
@@ -583,21 +584,32 @@ func podReady(p *corev1.Pod) bool {
 }
 
 // chosenPods reads the pods chosen for an action (a Rollout's point, a
-// PodKill's round) as they are now. One deleted since the choice has
-// nothing left to act on: its record says so, and it is left out.
-func (r *ExperimentReconciler) chosenPods(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, chosen []string, round int32) ([]*corev1.Pod, error) {
+// PodKill's round) as they are now. One gone since the choice, or made
+// anew under its name (uids, when known, tell), is left out, and its
+// record says why: nothing was left to act on or, when the action is
+// retried after a lost status write, an earlier pass may have acted.
+func (r *ExperimentReconciler) chosenPods(ctx context.Context, exp *v1alpha1.Experiment, f *v1alpha1.Fault, chosen []string, uids []types.UID, round int32, retry bool) ([]*corev1.Pod, error) {
 	var pods []*corev1.Pod
-	for _, key := range chosen {
+	for i, key := range chosen {
 		ns, name := splitKey(key)
 		var p corev1.Pod
 		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &p)
-		switch {
-		case apierrors.IsNotFound(err):
-			r.recordRound(exp, f.Name, key, round, "").Superseded = "its pod was deleted between the choice and the action: nothing was left to act on"
-		case err != nil:
+		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, err
-		default:
+		}
+		if err == nil && (i >= len(uids) || uids[i] == "" || uids[i] == p.UID) {
 			pods = append(pods, &p)
+			continue
+		}
+		rec := r.recordRound(exp, f.Name, key, round, "")
+		switch {
+		case rec.Action != "" || rec.Error != "":
+			// Acted on by an earlier pass whose record was kept.
+		case retry:
+			now := metav1.NewTime(r.Clock.Now())
+			rec.Action, rec.InjectedAt = "gone before this pass: killed by this round's earlier pass, whose record was lost, or by someone else", &now
+		default:
+			rec.Superseded = "its pod was deleted between the choice and the action: nothing was left to act on"
 		}
 	}
 	return pods, nil

@@ -31,7 +31,7 @@ func TestARolloutsActionIsDoneOnceOnThePodsItChose(t *testing.T) {
 				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-old", UID: "web-old", Controller: &yes}}},
 			Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "web"}}},
 			Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: st}},
-				ContainerStatuses: []corev1.ContainerStatus{{Name: "web", ContainerID: "containerd://" + name}}},
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "web", ContainerID: "containerd://" + name, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}},
 		}
 	}
 	st := metav1.NewTime(t0)

@@ -81,9 +81,10 @@ func (r *ExperimentReconciler) chooseTargets(ctx context.Context, exp *v1alpha1.
 	choice := sampling.Choice{Mode: ts.Mode, Value: deref(ts.Value), Limit: limit}
 	switch {
 	case choice.Random(len(out)):
-		// Any other function of the round would do: the rounds differ, and
-		// a seed replays all of them.
-		choice.Seed = r.targetSeed(exp) + int64(round-1)
+		choice.Seed = r.targetSeed(exp)
+		if round > 1 {
+			choice.Salt = fmt.Sprintf("round %d", round)
+		}
 	case round == 1:
 		exp.Status.TargetSeed = nil // the choice is every target
 	}
@@ -167,8 +168,11 @@ func (r *ExperimentReconciler) podTargets(ctx context.Context, exp *v1alpha1.Exp
 		}
 		for i := range pods.Items {
 			p := &pods.Items[i]
+			if p.DeletionTimestamp != nil {
+				continue // going: neither a target nor a candidate that raises a share
+			}
 			candidates++
-			if p.Spec.NodeName == "" || p.DeletionTimestamp != nil || !matchesPod(ps.Nodes, ps.Pods, ps.PodPhaseSelectors, ps.AnnotationSelectors, p) {
+			if p.Spec.NodeName == "" || !matchesPod(ps.Nodes, ps.Pods, ps.PodPhaseSelectors, ps.AnnotationSelectors, p) {
 				continue
 			}
 			if len(ps.NodeSelectors) > 0 {
@@ -241,14 +245,14 @@ func contains(list []string, s string) bool {
 }
 
 // targetSeed is the seed of the experiment's random choices, recorded in
-// the status: the spec's, which replays a choice, or one drawn on an
-// earlier pass, so that a retried pass chooses the same, or a new one.
+// the status: the spec's, which replays a choice, or one made of the
+// experiment's UID, so that a pass retried after a lost write (the faults
+// perhaps already handed out) chooses as the first did.
 func (r *ExperimentReconciler) targetSeed(exp *v1alpha1.Experiment) int64 {
-	switch {
-	case exp.Spec.Targets.Seed != nil:
-		exp.Status.TargetSeed = ptr.To(*exp.Spec.Targets.Seed)
-	case exp.Status.TargetSeed == nil:
-		exp.Status.TargetSeed = ptr.To(sampling.NewSeed())
+	seed := sampling.SeedFrom(string(exp.UID))
+	if exp.Spec.Targets.Seed != nil {
+		seed = *exp.Spec.Targets.Seed
 	}
-	return *exp.Status.TargetSeed
+	exp.Status.TargetSeed = ptr.To(seed)
+	return seed
 }

@@ -106,7 +106,7 @@ func pod(t *testing.T, ns, name, node string) *corev1.Pod {
 	if err := k8s.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: "web", ContainerID: "containerd://" + rand.String(12), Ready: true}},
+	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: "web", ContainerID: "containerd://" + rand.String(12), Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}},
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
 	if err := k8s.Status().Update(ctx, p); err != nil {
 		t.Fatal(err)

@@ -7,23 +7,38 @@ package sampling
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
 )
 
-// stream tells this package's draws from any other use of a seed.
-const stream = 0x7461726765747321 // "targets!"
+// SeedFrom is the seed of a choice given none: a hash of the experiment's
+// UID, within what every JSON reader keeps exact. Each experiment (each run
+// of a Schedule) chooses anew, and a pass retried after a lost write
+// chooses as the first did: a seed drawn at random would not survive it.
+func SeedFrom(uid string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(uid))
+	return int64(h.Sum64() & v1alpha1.MaxSeed)
+}
 
-// NewSeed draws a seed for a choice that was given none, within what every
-// JSON reader keeps exact.
-func NewSeed() int64 { return rand.Int64N(v1alpha1.MaxSeed + 1) }
+// stream is the second word of the generator's state: the salt's hash,
+// so that two choices of one seed (two faults, two rounds) differ.
+func stream(salt string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("targets:" + salt))
+	return h.Sum64()
+}
 
 // Choice is what a mode chooses from n candidates.
 type Choice struct {
 	Mode  v1alpha1.TargetMode
 	Value int32
 	Seed  int64
+	// Salt tells apart the choices one seed makes: "" for the targets,
+	// a fault's name and round for what it chooses later.
+	Salt string
 	// Limit caps the count (the safety bounds); 0 is no cap.
 	Limit int
 }
@@ -33,7 +48,7 @@ type Choice struct {
 // same n gives the same indices. The count comes first from the seed's
 // stream (random-max-percent's share), then which.
 func (c Choice) Indices(n int) (chosen []int, asked int, err error) {
-	rng := rand.New(rand.NewPCG(uint64(c.Seed), stream))
+	rng := rand.New(rand.NewPCG(uint64(c.Seed), stream(c.Salt)))
 	asked, err = c.count(n, rng)
 	if err != nil {
 		return nil, 0, err

@@ -1,6 +1,7 @@
 package sampling
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -75,13 +76,13 @@ func TestTheSameSeedOverTheSameCandidatesChoosesTheSameOnes(t *testing.T) {
 }
 
 func TestWithoutASeedEveryCandidateIsChosenSometimes(t *testing.T) {
-	// As a nightly Schedule draws: a new seed each run. 20 runs of one of
-	// 10 miss a given candidate with odds 0.9^20 (12 %); 200 runs make a
-	// miss of any of them about 1 in 10^8.
+	// As a nightly Schedule runs: a new experiment, so a new UID and seed,
+	// each time. 20 runs of one of 10 miss a given candidate with odds
+	// 0.9^20 (12 %); 200 runs make a miss of any of them about 1 in 10^8.
 	chosen := make([]int, 10)
 	seeds := map[int64]bool{}
-	for range 200 {
-		c := Choice{Mode: v1alpha1.TargetModeOne, Seed: NewSeed()}
+	for i := range 200 {
+		c := Choice{Mode: v1alpha1.TargetModeOne, Seed: SeedFrom(fmt.Sprintf("6f1c2a4e-0d3b-4c55-9a7e-%012d", i))}
 		if c.Seed < 0 || c.Seed > v1alpha1.MaxSeed {
 			t.Fatalf("seed %d out of [0, 2^53)", c.Seed)
 		}
@@ -97,8 +98,32 @@ func TestWithoutASeedEveryCandidateIsChosenSometimes(t *testing.T) {
 			t.Errorf("candidate %d never chosen in 200 runs: %v", i, chosen)
 		}
 	}
-	if len(seeds) < 199 {
-		t.Errorf("%d distinct seeds in 200 draws", len(seeds))
+	if len(seeds) != 200 {
+		t.Errorf("%d distinct seeds from 200 UIDs", len(seeds))
+	}
+	if SeedFrom("a") != SeedFrom("a") {
+		t.Error("one UID, two seeds")
+	}
+}
+
+func TestOneSeedChoosesApartForEachSalt(t *testing.T) {
+	// Round 2 of seed s must not be round 1 of seed s+1, nor two faults'
+	// choices the same: over 50 seeds, salts that chose alike every time
+	// would show.
+	same, sameShifted := 0, 0
+	for seed := range int64(50) {
+		a, _, _ := Choice{Mode: v1alpha1.TargetModeOne, Seed: seed, Salt: "kill#2"}.Indices(20)
+		b, _, _ := Choice{Mode: v1alpha1.TargetModeOne, Seed: seed, Salt: "other#2"}.Indices(20)
+		c, _, _ := Choice{Mode: v1alpha1.TargetModeOne, Seed: seed + 1, Salt: "kill#1"}.Indices(20)
+		if a[0] == b[0] {
+			same++
+		}
+		if a[0] == c[0] {
+			sameShifted++
+		}
+	}
+	if same > 10 || sameShifted > 10 {
+		t.Errorf("of 50 seeds, %d chose alike for two faults and %d alike for round 2 and the next seed's round 1; want about 2.5", same, sameShifted)
 	}
 }
 

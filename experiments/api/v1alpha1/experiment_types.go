@@ -4,12 +4,13 @@ import (
 	chaosmeshv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // ExperimentSpec is what to break, for how long, and what must still hold.
 // +kubebuilder:validation:XValidation:rule="self.faults.all(f, (f.type != 'Rollout' && f.type != 'Surge') || has(self.targets.deployment))",message="targets.deployment: required by Rollout and Surge faults",fieldPath=".targets"
 // +kubebuilder:validation:XValidation:rule="self.faults.all(f, f.type != 'PodKill' || has(self.targets.pods))",message="targets.pods: required by PodKill faults (they kill pods; target the pods of a Deployment by their labels)",fieldPath=".targets"
-// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.podKill) || (!has(f.podKill.interval) && (f.podKill.method == 'Delete' || (has(f.podKill.signal) && f.podKill.signal == 'SIGKILL') || !has(f.podKill.signal))))",message="podKill: under engine chaos-mesh, one round (no interval: Chaos Mesh kills once per object) and method Delete (a pod-kill) or signal SIGKILL (a container-kill)",fieldPath=".faults"
+// +kubebuilder:validation:XValidation:rule="!has(self.engine) || self.engine != 'chaos-mesh' || self.faults.all(f, !has(f.podKill) || (!has(f.podKill.interval) && (has(f.podKill.method) && f.podKill.method == 'Signal' ? has(f.podKill.container) && (!has(f.podKill.signal) || f.podKill.signal == 'SIGKILL') : has(f.podKill.gracePeriodSeconds))))",message="podKill: under engine chaos-mesh, one round (no interval: Chaos Mesh kills once per object), and method Delete with gracePeriodSeconds (a pod-kill; Chaos Mesh reads no pod's own) or method Signal with container and signal SIGKILL (a container-kill)",fieldPath=".faults"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.deployment) || self.faults.all(f, f.type == 'Rollout' || f.type == 'Surge')",message="targets.deployment: only for Rollout and Surge faults; the others need targets.pods or targets.nodes",fieldPath=".targets.deployment"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'DiskLatency' || has(f.diskLatency.process))",message="diskLatency.process: required for node targets (the process to slow on each node)",fieldPath=".faults"
 // +kubebuilder:validation:XValidation:rule="!has(self.targets.nodes) || self.faults.all(f, f.type != 'MemoryPressure' || !has(f.memoryPressure.pushPastLimit) || !f.memoryPressure.pushPastLimit)",message="memoryPressure.pushPastLimit: only for pod targets; on a node the stressor stops at its size so that the kubelet evicts, not the kernel",fieldPath=".faults"
@@ -258,6 +259,7 @@ const MaxFaultDuration = "24h"
 // +kubebuilder:validation:XValidation:rule="self.type != 'PodKill' || has(self.podKill)",message="podKill: required when type is PodKill",fieldPath=".podKill"
 // +kubebuilder:validation:XValidation:rule="self.type == 'PodKill' || !has(self.podKill)",message="podKill: only for type PodKill",fieldPath=".podKill"
 // +kubebuilder:validation:XValidation:rule="!has(self.podKill) || !has(self.podKill.interval) || duration(self.podKill.interval) <= duration(self.duration)",message="podKill.interval: must be at most the fault's duration (the first kill is at its start)",fieldPath=".podKill.interval"
+// +kubebuilder:validation:XValidation:rule="!has(self.podKill) || !has(self.podKill.interval) || duration(self.duration).getSeconds() <= duration(self.podKill.interval).getSeconds() * 100",message="podKill.interval: at most 100 rounds in a fault (duration / interval); lengthen the interval or shorten the duration",fieldPath=".podKill.interval"
 // +kubebuilder:validation:XValidation:rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('24h')",message="duration: must be more than 0s and at most 24h",fieldPath=".duration"
 // +kubebuilder:validation:XValidation:rule="!has(self.startAfter) || (duration(self.startAfter) >= duration('0s') && duration(self.startAfter) <= duration('24h'))",message="startAfter: must be between 0s and 24h",fieldPath=".startAfter"
 type Fault struct {
@@ -1039,6 +1041,10 @@ type PodKillRecord struct {
 	// kills the same pods.
 	// +optional
 	Chosen []string `json:"chosen,omitempty"`
+	// ChosenUIDs are the chosen pods' UIDs, in the same order: a pod made
+	// anew under the same name (a StatefulSet's) is not the one chosen.
+	// +optional
+	ChosenUIDs []types.UID `json:"chosenUIDs,omitempty"`
 	// Done says the round's kills were made.
 	// +optional
 	Done bool `json:"done,omitempty"`

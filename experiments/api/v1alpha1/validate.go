@@ -124,8 +124,16 @@ func (f *Fault) ValidateChaosMesh(t *Targets, p *field.Path) field.ErrorList {
 	if r := f.Rollout; r != nil && r.EffectiveAction().Method != "Delete" && r.EffectiveAction().Signal != "SIGKILL" {
 		errs = append(errs, field.Invalid(p.Child("rollout", "action"), "", "rollout.action: under engine chaos-mesh, method Delete (a pod-kill: the kubelet sends SIGTERM) or signal SIGKILL (a container-kill); Chaos Mesh cannot send SIGTERM to a container"))
 	}
-	if k := f.PodKill; k != nil && (k.Interval != nil || (k.Method == "Signal" && k.EffectiveSignal() != "SIGKILL")) {
-		errs = append(errs, field.Invalid(p.Child("podKill"), "", "podKill: under engine chaos-mesh, one round (no interval: Chaos Mesh kills once per object) and method Delete (a pod-kill) or signal SIGKILL (a container-kill)"))
+	if k := f.PodKill; k != nil {
+		ok := k.Interval == nil
+		if k.Method == "Signal" {
+			ok = ok && k.Container != "" && k.EffectiveSignal() == "SIGKILL"
+		} else {
+			ok = ok && k.GracePeriodSeconds != nil
+		}
+		if !ok {
+			errs = append(errs, field.Invalid(p.Child("podKill"), "", "podKill: under engine chaos-mesh, one round (no interval: Chaos Mesh kills once per object), and method Delete with gracePeriodSeconds (a pod-kill; Chaos Mesh reads no pod's own) or method Signal with container and signal SIGKILL (a container-kill)"))
+		}
 	}
 	return errs
 }
