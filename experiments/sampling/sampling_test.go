@@ -3,6 +3,7 @@ package sampling
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	v1alpha1 "faultline.dev/faultline/experiments/api/v1alpha1"
@@ -101,8 +102,9 @@ func TestWithoutASeedEveryCandidateIsChosenSometimes(t *testing.T) {
 	if len(seeds) != 200 {
 		t.Errorf("%d distinct seeds from 200 UIDs", len(seeds))
 	}
-	if SeedFrom("a") != SeedFrom("a") {
-		t.Error("one UID, two seeds")
+	uid := "6f1c2a4e-0d3b-4c55-9a7e-1b2c3d4e5f60"
+	if first, again := SeedFrom(uid), SeedFrom(strings.Clone(uid)); first != again {
+		t.Errorf("one UID, two seeds: %d, then %d", first, again)
 	}
 }
 
