@@ -37,7 +37,8 @@ type Choice struct {
 	Value int32
 	Seed  int64
 	// Salt tells apart the choices one seed makes: "" for the targets,
-	// a fault's name and round for what it chooses later.
+	// "rollout NAME" for a Rollout's pods, "round N" for a PodKill's
+	// later rounds.
 	Salt string
 	// Limit caps the count (the safety bounds); 0 is no cap.
 	Limit int
